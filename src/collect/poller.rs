@@ -1,0 +1,243 @@
+//! One target's poll loop over a persistent fred connection.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use fred::prelude::*;
+use fred::types::config::UnresponsiveConfig;
+use fred::types::{ClusterHash, CustomCommand, InfoKind};
+use futures::future::try_join_all;
+use tokio::sync::{mpsc, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::PollSettings;
+use crate::config::{Auth, Deployment, Kind};
+use crate::model::{
+    ClusterReading, MasterView, NodeReading, Observation, PollError, Reading, Role, SentinelReading, TargetId,
+};
+use crate::parse::cluster::{parse_nodes, ClusterInfo};
+use crate::parse::info::{ReplicationInfo, SentinelInfo};
+use crate::parse::sentinel::{parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry};
+use crate::parse::{split_addr, ParseError};
+
+/// Polls `target` every interval until `stop` turns true, sending every
+/// result, success or failure, to the monitor.
+pub async fn run(
+    target: TargetId,
+    deployment: Deployment,
+    settings: PollSettings,
+    tx: mpsc::Sender<Observation>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let auth = match target.role {
+        Role::Node => &deployment.auth,
+        Role::Sentinel => &deployment.sentinel_auth,
+    };
+    let client = match client(&target.addr, auth, settings.timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            // Only an address fred refuses gets here; report it as a failed
+            // poll each interval so the target shows as down, not absent.
+            tracing::warn!(deployment = %target.deployment, target = %target.addr, error = %e, "cannot create client");
+            return report_forever(target, e, settings, tx, stop).await;
+        }
+    };
+    let connection = client.connect();
+    let mut ticker = tokio::time::interval(settings.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => break,
+        }
+        let started = Instant::now();
+        // Sentinels take two rounds of commands; the per-command timeout
+        // bounds each, this bounds the whole.
+        let limit = settings.timeout * 2;
+        let result = match tokio::time::timeout(limit, poll(&client, &target, &deployment)).await {
+            Ok(r) => r,
+            Err(_) => Err(PollError::Timeout),
+        };
+        if let Err(e) = &result {
+            tracing::debug!(deployment = %target.deployment, target = %target.addr, error = %e, "poll failed");
+        }
+        let obs = Observation {
+            target: target.clone(),
+            at: SystemTime::now(),
+            seen: Instant::now(),
+            duration: started.elapsed(),
+            result,
+        };
+        if tx.send(obs).await.is_err() {
+            break;
+        }
+    }
+    // A frozen server may never answer QUIT: bound it, then drop the task.
+    let _ = tokio::time::timeout(settings.timeout, client.quit()).await;
+    connection.abort();
+}
+
+async fn report_forever(
+    target: TargetId,
+    error: PollError,
+    settings: PollSettings,
+    tx: mpsc::Sender<Observation>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(settings.interval);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let obs = Observation {
+            target: target.clone(),
+            at: SystemTime::now(),
+            seen: Instant::now(),
+            duration: Duration::ZERO,
+            result: Err(error.clone()),
+        };
+        if tx.send(obs).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A client for one server: one connection, reconnecting forever with
+/// backoff, every command bounded by `timeout` and never retried, so a poll
+/// reports what the server did at that moment.
+fn client(addr: &str, auth: &Auth, timeout: Duration) -> Result<Client, PollError> {
+    let (host, port) = split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
+    let config = Config {
+        server: ServerConfig::new_centralized(host, port),
+        username: auth.username.clone(),
+        password: auth.password.as_ref().map(|p| p.expose().to_string()),
+        // Keep trying when the first connection fails: the target may come up later.
+        fail_fast: false,
+        ..Default::default()
+    };
+    Builder::from_config(config)
+        .with_connection_config(|c| {
+            c.connection_timeout = timeout;
+            c.internal_command_timeout = timeout;
+            c.max_command_attempts = 1;
+            // A connection whose replies stopped (a frozen server) is closed
+            // and reopened instead of queueing polls behind it forever.
+            c.unresponsive = UnresponsiveConfig {
+                max_timeout: Some(timeout * 2),
+                interval: (timeout / 2).max(Duration::from_millis(10)),
+            };
+        })
+        .with_performance_config(|p| p.default_command_timeout = timeout)
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        .build()
+        .map_err(|e| PollError::Command(e.to_string()))
+}
+
+fn command(name: &'static str) -> CustomCommand {
+    CustomCommand::new_static(name, ClusterHash::FirstKey, false)
+}
+
+fn failed(e: Error) -> PollError {
+    match e.kind() {
+        ErrorKind::Timeout => PollError::Timeout,
+        _ => PollError::Command(e.to_string()),
+    }
+}
+
+fn parsed<T>(command: &'static str, r: Result<T, ParseError>) -> Result<T, PollError> {
+    r.map_err(|error| PollError::Parse { command, error })
+}
+
+async fn poll(client: &Client, target: &TargetId, deployment: &Deployment) -> Result<Reading, PollError> {
+    match target.role {
+        Role::Node => poll_node(client, deployment.kind == Kind::Cluster).await.map(Reading::Node),
+        Role::Sentinel => poll_sentinel(client, deployment).await.map(Reading::Sentinel),
+    }
+}
+
+/// `INFO replication`, plus `CLUSTER INFO` and `CLUSTER NODES` on cluster
+/// nodes, sent together on the one connection.
+async fn poll_node(client: &Client, cluster: bool) -> Result<NodeReading, PollError> {
+    let info = client.info::<String>(Some(InfoKind::Replication));
+    if !cluster {
+        let text = info.await.map_err(failed)?;
+        return Ok(NodeReading {
+            replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
+            cluster: None,
+        });
+    }
+    let (text, cinfo, cnodes) = tokio::try_join!(
+        info,
+        client.custom::<String, _>(command("CLUSTER"), vec!["INFO"]),
+        client.custom::<String, _>(command("CLUSTER"), vec!["NODES"]),
+    )
+    .map_err(failed)?;
+    Ok(NodeReading {
+        replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
+        cluster: Some(ClusterReading {
+            info: parsed("CLUSTER INFO", ClusterInfo::parse(&cinfo))?,
+            nodes: parsed("CLUSTER NODES", parse_nodes(&cnodes))?,
+        }),
+    })
+}
+
+type Maps = Vec<HashMap<String, String>>;
+
+/// `SENTINEL MASTERS` and `INFO sentinel`, then for each watched master
+/// `SENTINEL REPLICAS`, `SENTINELS` and `CKQUORUM`. All read-only: nothing
+/// here can change a sentinel's state or cast a vote.
+async fn poll_sentinel(client: &Client, deployment: &Deployment) -> Result<SentinelReading, PollError> {
+    let (masters, info) = tokio::try_join!(
+        client.custom::<Maps, _>(command("SENTINEL"), vec!["MASTERS"]),
+        client.custom::<String, _>(command("INFO"), vec!["sentinel"]),
+    )
+    .map_err(failed)?;
+    let info = parsed("INFO sentinel", SentinelInfo::parse(&info))?;
+    let masters = masters
+        .iter()
+        .map(|m| parsed("SENTINEL MASTERS", MasterEntry::parse(m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let views = try_join_all(
+        masters
+            .into_iter()
+            .filter(|m| deployment.watches_master(&m.name))
+            .map(|m| master_view(client, m)),
+    )
+    .await?;
+    Ok(SentinelReading {
+        info,
+        masters: views.into_iter().map(|v| (v.master.name.clone(), v)).collect(),
+    })
+}
+
+async fn master_view(client: &Client, master: MasterEntry) -> Result<MasterView, PollError> {
+    let name = master.name.as_str();
+    let (replicas, sentinels, quorum) = tokio::join!(
+        client.custom::<Maps, _>(command("SENTINEL"), vec!["REPLICAS", name]),
+        client.custom::<Maps, _>(command("SENTINEL"), vec!["SENTINELS", name]),
+        client.custom::<String, _>(command("SENTINEL"), vec!["CKQUORUM", name]),
+    );
+    let replicas = replicas
+        .map_err(failed)?
+        .iter()
+        .map(|m| parsed("SENTINEL REPLICAS", ReplicaEntry::parse(m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sentinels = sentinels
+        .map_err(failed)?
+        .iter()
+        .map(|m| parsed("SENTINEL SENTINELS", SentinelEntry::parse(m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    // NOQUORUM is an answer, not a failed poll.
+    let quorum_ok = match quorum {
+        Ok(text) => parsed("SENTINEL CKQUORUM", parse_ckquorum(&text))? > 0,
+        Err(e) if e.details().starts_with("NOQUORUM") => false,
+        Err(e) => return Err(failed(e)),
+    };
+    Ok(MasterView {
+        master,
+        replicas,
+        sentinels,
+        quorum_ok,
+    })
+}

@@ -1,0 +1,576 @@
+//! The configuration file, its defaults and validation, and secrets.
+//!
+//! serde_yaml is deprecated upstream, so it is used in this file only
+//! ([`from_yaml`]): swapping the YAML library touches one line.
+//!
+//! Every check that can point at a place in the file runs while the file is
+//! deserialized (field types, durations, addresses, secrets, the fields each
+//! `kind` allows), so every error names the key path and the line.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::parse::split_addr;
+
+/// Where the agent listens when the config says nothing.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9478";
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A configuration the agent can run with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The HTTP address for /metrics and the API.
+    pub listen: SocketAddr,
+    /// How often every target is polled.
+    pub poll_interval: Duration,
+    /// How long one command may take before the poll counts as failed.
+    pub timeout: Duration,
+    /// The sentinel sets and clusters to watch.
+    pub deployments: Vec<Deployment>,
+}
+
+/// What a deployment is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A set of sentinels and the masters they monitor.
+    Sentinel,
+    /// A Redis Cluster.
+    Cluster,
+}
+
+impl Kind {
+    /// The `kind` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Sentinel => "sentinel",
+            Kind::Cluster => "cluster",
+        }
+    }
+}
+
+/// One sentinel set or cluster.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Deployment {
+    /// The `deployment` label.
+    pub name: String,
+    /// Sentinel set or cluster.
+    pub kind: Kind,
+    /// Addresses to start discovery from: sentinels, or cluster nodes.
+    pub seeds: Vec<String>,
+    /// For sentinel sets: only these master names; `None` means every master.
+    pub masters: Option<Vec<String>>,
+    /// Credentials for the data nodes.
+    pub auth: Auth,
+    /// Credentials for the sentinels.
+    pub sentinel_auth: Auth,
+}
+
+impl Deployment {
+    /// Whether this deployment watches the master called `name`.
+    pub fn watches_master(&self, name: &str) -> bool {
+        self.masters.as_ref().is_none_or(|m| m.iter().any(|n| n == name))
+    }
+}
+
+/// Credentials. The password is read from a file or an environment variable
+/// when the config is loaded, never written in the YAML.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Auth {
+    /// ACL user name; `None` for the default user.
+    pub username: Option<String>,
+    /// The password, if any.
+    pub password: Option<Secret>,
+}
+
+/// A password. Its `Debug` and `Display` never show it, so it cannot leak
+/// through a log line or an error message by accident.
+#[derive(Clone, PartialEq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The password itself, for the Redis client only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Why a configuration was refused. The message names the file, the key path,
+/// the line and what is expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read at all.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file was read but is not a valid configuration.
+    #[error("{origin}: {message}")]
+    Invalid {
+        /// The file name, or where the settings came from.
+        origin: String,
+        /// Key path, position and what is wrong.
+        message: String,
+    },
+}
+
+/// Reads and validates a configuration file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// Validates configuration text; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: origin.to_string(),
+        message,
+    };
+    let raw: RawConfig = from_yaml(text).map_err(invalid)?;
+    raw.validate().map_err(invalid)
+}
+
+/// The one place that knows the YAML library. serde_path_to_error adds the
+/// key path (`deployments[1].auth.password_file`) to the library's message,
+/// which carries the line and column.
+fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
+    let de = serde_yaml::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // The YAML library names a (shorter) path itself in some messages.
+        let inner = match inner.split_once(": ") {
+            Some((own, rest)) if path.starts_with(own) => rest.to_string(),
+            _ => inner,
+        };
+        if path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+/// Builds a configuration from the quick command-line flags.
+pub fn from_flags(
+    listen: Option<SocketAddr>,
+    sentinels: &[String],
+    clusters: &[String],
+) -> Result<Config, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: "command line".into(),
+        message,
+    };
+    let mut deployments = Vec::new();
+    for (name, kind, seeds) in [("sentinel", Kind::Sentinel, sentinels), ("cluster", Kind::Cluster, clusters)] {
+        if seeds.is_empty() {
+            continue;
+        }
+        for seed in seeds {
+            check_addr(seed).map_err(|e| invalid(format!("--{name} {seed:?}: {e}")))?;
+        }
+        deployments.push(Deployment {
+            name: name.into(),
+            kind,
+            seeds: seeds.to_vec(),
+            masters: None,
+            auth: Auth::default(),
+            sentinel_auth: Auth::default(),
+        });
+    }
+    let config = Config {
+        listen: listen.unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+        poll_interval: DEFAULT_POLL_INTERVAL,
+        timeout: DEFAULT_TIMEOUT,
+        deployments,
+    };
+    check_whole(&config).map_err(invalid)?;
+    Ok(config)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, expecting = "a mapping with listen, poll_interval, timeout and deployments")]
+struct RawConfig {
+    #[serde(default = "default_listen", deserialize_with = "listen_addr")]
+    listen: SocketAddr,
+    #[serde(default = "default_poll_interval", deserialize_with = "duration")]
+    poll_interval: Duration,
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    timeout: Duration,
+    deployments: Vec<Deployment>,
+}
+
+fn default_listen() -> SocketAddr {
+    DEFAULT_LISTEN.parse().expect("valid default")
+}
+fn default_poll_interval() -> Duration {
+    DEFAULT_POLL_INTERVAL
+}
+fn default_timeout() -> Duration {
+    DEFAULT_TIMEOUT
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<Config, String> {
+        let config = Config {
+            listen: self.listen,
+            poll_interval: self.poll_interval,
+            timeout: self.timeout,
+            deployments: self.deployments,
+        };
+        check_whole(&config)?;
+        Ok(config)
+    }
+}
+
+/// Checks that span several keys, so no single line is to blame.
+fn check_whole(config: &Config) -> Result<(), String> {
+    if config.deployments.is_empty() {
+        return Err("deployments: at least one deployment is needed".into());
+    }
+    if config.timeout >= config.poll_interval {
+        return Err(format!(
+            "timeout ({}) must be shorter than poll_interval ({}), or a slow target would poll late",
+            humantime::format_duration(config.timeout),
+            humantime::format_duration(config.poll_interval)
+        ));
+    }
+    let mut names = HashSet::new();
+    for (i, d) in config.deployments.iter().enumerate() {
+        if !names.insert(&d.name) {
+            return Err(format!("deployments[{i}].name: {:?} is used by another deployment; names must be unique", d.name));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `check` inside the YAML library's visitor, where a refused value is
+/// still reported at its own line (an error raised after deserialization
+/// returns would carry the enclosing mapping's line, or none).
+struct Checked<T> {
+    check: fn(&str) -> Result<T, String>,
+    expecting: &'static str,
+}
+
+impl<'de, T> serde::de::Visitor<'de> for Checked<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        (self.check)(v).map_err(E::custom)
+    }
+}
+
+/// The mapping flavour of [`Checked`]: deserializes an `R` from the mapping,
+/// then checks it while the mapping's position is still known.
+struct CheckedMap<R, T> {
+    check: fn(R) -> Result<T, String>,
+    expecting: &'static str,
+}
+
+impl<'de, R: Deserialize<'de>, T> serde::de::Visitor<'de> for CheckedMap<R, T> {
+    type Value = T;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        let raw = R::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        (self.check)(raw).map_err(serde::de::Error::custom)
+    }
+}
+
+fn listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    d.deserialize_str(Checked {
+        check: |s: &str| {
+            s.parse()
+                .map_err(|_| format!("invalid listen address {s:?}: expected ip:port, e.g. \"0.0.0.0:9478\""))
+        },
+        expecting: "an ip:port address",
+    })
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_str(Checked {
+        check: |s: &str| match humantime::parse_duration(s) {
+            Ok(v) if !v.is_zero() => Ok(v),
+            _ => Err(format!(
+                "invalid duration {s:?}: expected a positive number with a unit, e.g. 500ms, 1s, 2m"
+            )),
+        },
+        expecting: "a duration such as 500ms or 1s",
+    })
+}
+
+/// A `host:port` address, checked where it is written.
+struct Addr(String);
+
+impl<'de> Deserialize<'de> for Addr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Checked {
+            check: |s: &str| check_addr(s).map(|()| Addr(s.to_string())),
+            expecting: "a host:port address",
+        })
+    }
+}
+
+fn check_addr(s: &str) -> Result<(), String> {
+    match split_addr(s) {
+        Some(_) => Ok(()),
+        None => Err(format!("invalid address {s:?}: expected host:port, e.g. \"10.0.0.1:26379\"")),
+    }
+}
+
+fn addr_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+    let list = Option::<Vec<Addr>>::deserialize(d)?;
+    Ok(list.map(|l| l.into_iter().map(|a| a.0).collect()))
+}
+
+/// The YAML shape of a deployment; `kind` decides which fields it may have,
+/// checked in `TryFrom` so the error still carries the deployment's line.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDeployment {
+    name: String,
+    kind: Kind,
+    #[serde(default, deserialize_with = "addr_list")]
+    sentinels: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "addr_list")]
+    seeds: Option<Vec<String>>,
+    masters: Option<Vec<String>>,
+    #[serde(default)]
+    auth: Auth,
+    sentinel_auth: Option<Auth>,
+}
+
+impl<'de> Deserialize<'de> for Deployment {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(CheckedMap {
+            check: RawDeployment::into_deployment,
+            expecting: "a deployment mapping with name, kind and addresses",
+        })
+    }
+}
+
+impl RawDeployment {
+    fn into_deployment(self) -> Result<Deployment, String> {
+        let name = self.name;
+        if name.trim().is_empty() {
+            return Err("`name` must not be empty".into());
+        }
+        let (seeds, field) = match self.kind {
+            Kind::Sentinel => {
+                if self.seeds.is_some() {
+                    return Err(format!(
+                        "deployment {name:?} is kind sentinel: list its sentinels under `sentinels`, not `seeds`"
+                    ));
+                }
+                (self.sentinels, "sentinels")
+            }
+            Kind::Cluster => {
+                for (set, key) in [
+                    (self.sentinels.is_some(), "sentinels"),
+                    (self.masters.is_some(), "masters"),
+                    (self.sentinel_auth.is_some(), "sentinel_auth"),
+                ] {
+                    if set {
+                        return Err(format!(
+                            "deployment {name:?} is kind cluster: `{key}` applies to sentinel deployments only"
+                        ));
+                    }
+                }
+                (self.seeds, "seeds")
+            }
+        };
+        let seeds = seeds.unwrap_or_default();
+        if seeds.is_empty() {
+            return Err(format!("deployment {name:?} needs at least one address under `{field}`"));
+        }
+        Ok(Deployment {
+            name,
+            kind: self.kind,
+            seeds,
+            masters: self.masters,
+            auth: self.auth,
+            sentinel_auth: self.sentinel_auth.unwrap_or_default(),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    password_env: Option<String>,
+    /// Accepted only to refuse it with a clear message: passwords never live in the YAML.
+    password: Option<serde::de::IgnoredAny>,
+}
+
+impl<'de> Deserialize<'de> for Auth {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(CheckedMap {
+            check: RawAuth::into_auth,
+            expecting: "a mapping with username, password_file or password_env",
+        })
+    }
+}
+
+impl RawAuth {
+    fn into_auth(self) -> Result<Auth, String> {
+        let raw = self;
+        let password = match (raw.password, raw.password_file, raw.password_env) {
+            (Some(_), _, _) => {
+                return Err(
+                    "`password` is not accepted: put it in a file (`password_file`) or an environment variable (`password_env`)"
+                        .into(),
+                )
+            }
+            (None, Some(_), Some(_)) => return Err("give `password_file` or `password_env`, not both".into()),
+            (None, Some(path), None) => Some(read_password_file(&path)?),
+            (None, None, Some(var)) => Some(read_password_env(&var)?),
+            (None, None, None) => None,
+        };
+        Ok(Auth {
+            username: raw.username,
+            password,
+        })
+    }
+}
+
+fn read_password_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read password file {}: {e}", path.display()))?;
+    // Files written by `echo` or secret managers end with a newline that is
+    // not part of the password.
+    let password = text.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return Err(format!("password file {} is empty", path.display()));
+    }
+    Ok(Secret(password.to_string()))
+}
+
+fn read_password_env(var: &str) -> Result<Secret, String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(Secret(v)),
+        Ok(_) => Err(format!("environment variable {var} is empty")),
+        Err(_) => Err(format!("environment variable {var} is not set")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, "test.yaml").unwrap_err().to_string()
+    }
+
+    const MINIMAL: &str = "deployments:\n  - name: a\n    kind: sentinel\n    sentinels: [\"127.0.0.1:26379\"]\n";
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse(MINIMAL, "t").unwrap();
+        assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
+        assert_eq!(c.poll_interval, Duration::from_secs(1));
+        assert_eq!(c.timeout, Duration::from_millis(500));
+        assert_eq!(c.deployments[0].seeds, ["127.0.0.1:26379"]);
+        assert!(c.deployments[0].watches_master("anything"));
+    }
+
+    #[test]
+    fn the_documented_example_parses() {
+        std::env::set_var("REDIS_HA_TEST_PW", "s3cret");
+        let dir = std::env::temp_dir().join(format!("rhe-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pw = dir.join("pw");
+        std::fs::write(&pw, "filepw\n").unwrap();
+        let text = format!(
+            "listen: \"127.0.0.1:9999\"\npoll_interval: 2s\ntimeout: 250ms\ndeployments:\n\
+             \x20 - name: sessions\n    kind: sentinel\n    sentinels: [\"10.0.0.1:26379\", \"10.0.0.2:26379\"]\n\
+             \x20   masters: [mymaster]\n    auth: {{ username: monitor, password_file: {} }}\n\
+             \x20   sentinel_auth: {{ password_env: REDIS_HA_TEST_PW }}\n\
+             \x20 - name: cache\n    kind: cluster\n    seeds: [\"10.0.1.1:6379\"]\n",
+            pw.display()
+        );
+        let c = parse(&text, "t").unwrap();
+        assert_eq!(c.poll_interval, Duration::from_secs(2));
+        let s = &c.deployments[0];
+        assert!(s.watches_master("mymaster") && !s.watches_master("other"));
+        assert_eq!(s.auth.username.as_deref(), Some("monitor"));
+        assert_eq!(s.auth.password.as_ref().unwrap().expose(), "filepw");
+        assert_eq!(s.sentinel_auth.password.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(c.deployments[1].kind, Kind::Cluster);
+        assert!(!format!("{c:?}").contains("s3cret"), "secrets must not show in Debug");
+    }
+
+    #[test]
+    fn errors_name_the_key_and_line() {
+        let e = err("deployments:\n  - name: a\n    kind: sentinel\n    sentinals: [\"h:1\"]\n");
+        assert!(e.contains("deployments[0]") && e.contains("unknown field `sentinals`") && e.contains("line 4"), "{e}");
+
+        let e = err("poll_interval: 5 parsecs\ndeployments: []\n");
+        assert!(e.contains("poll_interval") && e.contains("invalid duration") && e.contains("line 1"), "{e}");
+
+        let e = err("deployments:\n  - kind: cluster\n    seeds: [\"h:1\"]\n");
+        assert!(e.contains("missing field `name`") && e.contains("line 2"), "{e}");
+
+        let e = err("deployments:\n  - name: a\n    kind: sentinel\n    sentinels: 5\n");
+        assert!(e.contains("deployments[0].sentinels") && e.contains("line 4"), "{e}");
+
+        let e = err("deployments:\n  - name: a\n    kind: sentinal\n    sentinels: [\"h:1\"]\n");
+        assert!(e.contains("deployments[0].kind") && e.contains("sentinel") && e.contains("line 3"), "{e}");
+
+        let e = err("deployments:\n  - name: a\n    kind: cluster\n    seeds: [\"nope\"]\n");
+        assert!(e.contains("deployments[0].seeds") && e.contains("host:port"), "{e}");
+    }
+
+    #[test]
+    fn kind_specific_fields_are_checked() {
+        let e = err("deployments:\n  - name: a\n    kind: cluster\n    sentinels: [\"h:1\"]\n");
+        assert!(e.contains("`sentinels` applies to sentinel deployments only") && e.contains("line"), "{e}");
+        let e = err("deployments:\n  - name: a\n    kind: sentinel\n");
+        assert!(e.contains("needs at least one address under `sentinels`"), "{e}");
+        let e = err(&format!("{MINIMAL}  - name: a\n    kind: cluster\n    seeds: [\"h:1\"]\n"));
+        assert!(e.contains("used by another deployment"), "{e}");
+        let e = err(&format!("timeout: 2s\n{MINIMAL}"));
+        assert!(e.contains("shorter than poll_interval"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_come_from_the_yaml_and_missing_ones_are_named() {
+        let e = err(&format!("{MINIMAL}    auth: {{ password: hunter2 }}\n"));
+        assert!(e.contains("`password` is not accepted") && !e.contains("hunter2"), "{e}");
+        let e = err(&format!("{MINIMAL}    auth: {{ password_file: /nonexistent/pw }}\n"));
+        assert!(e.contains("deployments[0].auth") && e.contains("/nonexistent/pw") && e.contains("line 5"), "{e}");
+        let e = err(&format!("{MINIMAL}    sentinel_auth: {{ password_env: REDIS_HA_TEST_UNSET_VAR }}\n"));
+        assert!(e.contains("REDIS_HA_TEST_UNSET_VAR is not set"), "{e}");
+    }
+
+    #[test]
+    fn flags_make_a_config() {
+        let c = from_flags(None, &["127.0.0.1:26379".into()], &["127.0.0.1:7000".into()]).unwrap();
+        assert_eq!(c.deployments.len(), 2);
+        assert_eq!(c.deployments[1].kind, Kind::Cluster);
+        assert!(from_flags(None, &[], &[]).is_err());
+        assert!(from_flags(None, &["x".into()], &[]).unwrap_err().to_string().contains("--sentinel"));
+    }
+}

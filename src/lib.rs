@@ -1,0 +1,16 @@
+//! redis-ha-exporter: watches Redis Sentinel and Redis Cluster deployments.
+//!
+//! Data flows one way (see docs/architecture.md): collectors poll every
+//! sentinel and node and send [`model::Observation`]s to the monitor, the
+//! single owner of state, which publishes an immutable [`snapshot::Snapshot`]
+//! after each change; the HTTP server renders metrics from the latest
+//! snapshot and never talks to Redis.
+
+pub mod collect;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod monitor;
+pub mod snapshot;
+pub mod parse;

@@ -1,0 +1,228 @@
+//! Snapshot to Prometheus text format.
+//!
+//! Families are built afresh from each snapshot, so a node, shard or
+//! sentinel that left the topology has no series at all: nothing lingers at
+//! its last value. [`FAMILIES`] is the one list of names, types, labels and
+//! help; docs/metrics.md is checked against it and against /metrics.
+
+use std::collections::HashMap;
+
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::TextEncoder;
+
+use crate::parse::info::Role;
+use crate::snapshot::{DeploymentView, ShardView, Snapshot};
+
+/// One metric family's contract.
+#[derive(Debug)]
+pub struct FamilyDef {
+    /// Full name, `redis_ha_` prefixed.
+    pub name: &'static str,
+    /// Gauge or counter.
+    pub kind: MetricType,
+    /// Label names; `node|sentinel` means one of the two.
+    pub labels: &'static str,
+    /// The HELP text.
+    pub help: &'static str,
+}
+
+const fn def(name: &'static str, kind: MetricType, labels: &'static str, help: &'static str) -> FamilyDef {
+    FamilyDef { name, kind, labels, help }
+}
+
+use MetricType::{COUNTER, GAUGE};
+
+/// Every family the agent serves.
+pub const FAMILIES: &[FamilyDef] = &[
+    def("redis_ha_build_info", GAUGE, "version", "Always 1; the agent's version."),
+    def("redis_ha_target_up", GAUGE, "deployment, node|sentinel", "1 if the last poll of this target succeeded."),
+    def("redis_ha_target_poll_duration_seconds", GAUGE, "deployment, node|sentinel", "How long the last poll of this target took."),
+    def("redis_ha_target_poll_failures_total", COUNTER, "deployment, node|sentinel", "Polls of this target that failed or timed out."),
+    def("redis_ha_target_last_poll_timestamp_seconds", GAUGE, "deployment, node|sentinel", "When the last poll of this target finished (unix time)."),
+    def("redis_ha_node_role", GAUGE, "deployment, shard, node, role", "1 for the role the node reports, 0 for the other."),
+    def("redis_ha_replica_lag_bytes", GAUGE, "deployment, shard, node", "The master's replication offset minus this replica's."),
+    def("redis_ha_replica_lag_seconds", GAUGE, "deployment, shard, node", "Age of the oldest write the replica has not received (0 when caught up)."),
+    def("redis_ha_replica_ack_age_seconds", GAUGE, "deployment, shard, node", "Seconds since the replica's last ACK, as its master reports it."),
+    def("redis_ha_replica_link_up", GAUGE, "deployment, shard, node", "1 if the replica reports its link to the master up."),
+    def("redis_ha_replica_link_down_seconds", GAUGE, "deployment, shard, node", "Seconds the replica's link to its master has been down (0 while up)."),
+    def("redis_ha_replica_sync_in_progress", GAUGE, "deployment, shard, node", "1 while the replica runs a full sync."),
+    def("redis_ha_master_repl_offset_bytes", GAUGE, "deployment, shard", "The shard master's replication offset; its rate is the write rate."),
+    def("redis_ha_shard_masters", GAUGE, "deployment, shard", "Reachable nodes of the shard that report role master: 1 healthy, 0 none, more is split brain."),
+    def("redis_ha_shard_replicas_healthy", GAUGE, "deployment, shard", "Replicas of the shard whose link to the master is up."),
+    def("redis_ha_sentinel_master_info", GAUGE, "deployment, shard, node", "1 for the master address the reachable sentinels agree on."),
+    def("redis_ha_sentinel_quorum", GAUGE, "deployment, shard", "The configured quorum."),
+    def("redis_ha_sentinel_sentinels_reachable", GAUGE, "deployment, shard", "Sentinels watching this master that the agent can reach."),
+    def("redis_ha_sentinel_quorum_ok", GAUGE, "deployment, shard", "1 if SENTINEL CKQUORUM succeeds on every reachable sentinel."),
+    def("redis_ha_sentinel_agreement", GAUGE, "deployment, shard", "1 if every reachable sentinel names the same master and config epoch."),
+    def("redis_ha_sentinel_config_epoch", GAUGE, "deployment, shard", "The highest config epoch the sentinels report."),
+    def("redis_ha_sentinel_tilt", GAUGE, "deployment, sentinel", "1 while the sentinel is in TILT mode."),
+    def("redis_ha_sentinel_master_down", GAUGE, "deployment, shard, state", "state=sdown: sentinels that see the master down; state=odown: 1 if objectively down."),
+    def("redis_ha_cluster_state_ok", GAUGE, "deployment", "1 if a majority of reachable nodes report cluster_state:ok."),
+    def("redis_ha_cluster_slots", GAUGE, "deployment, state", "Slots by state (assigned, ok, pfail, fail) in the majority view."),
+    def("redis_ha_cluster_known_nodes", GAUGE, "deployment", "cluster_known_nodes of the majority view."),
+    def("redis_ha_cluster_current_epoch", GAUGE, "deployment", "The highest current epoch a node reports."),
+    def("redis_ha_cluster_node_failing", GAUGE, "deployment, node, state", "state=pfail: nodes that flag it fail?; state=fail: 1 if any node flags it fail."),
+];
+
+/// Collects samples by family, in [`FAMILIES`] order.
+struct Out {
+    index: HashMap<&'static str, usize>,
+    families: Vec<MetricFamily>,
+}
+
+impl Out {
+    fn new() -> Self {
+        let families = FAMILIES
+            .iter()
+            .map(|d| {
+                let mut f = MetricFamily::default();
+                f.set_name(d.name.to_string());
+                f.set_help(d.help.to_string());
+                f.set_field_type(d.kind);
+                f
+            })
+            .collect();
+        let index = FAMILIES.iter().enumerate().map(|(i, d)| (d.name, i)).collect();
+        Out { index, families }
+    }
+
+    fn add(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
+        let i = self.index[name];
+        let mut m = Metric::default();
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name(k.to_string());
+                    l.set_value(v.to_string());
+                    l
+                })
+                .collect(),
+        );
+        if FAMILIES[i].kind == COUNTER {
+            let mut c = Counter::default();
+            c.set_value(value);
+            m.set_counter(c);
+        } else {
+            let mut g = Gauge::default();
+            g.set_value(value);
+            m.set_gauge(g);
+        }
+        self.families[i].mut_metric().push(m);
+    }
+
+    fn finish(self) -> Vec<MetricFamily> {
+        self.families.into_iter().filter(|f| !f.get_metric().is_empty()).collect()
+    }
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Renders a snapshot as the /metrics body.
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = Out::new();
+    out.add("redis_ha_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    for d in &snapshot.deployments {
+        deployment(&mut out, d);
+    }
+    let mut text = String::new();
+    TextEncoder::new()
+        .encode_utf8(&out.finish(), &mut text)
+        .expect("families built here are well formed");
+    text
+}
+
+fn deployment(out: &mut Out, d: &DeploymentView) {
+    let dep = &*d.name;
+    for t in d.targets.iter().filter(|t| t.exported && t.polled) {
+        let labels = [("deployment", dep), (t.id.role.label(), t.id.addr.as_str())];
+        out.add("redis_ha_target_up", &labels, flag(t.up));
+        out.add("redis_ha_target_poll_failures_total", &labels, t.failures as f64);
+        if let Some(dur) = t.last_duration {
+            out.add("redis_ha_target_poll_duration_seconds", &labels, dur.as_secs_f64());
+        }
+        if let Some(at) = t.last_poll.and_then(|a| a.duration_since(std::time::UNIX_EPOCH).ok()) {
+            out.add("redis_ha_target_last_poll_timestamp_seconds", &labels, at.as_secs_f64());
+        }
+        if let Some(tilt) = t.tilt {
+            out.add("redis_ha_sentinel_tilt", &labels, flag(tilt));
+        }
+    }
+    for s in &d.shards {
+        shard(out, dep, s);
+    }
+    if let Some(c) = &d.cluster {
+        let labels = [("deployment", dep)];
+        out.add("redis_ha_cluster_state_ok", &labels, flag(c.state_ok));
+        out.add("redis_ha_cluster_current_epoch", &labels, c.current_epoch as f64);
+        if let Some(m) = &c.majority {
+            out.add("redis_ha_cluster_known_nodes", &labels, f64::from(m.known_nodes));
+            for (state, n) in [
+                ("assigned", m.slots_assigned),
+                ("ok", m.slots_ok),
+                ("pfail", m.slots_pfail),
+                ("fail", m.slots_fail),
+            ] {
+                out.add("redis_ha_cluster_slots", &[("deployment", dep), ("state", state)], f64::from(n));
+            }
+        }
+        for f in &c.failing {
+            let node = f.node.as_str();
+            out.add("redis_ha_cluster_node_failing", &[("deployment", dep), ("node", node), ("state", "pfail")], f64::from(f.pfail));
+            out.add("redis_ha_cluster_node_failing", &[("deployment", dep), ("node", node), ("state", "fail")], flag(f.fail));
+        }
+    }
+}
+
+fn shard(out: &mut Out, dep: &str, s: &ShardView) {
+    let name = s.name.as_str();
+    let labels = [("deployment", dep), ("shard", name)];
+    out.add("redis_ha_shard_masters", &labels, f64::from(s.masters));
+    out.add("redis_ha_shard_replicas_healthy", &labels, f64::from(s.replicas_healthy));
+    if let Some(o) = s.master_offset {
+        out.add("redis_ha_master_repl_offset_bytes", &labels, o as f64);
+    }
+    for n in &s.nodes {
+        let node = [("deployment", dep), ("shard", name), ("node", n.addr.as_str())];
+        if let Some(role) = n.role {
+            for r in [Role::Master, Role::Replica] {
+                let l = [node[0], node[1], node[2], ("role", r.as_str())];
+                out.add("redis_ha_node_role", &l, flag(role == r));
+            }
+        }
+        let Some(rep) = &n.replica else { continue };
+        if let Some(v) = rep.lag_bytes {
+            out.add("redis_ha_replica_lag_bytes", &node, v as f64);
+        }
+        if let Some(v) = rep.lag_seconds {
+            out.add("redis_ha_replica_lag_seconds", &node, v);
+        }
+        if let Some(v) = rep.ack_age_seconds {
+            out.add("redis_ha_replica_ack_age_seconds", &node, v as f64);
+        }
+        if let Some(link) = &rep.link {
+            out.add("redis_ha_replica_link_up", &node, flag(link.up));
+            out.add("redis_ha_replica_link_down_seconds", &node, link.down_seconds as f64);
+            out.add("redis_ha_replica_sync_in_progress", &node, flag(link.sync_in_progress));
+        }
+    }
+    if let Some(sv) = &s.sentinel {
+        if let Some(addr) = &sv.master_addr {
+            out.add("redis_ha_sentinel_master_info", &[labels[0], labels[1], ("node", addr.as_str())], 1.0);
+        }
+        out.add("redis_ha_sentinel_quorum", &labels, f64::from(sv.quorum));
+        out.add("redis_ha_sentinel_sentinels_reachable", &labels, f64::from(sv.reachable));
+        out.add("redis_ha_sentinel_quorum_ok", &labels, flag(sv.quorum_ok));
+        out.add("redis_ha_sentinel_agreement", &labels, flag(sv.agreement));
+        out.add("redis_ha_sentinel_config_epoch", &labels, sv.config_epoch as f64);
+        out.add("redis_ha_sentinel_master_down", &[labels[0], labels[1], ("state", "sdown")], f64::from(sv.sdown));
+        out.add("redis_ha_sentinel_master_down", &[labels[0], labels[1], ("state", "odown")], flag(sv.odown));
+    }
+}

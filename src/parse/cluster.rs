@@ -1,0 +1,301 @@
+//! Replies of `CLUSTER INFO` and `CLUSTER NODES`.
+
+use super::{info::fields, num, ParseError};
+
+/// The fields of `CLUSTER INFO` the agent relies on: one node's own view.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClusterInfo {
+    /// `cluster_state:ok`
+    pub state_ok: bool,
+    /// Slots bound to some node.
+    pub slots_assigned: u32,
+    /// Slots whose owner this node sees healthy.
+    pub slots_ok: u32,
+    /// Slots whose owner this node suspects (`fail?`).
+    pub slots_pfail: u32,
+    /// Slots whose owner the cluster agreed has failed.
+    pub slots_fail: u32,
+    /// Nodes in this node's table, handshaking ones included.
+    pub known_nodes: u32,
+    /// The highest epoch this node knows.
+    pub current_epoch: u64,
+}
+
+impl ClusterInfo {
+    /// Parses the reply of `CLUSTER INFO`.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let mut state = None;
+        let mut values = [None::<&str>; 6];
+        const NAMES: [&str; 6] = [
+            "cluster_slots_assigned",
+            "cluster_slots_ok",
+            "cluster_slots_pfail",
+            "cluster_slots_fail",
+            "cluster_known_nodes",
+            "cluster_current_epoch",
+        ];
+        for (k, v) in fields(text) {
+            if k == "cluster_state" {
+                state = Some(v);
+            } else if let Some(i) = NAMES.iter().position(|n| *n == k) {
+                values[i] = Some(v);
+            }
+        }
+        let state_ok = match state.ok_or(ParseError::Missing("cluster_state"))? {
+            "ok" => true,
+            "fail" => false,
+            other => return Err(ParseError::invalid("cluster_state", other)),
+        };
+        let get = |i: usize| values[i].ok_or(ParseError::Missing(NAMES[i]));
+        Ok(ClusterInfo {
+            state_ok,
+            slots_assigned: num(NAMES[0], get(0)?)?,
+            slots_ok: num(NAMES[1], get(1)?)?,
+            slots_pfail: num(NAMES[2], get(2)?)?,
+            slots_fail: num(NAMES[3], get(3)?)?,
+            known_nodes: num(NAMES[4], get(4)?)?,
+            current_epoch: num(NAMES[5], get(5)?)?,
+        })
+    }
+}
+
+/// The flags of one `CLUSTER NODES` line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeFlags {
+    /// The line describes the node that answered.
+    pub myself: bool,
+    /// The node is a master.
+    pub master: bool,
+    /// The node is a replica.
+    pub replica: bool,
+    /// `fail?`: the answering node cannot reach it (PFAIL).
+    pub pfail: bool,
+    /// `fail`: a majority of masters agreed it failed.
+    pub fail: bool,
+    /// The first handshake has not completed: not yet a member.
+    pub handshake: bool,
+    /// The answering node has no address for it.
+    pub noaddr: bool,
+}
+
+impl NodeFlags {
+    fn parse(value: &str) -> Self {
+        let mut f = NodeFlags::default();
+        for token in value.split(',') {
+            match token {
+                "myself" => f.myself = true,
+                "master" => f.master = true,
+                "slave" => f.replica = true,
+                "fail?" => f.pfail = true,
+                "fail" => f.fail = true,
+                "handshake" => f.handshake = true,
+                "noaddr" => f.noaddr = true,
+                // `nofailover`, `noflags` and flags of future versions
+                // carry nothing the agent uses.
+                _ => {}
+            }
+        }
+        f
+    }
+}
+
+/// An inclusive range of hash slots, `start..=end`.
+pub type SlotRange = (u16, u16);
+
+/// The highest hash slot number.
+pub const MAX_SLOT: u16 = 16383;
+
+/// One line of `CLUSTER NODES`: what the answering node believes about one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterNode {
+    /// The 40-character node id.
+    pub id: String,
+    /// `ip:port` (the client port), as announced; `:0` when unknown.
+    pub addr: String,
+    /// The announced hostname, when the cluster is configured with one.
+    pub hostname: Option<String>,
+    /// Flags.
+    pub flags: NodeFlags,
+    /// For a replica: the id of its master.
+    pub master_id: Option<String>,
+    /// The node's config epoch.
+    pub config_epoch: u64,
+    /// Whether the cluster bus link to it is up.
+    pub connected: bool,
+    /// Slots the node serves.
+    pub slots: Vec<SlotRange>,
+}
+
+impl ClusterNode {
+    /// Whether the line describes a settled member: not mid-handshake and with an address.
+    pub fn is_member(&self) -> bool {
+        !self.flags.handshake && !self.flags.noaddr && !self.addr.starts_with(':')
+    }
+}
+
+/// Parses the reply of `CLUSTER NODES`, one node a line.
+pub fn parse_nodes(text: &str) -> Result<Vec<ClusterNode>, ParseError> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(parse_node_line)
+        .collect()
+}
+
+fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
+    let mut parts = line.split_ascii_whitespace();
+    let mut next = |name: &'static str| parts.next().ok_or(ParseError::Missing(name));
+    let id = next("id")?;
+    if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ParseError::invalid("id", id));
+    }
+    let address = next("address")?;
+    // `ip:port@cport[,hostname]`; Redis 3.x lines have no `@cport`.
+    let (endpoint, hostname) = match address.split_once(',') {
+        Some((e, h)) if !h.is_empty() => (e, Some(h.to_string())),
+        Some((e, _)) => (e, None),
+        None => (address, None),
+    };
+    let addr = endpoint.split_once('@').map_or(endpoint, |(a, _)| a);
+    let (_, port) = addr.rsplit_once(':').ok_or(ParseError::invalid("address", address))?;
+    num::<u16>("address", port)?;
+    let flags = NodeFlags::parse(next("flags")?);
+    let master_id = match next("master")? {
+        "-" => None,
+        m => Some(m.to_string()),
+    };
+    num::<u64>("ping-sent", next("ping-sent")?)?;
+    num::<u64>("pong-recv", next("pong-recv")?)?;
+    let config_epoch = num("config-epoch", next("config-epoch")?)?;
+    let connected = match next("link-state")? {
+        "connected" => true,
+        "disconnected" => false,
+        other => return Err(ParseError::invalid("link-state", other)),
+    };
+    let mut slots = Vec::new();
+    for token in parts {
+        // `[slot->-id]` / `[slot-<-id]`: migrating / importing, not owned.
+        if token.starts_with('[') {
+            continue;
+        }
+        let range = match token.split_once('-') {
+            Some((a, b)) => (num::<u16>("slot", a)?, num::<u16>("slot", b)?),
+            None => {
+                let s = num::<u16>("slot", token)?;
+                (s, s)
+            }
+        };
+        if range.0 > range.1 || range.1 > MAX_SLOT {
+            return Err(ParseError::invalid("slot", token));
+        }
+        slots.push(range);
+    }
+    Ok(ClusterNode {
+        id: id.to_string(),
+        addr: addr.to_string(),
+        hostname,
+        flags,
+        master_id,
+        config_epoch,
+        connected,
+        slots,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+    }
+
+    #[test]
+    fn cluster_info_healthy_and_shard_down() {
+        let ok = ClusterInfo::parse(&fixture("cluster-info-ok.txt")).unwrap();
+        assert_eq!(
+            ok,
+            ClusterInfo {
+                state_ok: true,
+                slots_assigned: 16384,
+                slots_ok: 16384,
+                slots_pfail: 0,
+                slots_fail: 0,
+                known_nodes: 6,
+                current_epoch: 6
+            }
+        );
+        let down = ClusterInfo::parse(&fixture("cluster-info-shard-down.txt")).unwrap();
+        assert!(!down.state_ok);
+        assert_eq!((down.slots_ok, down.slots_fail, down.current_epoch), (10923, 5461, 7));
+    }
+
+    #[test]
+    fn cluster_nodes_healthy() {
+        let nodes = parse_nodes(&fixture("cluster-nodes-ok.txt")).unwrap();
+        assert_eq!(nodes.len(), 6);
+        let me = nodes.iter().find(|n| n.flags.myself).unwrap();
+        assert_eq!(me.addr, "127.0.0.1:7200");
+        assert!(me.flags.master);
+        assert_eq!(me.slots, vec![(0, 5460)]);
+        let replica = &nodes[0];
+        assert!(replica.flags.replica && !replica.flags.master);
+        assert_eq!(replica.master_id.as_deref(), Some("d22b8dd83133de16014746e49489684de34ef3c8"));
+        let total: u32 = nodes.iter().flat_map(|n| &n.slots).map(|(a, b)| u32::from(b - a) + 1).sum();
+        assert_eq!(total, 16384);
+    }
+
+    #[test]
+    fn cluster_nodes_with_a_failed_shard() {
+        let nodes = parse_nodes(&fixture("cluster-nodes-shard-down.txt")).unwrap();
+        let failed: Vec<_> = nodes.iter().filter(|n| n.flags.fail).map(|n| n.addr.as_str()).collect();
+        assert_eq!(failed, ["127.0.0.1:7202", "127.0.0.1:7205"]);
+        assert_eq!(nodes[0].config_epoch, 7);
+    }
+
+    #[test]
+    fn every_view_of_the_recorded_failover_parses() {
+        let text = fixture("cluster-failover-sequence.txt");
+        let mut saw_pfail = false;
+        for view in text.split("### ").skip(1) {
+            let nodes_text: String = view
+                .lines()
+                .skip(1)
+                .filter(|l| !l.starts_with("cluster_"))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            let nodes = parse_nodes(&nodes_text).unwrap();
+            assert_eq!(nodes.len(), 6);
+            saw_pfail |= nodes.iter().any(|n| n.flags.pfail);
+        }
+        assert!(saw_pfail);
+    }
+
+    #[test]
+    fn hostnames_single_slots_migrations_and_old_formats() {
+        let line = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 10.0.0.5:30001@40001,redis-1.example myself,master - 0 0 1 connected 0 2-3 [4->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f] [5-<-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]";
+        let n = parse_nodes(line).unwrap().remove(0);
+        assert_eq!(n.addr, "10.0.0.5:30001");
+        assert_eq!(n.hostname.as_deref(), Some("redis-1.example"));
+        assert_eq!(n.slots, vec![(0, 0), (2, 3)]);
+        let old = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected";
+        assert_eq!(parse_nodes(old).unwrap()[0].addr, "127.0.0.1:30001");
+        let noaddr = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca :0@0 master,noaddr - 0 0 1 disconnected";
+        assert!(!parse_nodes(noaddr).unwrap()[0].is_member());
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        for bad in [
+            "short",
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1",
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected 9-2",
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected 16384",
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:x master - 0 0 1 connected",
+            "zzz 127.0.0.1:30001 master - 0 0 1 connected",
+        ] {
+            assert!(parse_nodes(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! `INFO replication` and `INFO sentinel`.
+
+use super::{join_addr, num, ParseError};
+
+/// The role a server reports for itself in `INFO replication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// `role:master`
+    Master,
+    /// `role:slave` (the agent says replica everywhere it speaks).
+    Replica,
+}
+
+impl Role {
+    /// The label value used in metrics and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Replica => "replica",
+        }
+    }
+}
+
+/// One `slaveN:ip=..,port=..,state=..,offset=..,lag=..` line of a master: the
+/// master's own view of a replica, taken at the same instant as its offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectedReplica {
+    /// `ip:port` as the replica announced it.
+    pub addr: String,
+    /// `online`, `wait_bgsave`, `send_bulk`, ...
+    pub state: String,
+    /// The replication offset the replica last acknowledged.
+    pub offset: u64,
+    /// Seconds since the replica's last ACK (absent on very old servers).
+    pub ack_age_seconds: Option<u64>,
+}
+
+/// What a replica says about its link to its master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamLink {
+    /// The master it replicates from, `host:port`.
+    pub master: String,
+    /// `master_link_status:up`
+    pub link_up: bool,
+    /// `master_link_down_since_seconds` while the link is down, if the server knows.
+    pub link_down_seconds: Option<u64>,
+    /// `master_sync_in_progress:1`: a full resynchronisation is running.
+    pub sync_in_progress: bool,
+    /// `slave_repl_offset`: how much of the master's stream it has processed.
+    pub offset: u64,
+}
+
+/// The fields of `INFO replication` the agent relies on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicationInfo {
+    /// What the server says it is.
+    pub role: Role,
+    /// `master_repl_offset`: on a master, the write stream position.
+    pub master_repl_offset: u64,
+    /// On a master: its connected replicas.
+    pub replicas: Vec<ConnectedReplica>,
+    /// On a replica: its link to the master.
+    pub upstream: Option<UpstreamLink>,
+}
+
+/// Iterates the `key:value` lines of an INFO reply, skipping `# Section`
+/// headers and blank lines.
+pub fn fields(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+}
+
+fn field<'a>(text: &'a str, name: &'static str) -> Result<&'a str, ParseError> {
+    fields(text)
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .ok_or(ParseError::Missing(name))
+}
+
+impl ReplicationInfo {
+    /// Parses the reply of `INFO replication` (or of a full `INFO`).
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let role = match field(text, "role")? {
+            "master" => Role::Master,
+            "slave" | "replica" => Role::Replica,
+            other => return Err(ParseError::invalid("role", other)),
+        };
+        let master_repl_offset = num("master_repl_offset", field(text, "master_repl_offset")?)?;
+        let replicas = fields(text)
+            .filter(|(k, _)| {
+                k.strip_prefix("slave")
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            })
+            .map(|(_, v)| ConnectedReplica::parse(v))
+            .collect::<Result<Vec<_>, _>>()?;
+        let upstream = match role {
+            Role::Master => None,
+            Role::Replica => Some(UpstreamLink::parse(text)?),
+        };
+        Ok(ReplicationInfo {
+            role,
+            master_repl_offset,
+            replicas,
+            upstream,
+        })
+    }
+}
+
+impl UpstreamLink {
+    fn parse(text: &str) -> Result<Self, ParseError> {
+        let host = field(text, "master_host")?;
+        let port: u16 = num("master_port", field(text, "master_port")?)?;
+        let link_up = field(text, "master_link_status")? == "up";
+        // Only present while the link is down; -1 means "never connected".
+        let link_down_seconds = match field(text, "master_link_down_since_seconds") {
+            Ok(v) => num::<i64>("master_link_down_since_seconds", v)?.try_into().ok(),
+            Err(_) => None,
+        };
+        let sync_in_progress = field(text, "master_sync_in_progress").is_ok_and(|v| v == "1");
+        let offset = num("slave_repl_offset", field(text, "slave_repl_offset")?)?;
+        Ok(UpstreamLink {
+            master: join_addr(host, port),
+            link_up,
+            link_down_seconds,
+            sync_in_progress,
+            offset,
+        })
+    }
+}
+
+impl ConnectedReplica {
+    /// Parses the value of a `slaveN:` line: `ip=..,port=..,state=..,offset=..,lag=..`.
+    fn parse(value: &str) -> Result<Self, ParseError> {
+        let get = |name: &'static str| {
+            value
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+                .ok_or(ParseError::Missing(name))
+        };
+        let port: u16 = num("port", get("port")?)?;
+        Ok(ConnectedReplica {
+            addr: join_addr(get("ip")?, port),
+            state: get("state")?.to_string(),
+            offset: num("offset", get("offset")?)?,
+            ack_age_seconds: get("lag").ok().map(|v| num("lag", v)).transpose()?,
+        })
+    }
+}
+
+/// `INFO sentinel`: the fields about the sentinel process itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelInfo {
+    /// `sentinel_tilt:1`: the sentinel stopped acting because its clock or
+    /// event loop misbehaved; it will not take part in failovers meanwhile.
+    pub tilt: bool,
+}
+
+impl SentinelInfo {
+    /// Parses the reply of `INFO sentinel`.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let tilt = match field(text, "sentinel_tilt")? {
+            "0" => false,
+            "1" => true,
+            other => return Err(ParseError::invalid("sentinel_tilt", other)),
+        };
+        Ok(SentinelInfo { tilt })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap()
+    }
+
+    #[test]
+    fn master_reply_lists_replicas_with_offsets_and_ack_age() {
+        let info = ReplicationInfo::parse(&fixture("sentinel-master-info-replication.txt")).unwrap();
+        assert_eq!(info.role, Role::Master);
+        assert_eq!(info.master_repl_offset, 51115);
+        assert_eq!(info.upstream, None);
+        assert_eq!(
+            info.replicas,
+            vec![
+                ConnectedReplica {
+                    addr: "127.0.0.1:7102".into(),
+                    state: "online".into(),
+                    offset: 51115,
+                    ack_age_seconds: Some(1)
+                },
+                ConnectedReplica {
+                    addr: "127.0.0.1:7100".into(),
+                    state: "online".into(),
+                    offset: 51115,
+                    ack_age_seconds: Some(1)
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn replica_reply_describes_its_link() {
+        let info = ReplicationInfo::parse(&fixture("sentinel-replica-info-replication.txt")).unwrap();
+        assert_eq!(info.role, Role::Replica);
+        assert!(info.replicas.is_empty());
+        assert_eq!(
+            info.upstream,
+            Some(UpstreamLink {
+                master: "127.0.0.1:7101".into(),
+                link_up: true,
+                link_down_seconds: None,
+                sync_in_progress: false,
+                offset: 51115,
+            })
+        );
+    }
+
+    #[test]
+    fn a_down_link_reports_how_long() {
+        let text = "role:slave\r\nmaster_host:10.0.0.1\r\nmaster_port:6379\r\nmaster_link_status:down\r\n\
+                    master_link_down_since_seconds:42\r\nmaster_sync_in_progress:1\r\nslave_repl_offset:7\r\n\
+                    master_repl_offset:7\r\n";
+        let link = ReplicationInfo::parse(text).unwrap().upstream.unwrap();
+        assert!(!link.link_up);
+        assert_eq!(link.link_down_seconds, Some(42));
+        assert!(link.sync_in_progress);
+        let never = text.replace("since_seconds:42", "since_seconds:-1");
+        assert_eq!(ReplicationInfo::parse(&never).unwrap().upstream.unwrap().link_down_seconds, None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_field() {
+        assert_eq!(ReplicationInfo::parse("hello"), Err(ParseError::Missing("role")));
+        assert!(matches!(
+            ReplicationInfo::parse("role:master\nmaster_repl_offset:abc"),
+            Err(ParseError::Invalid { field: "master_repl_offset", .. })
+        ));
+        assert!(ReplicationInfo::parse("role:leader\nmaster_repl_offset:1").is_err());
+    }
+
+    #[test]
+    fn sentinel_info_reads_tilt() {
+        assert!(!SentinelInfo::parse(&fixture("sentinel-info.txt")).unwrap().tilt);
+        assert!(SentinelInfo::parse("# Sentinel\nsentinel_tilt:1\n").unwrap().tilt);
+        assert!(SentinelInfo::parse("").is_err());
+    }
+}

@@ -1,0 +1,199 @@
+//! Replies of `SENTINEL MASTERS`, `SENTINEL REPLICAS`, `SENTINEL SENTINELS`
+//! and `SENTINEL CKQUORUM`.
+//!
+//! Sentinel answers the first three with one key/value map per instance and
+//! every value as a string; the collector hands each map over as a
+//! `HashMap<String, String>` whatever the protocol version.
+
+use std::collections::HashMap;
+
+use super::{join_addr, num, ParseError};
+
+/// The `flags` field: comma-separated tokens such as `master,s_down,o_down`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags(Vec<String>);
+
+impl Flags {
+    /// Parses the comma-separated `flags` value.
+    pub fn parse(value: &str) -> Self {
+        Flags(value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+    }
+
+    /// Whether the token is present, e.g. `s_down`, `o_down`, `disconnected`.
+    pub fn has(&self, token: &str) -> bool {
+        self.0.iter().any(|t| t == token)
+    }
+}
+
+type Map = HashMap<String, String>;
+
+fn get<'a>(map: &'a Map, name: &'static str) -> Result<&'a str, ParseError> {
+    map.get(name).map(String::as_str).ok_or(ParseError::Missing(name))
+}
+
+fn addr(map: &Map) -> Result<String, ParseError> {
+    Ok(join_addr(get(map, "ip")?, num("port", get(map, "port")?)?))
+}
+
+/// One monitored master, as one sentinel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterEntry {
+    /// The master name, which is the shard name for sentinel deployments.
+    pub name: String,
+    /// `ip:port` of the current master in this sentinel's configuration.
+    pub addr: String,
+    /// Flags such as `s_down`, `o_down`, `failover_in_progress`.
+    pub flags: Flags,
+    /// The epoch of the configuration this sentinel holds for the master:
+    /// sentinels that agree on the master agree on this too.
+    pub config_epoch: u64,
+    /// Sentinels that must agree the master is down before a failover.
+    pub quorum: u32,
+    /// Replicas this sentinel knows.
+    pub num_replicas: u32,
+    /// Other sentinels this sentinel knows for this master.
+    pub num_other_sentinels: u32,
+}
+
+impl MasterEntry {
+    /// Parses one map of `SENTINEL MASTERS`.
+    pub fn parse(map: &Map) -> Result<Self, ParseError> {
+        Ok(MasterEntry {
+            name: get(map, "name")?.to_string(),
+            addr: addr(map)?,
+            flags: Flags::parse(get(map, "flags")?),
+            config_epoch: num("config-epoch", get(map, "config-epoch")?)?,
+            quorum: num("quorum", get(map, "quorum")?)?,
+            num_replicas: num("num-slaves", get(map, "num-slaves")?)?,
+            num_other_sentinels: num("num-other-sentinels", get(map, "num-other-sentinels")?)?,
+        })
+    }
+}
+
+/// One replica of a master, as one sentinel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaEntry {
+    /// `ip:port` as the replica announced itself.
+    pub addr: String,
+    /// Flags such as `slave`, `s_down`, `disconnected`.
+    pub flags: Flags,
+}
+
+impl ReplicaEntry {
+    /// Parses one map of `SENTINEL REPLICAS <name>`.
+    pub fn parse(map: &Map) -> Result<Self, ParseError> {
+        Ok(ReplicaEntry {
+            addr: addr(map)?,
+            flags: Flags::parse(get(map, "flags")?),
+        })
+    }
+}
+
+/// Another sentinel watching the same master, as one sentinel sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentinelEntry {
+    /// `ip:port` the sentinel announces in its hello messages.
+    pub addr: String,
+    /// The sentinel's run id: stable across address changes, new after a restart.
+    pub run_id: String,
+    /// Flags such as `sentinel`, `s_down`, `disconnected`.
+    pub flags: Flags,
+}
+
+impl SentinelEntry {
+    /// Parses one map of `SENTINEL SENTINELS <name>`.
+    pub fn parse(map: &Map) -> Result<Self, ParseError> {
+        Ok(SentinelEntry {
+            addr: addr(map)?,
+            run_id: get(map, "runid")?.to_string(),
+            flags: Flags::parse(get(map, "flags")?),
+        })
+    }
+}
+
+/// Parses the success reply of `SENTINEL CKQUORUM <name>`
+/// (`OK 3 usable Sentinels. Quorum and failover authorization can be reached`)
+/// into the number of usable sentinels. A `NOQUORUM` answer arrives as an
+/// error reply and never reaches this function.
+pub fn parse_ckquorum(reply: &str) -> Result<u32, ParseError> {
+    let mut words = reply.split_whitespace();
+    match (words.next(), words.next()) {
+        (Some("OK"), Some(n)) => num("usable", n),
+        _ => Err(ParseError::invalid("ckquorum", reply)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Splits the recorded `redis-cli` output of sentinel-commands.txt into
+    /// the maps of each command: one value a line, each instance starting at `name`.
+    pub(crate) fn recorded_maps(section: &str) -> Vec<Map> {
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/sentinel-commands.txt",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let body = text
+            .split("### ")
+            .find(|s| s.starts_with(section))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .collect::<Vec<_>>();
+        let mut maps: Vec<Map> = Vec::new();
+        for pair in body.chunks(2) {
+            if pair[0] == "name" {
+                maps.push(Map::new());
+            }
+            maps.last_mut().unwrap().insert(pair[0].to_string(), pair[1].to_string());
+        }
+        maps
+    }
+
+    #[test]
+    fn masters_reply() {
+        let maps = recorded_maps("sentinel masters");
+        let m = MasterEntry::parse(&maps[0]).unwrap();
+        assert_eq!(m.name, "mymaster");
+        assert_eq!(m.addr, "127.0.0.1:7101");
+        assert!(m.flags.has("master") && !m.flags.has("s_down"));
+        assert_eq!((m.config_epoch, m.quorum, m.num_replicas, m.num_other_sentinels), (1, 2, 2, 2));
+    }
+
+    #[test]
+    fn replicas_and_sentinels_replies() {
+        let replicas: Vec<_> = recorded_maps("sentinel replicas")
+            .iter()
+            .map(|m| ReplicaEntry::parse(m).unwrap().addr)
+            .collect();
+        assert_eq!(replicas, ["127.0.0.1:7100", "127.0.0.1:7102"]);
+        let sentinels: Vec<_> = recorded_maps("sentinel sentinels")
+            .iter()
+            .map(|m| SentinelEntry::parse(m).unwrap())
+            .collect();
+        assert_eq!(sentinels[0].addr, "127.0.0.1:27102");
+        assert_eq!(sentinels[0].run_id, "8ea546db13ac34c3cccda71f73249c1e386e0588");
+        assert_eq!(sentinels[1].addr, "127.0.0.1:27101");
+    }
+
+    #[test]
+    fn ckquorum_reply() {
+        assert_eq!(
+            parse_ckquorum("OK 3 usable Sentinels. Quorum and failover authorization can be reached"),
+            Ok(3)
+        );
+        assert!(parse_ckquorum("NOQUORUM 1 usable Sentinels").is_err());
+        assert!(parse_ckquorum("").is_err());
+    }
+
+    #[test]
+    fn a_map_missing_a_field_names_it() {
+        let mut map = recorded_maps("sentinel masters").remove(0);
+        map.remove("config-epoch");
+        assert_eq!(MasterEntry::parse(&map), Err(ParseError::Missing("config-epoch")));
+        map.insert("config-epoch".into(), "-x".into());
+        assert!(matches!(MasterEntry::parse(&map), Err(ParseError::Invalid { field: "config-epoch", .. })));
+    }
+}

@@ -1,0 +1,165 @@
+//! The immutable picture the monitor publishes after every change. Outputs
+//! (/metrics, readiness, the supervisor of pollers) read only this.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crate::config::Kind;
+use crate::model::TargetId;
+use crate::parse::cluster::ClusterInfo;
+use crate::parse::info::Role;
+
+/// Everything the agent knows at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// True once every target known so far has been polled at least once.
+    pub ready: bool,
+    /// One view per configured deployment, in config order.
+    pub deployments: Vec<Arc<DeploymentView>>,
+    /// The /metrics body, rendered on the first scrape of this snapshot and
+    /// reused by later ones, so scrapes cost nothing between changes.
+    pub(crate) rendered: OnceLock<axum::body::Bytes>,
+}
+
+impl Snapshot {
+    /// Every target that should have a poller now.
+    pub fn targets(&self) -> impl Iterator<Item = &TargetId> {
+        self.deployments.iter().flat_map(|d| d.targets.iter().map(|t| &t.id))
+    }
+}
+
+/// One deployment's derived state.
+#[derive(Debug)]
+pub struct DeploymentView {
+    /// The configured name.
+    pub name: Arc<str>,
+    /// Sentinel set or cluster.
+    pub kind: Kind,
+    /// Every polled target, sorted.
+    pub targets: Vec<TargetView>,
+    /// Shards: sentinel masters, or cluster shards.
+    pub shards: Vec<ShardView>,
+    /// Cluster-wide state, for clusters.
+    pub cluster: Option<ClusterView>,
+}
+
+/// One polled process.
+#[derive(Debug, Clone)]
+pub struct TargetView {
+    /// Which target.
+    pub id: TargetId,
+    /// Part of the topology, so its series are exported. A cluster seed that
+    /// no member lists is still polled (it may rejoin) but not exported.
+    pub exported: bool,
+    /// At least one poll has finished.
+    pub polled: bool,
+    /// The last poll succeeded.
+    pub up: bool,
+    /// How long the last poll took.
+    pub last_duration: Option<Duration>,
+    /// When the last poll finished.
+    pub last_poll: Option<SystemTime>,
+    /// Failed polls since the agent started.
+    pub failures: u64,
+    /// For sentinels: whether it is in TILT (from the last successful poll).
+    pub tilt: Option<bool>,
+}
+
+/// One shard: a sentinel master name, or a cluster shard.
+#[derive(Debug, Clone)]
+pub struct ShardView {
+    /// The `shard` label.
+    pub name: String,
+    /// The node the shard's replicas are measured against.
+    pub master: Option<String>,
+    /// That master's replication offset.
+    pub master_offset: Option<u64>,
+    /// Reachable nodes of the shard that report `role:master`.
+    pub masters: u32,
+    /// Replicas whose link to their master is up.
+    pub replicas_healthy: u32,
+    /// The shard's nodes, sorted by address.
+    pub nodes: Vec<NodeView>,
+    /// What the sentinels say, for sentinel shards.
+    pub sentinel: Option<SentinelShardView>,
+}
+
+/// One data node within its shard.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    /// `host:port`.
+    pub addr: String,
+    /// The role it reported in its last poll; `None` while unreachable.
+    pub role: Option<Role>,
+    /// Replication state, for nodes last seen as replicas.
+    pub replica: Option<ReplicaView>,
+}
+
+/// How far a replica is behind its master.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReplicaView {
+    /// Master offset minus the replica's best known offset.
+    pub lag_bytes: Option<u64>,
+    /// How old the oldest write the replica lacks is.
+    pub lag_seconds: Option<f64>,
+    /// The master's `lag=` for it: seconds since its last ACK.
+    pub ack_age_seconds: Option<u64>,
+    /// Link state, from the replica's own last poll (`None` while unreachable).
+    pub link: Option<LinkView>,
+}
+
+/// A replica's own report about its link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkView {
+    /// `master_link_status:up`.
+    pub up: bool,
+    /// Seconds the link has been down (0 while up).
+    pub down_seconds: u64,
+    /// A full sync is running.
+    pub sync_in_progress: bool,
+}
+
+/// What the reachable sentinels say about one master.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentinelShardView {
+    /// The master address the sentinels agree on (highest config epoch, then most sentinels).
+    pub master_addr: Option<String>,
+    /// Configured quorum.
+    pub quorum: u32,
+    /// Reachable sentinels that watch this master.
+    pub reachable: u32,
+    /// Every reachable sentinel could authorise a failover.
+    pub quorum_ok: bool,
+    /// Every reachable sentinel names the same master and config epoch.
+    pub agreement: bool,
+    /// The highest config epoch seen.
+    pub config_epoch: u64,
+    /// Reachable sentinels that see the master subjectively down.
+    pub sdown: u32,
+    /// Some sentinel sees it objectively down.
+    pub odown: bool,
+}
+
+/// Cluster-wide state from the views of the reachable members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterView {
+    /// A majority of reachable nodes report `cluster_state:ok`.
+    pub state_ok: bool,
+    /// The CLUSTER INFO most reachable nodes report.
+    pub majority: Option<ClusterInfo>,
+    /// The highest current epoch reported.
+    pub current_epoch: u64,
+    /// Per member node: how many views flag it `fail?`, and whether any flags it `fail`.
+    pub failing: Vec<FailingView>,
+}
+
+/// How the cluster sees one node's health.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailingView {
+    /// `host:port`.
+    pub node: String,
+    /// Reachable nodes that flag it `fail?`.
+    pub pfail: u32,
+    /// Some reachable node flags it `fail`.
+    pub fail: bool,
+}
