@@ -75,7 +75,9 @@ pub struct Deployment {
 impl Deployment {
     /// Whether this deployment watches the master called `name`.
     pub fn watches_master(&self, name: &str) -> bool {
-        self.masters.as_ref().is_none_or(|m| m.iter().any(|n| n == name))
+        self.masters
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|n| n == name))
     }
 }
 
@@ -180,7 +182,10 @@ pub fn from_flags(
         message,
     };
     let mut deployments = Vec::new();
-    for (name, kind, seeds) in [("sentinel", Kind::Sentinel, sentinels), ("cluster", Kind::Cluster, clusters)] {
+    for (name, kind, seeds) in [
+        ("sentinel", Kind::Sentinel, sentinels),
+        ("cluster", Kind::Cluster, clusters),
+    ] {
         if seeds.is_empty() {
             continue;
         }
@@ -207,7 +212,10 @@ pub fn from_flags(
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields, expecting = "a mapping with listen, poll_interval, timeout and deployments")]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a mapping with listen, poll_interval, timeout and deployments"
+)]
 struct RawConfig {
     #[serde(default = "default_listen", deserialize_with = "listen_addr")]
     listen: SocketAddr,
@@ -256,7 +264,10 @@ fn check_whole(config: &Config) -> Result<(), String> {
     let mut names = HashSet::new();
     for (i, d) in config.deployments.iter().enumerate() {
         if !names.insert(&d.name) {
-            return Err(format!("deployments[{i}].name: {:?} is used by another deployment; names must be unique", d.name));
+            return Err(format!(
+                "deployments[{i}].name: {:?} is used by another deployment; names must be unique",
+                d.name
+            ));
         }
     }
     Ok(())
@@ -301,8 +312,9 @@ impl<'de, R: Deserialize<'de>, T> serde::de::Visitor<'de> for CheckedMap<R, T> {
 fn listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
     d.deserialize_str(Checked {
         check: |s: &str| {
-            s.parse()
-                .map_err(|_| format!("invalid listen address {s:?}: expected ip:port, e.g. \"0.0.0.0:9478\""))
+            s.parse().map_err(|_| {
+                format!("invalid listen address {s:?}: expected ip:port, e.g. \"0.0.0.0:9478\"")
+            })
         },
         expecting: "an ip:port address",
     })
@@ -335,7 +347,9 @@ impl<'de> Deserialize<'de> for Addr {
 fn check_addr(s: &str) -> Result<(), String> {
     match split_addr(s) {
         Some(_) => Ok(()),
-        None => Err(format!("invalid address {s:?}: expected host:port, e.g. \"10.0.0.1:26379\"")),
+        None => Err(format!(
+            "invalid address {s:?}: expected host:port, e.g. \"10.0.0.1:26379\""
+        )),
     }
 }
 
@@ -402,7 +416,9 @@ impl RawDeployment {
         };
         let seeds = seeds.unwrap_or_default();
         if seeds.is_empty() {
-            return Err(format!("deployment {name:?} needs at least one address under `{field}`"));
+            return Err(format!(
+                "deployment {name:?} needs at least one address under `{field}`"
+            ));
         }
         Ok(Deployment {
             name,
@@ -484,7 +500,8 @@ mod tests {
         parse(text, "test.yaml").unwrap_err().to_string()
     }
 
-    const MINIMAL: &str = "deployments:\n  - name: a\n    kind: sentinel\n    sentinels: [\"127.0.0.1:26379\"]\n";
+    const MINIMAL: &str =
+        "deployments:\n  - name: a\n    kind: sentinel\n    sentinels: [\"127.0.0.1:26379\"]\n";
 
     #[test]
     fn defaults_apply() {
@@ -517,39 +534,73 @@ mod tests {
         assert!(s.watches_master("mymaster") && !s.watches_master("other"));
         assert_eq!(s.auth.username.as_deref(), Some("monitor"));
         assert_eq!(s.auth.password.as_ref().unwrap().expose(), "filepw");
-        assert_eq!(s.sentinel_auth.password.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(
+            s.sentinel_auth.password.as_ref().unwrap().expose(),
+            "s3cret"
+        );
         assert_eq!(c.deployments[1].kind, Kind::Cluster);
-        assert!(!format!("{c:?}").contains("s3cret"), "secrets must not show in Debug");
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "secrets must not show in Debug"
+        );
     }
 
     #[test]
     fn errors_name_the_key_and_line() {
         let e = err("deployments:\n  - name: a\n    kind: sentinel\n    sentinals: [\"h:1\"]\n");
-        assert!(e.contains("deployments[0]") && e.contains("unknown field `sentinals`") && e.contains("line 4"), "{e}");
+        assert!(
+            e.contains("deployments[0]")
+                && e.contains("unknown field `sentinals`")
+                && e.contains("line 4"),
+            "{e}"
+        );
 
         let e = err("poll_interval: 5 parsecs\ndeployments: []\n");
-        assert!(e.contains("poll_interval") && e.contains("invalid duration") && e.contains("line 1"), "{e}");
+        assert!(
+            e.contains("poll_interval") && e.contains("invalid duration") && e.contains("line 1"),
+            "{e}"
+        );
 
         let e = err("deployments:\n  - kind: cluster\n    seeds: [\"h:1\"]\n");
-        assert!(e.contains("missing field `name`") && e.contains("line 2"), "{e}");
+        assert!(
+            e.contains("missing field `name`") && e.contains("line 2"),
+            "{e}"
+        );
 
         let e = err("deployments:\n  - name: a\n    kind: sentinel\n    sentinels: 5\n");
-        assert!(e.contains("deployments[0].sentinels") && e.contains("line 4"), "{e}");
+        assert!(
+            e.contains("deployments[0].sentinels") && e.contains("line 4"),
+            "{e}"
+        );
 
         let e = err("deployments:\n  - name: a\n    kind: sentinal\n    sentinels: [\"h:1\"]\n");
-        assert!(e.contains("deployments[0].kind") && e.contains("sentinel") && e.contains("line 3"), "{e}");
+        assert!(
+            e.contains("deployments[0].kind") && e.contains("sentinel") && e.contains("line 3"),
+            "{e}"
+        );
 
         let e = err("deployments:\n  - name: a\n    kind: cluster\n    seeds: [\"nope\"]\n");
-        assert!(e.contains("deployments[0].seeds") && e.contains("host:port"), "{e}");
+        assert!(
+            e.contains("deployments[0].seeds") && e.contains("host:port"),
+            "{e}"
+        );
     }
 
     #[test]
     fn kind_specific_fields_are_checked() {
         let e = err("deployments:\n  - name: a\n    kind: cluster\n    sentinels: [\"h:1\"]\n");
-        assert!(e.contains("`sentinels` applies to sentinel deployments only") && e.contains("line"), "{e}");
+        assert!(
+            e.contains("`sentinels` applies to sentinel deployments only") && e.contains("line"),
+            "{e}"
+        );
         let e = err("deployments:\n  - name: a\n    kind: sentinel\n");
-        assert!(e.contains("needs at least one address under `sentinels`"), "{e}");
-        let e = err(&format!("{MINIMAL}  - name: a\n    kind: cluster\n    seeds: [\"h:1\"]\n"));
+        assert!(
+            e.contains("needs at least one address under `sentinels`"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}  - name: a\n    kind: cluster\n    seeds: [\"h:1\"]\n"
+        ));
         assert!(e.contains("used by another deployment"), "{e}");
         let e = err(&format!("timeout: 2s\n{MINIMAL}"));
         assert!(e.contains("shorter than poll_interval"), "{e}");
@@ -558,19 +609,39 @@ mod tests {
     #[test]
     fn secrets_never_come_from_the_yaml_and_missing_ones_are_named() {
         let e = err(&format!("{MINIMAL}    auth: {{ password: hunter2 }}\n"));
-        assert!(e.contains("`password` is not accepted") && !e.contains("hunter2"), "{e}");
-        let e = err(&format!("{MINIMAL}    auth: {{ password_file: /nonexistent/pw }}\n"));
-        assert!(e.contains("deployments[0].auth") && e.contains("/nonexistent/pw") && e.contains("line 5"), "{e}");
-        let e = err(&format!("{MINIMAL}    sentinel_auth: {{ password_env: REDIS_HA_TEST_UNSET_VAR }}\n"));
+        assert!(
+            e.contains("`password` is not accepted") && !e.contains("hunter2"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}    auth: {{ password_file: /nonexistent/pw }}\n"
+        ));
+        assert!(
+            e.contains("deployments[0].auth")
+                && e.contains("/nonexistent/pw")
+                && e.contains("line 5"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}    sentinel_auth: {{ password_env: REDIS_HA_TEST_UNSET_VAR }}\n"
+        ));
         assert!(e.contains("REDIS_HA_TEST_UNSET_VAR is not set"), "{e}");
     }
 
     #[test]
     fn flags_make_a_config() {
-        let c = from_flags(None, &["127.0.0.1:26379".into()], &["127.0.0.1:7000".into()]).unwrap();
+        let c = from_flags(
+            None,
+            &["127.0.0.1:26379".into()],
+            &["127.0.0.1:7000".into()],
+        )
+        .unwrap();
         assert_eq!(c.deployments.len(), 2);
         assert_eq!(c.deployments[1].kind, Kind::Cluster);
         assert!(from_flags(None, &[], &[]).is_err());
-        assert!(from_flags(None, &["x".into()], &[]).unwrap_err().to_string().contains("--sentinel"));
+        assert!(from_flags(None, &["x".into()], &[])
+            .unwrap_err()
+            .to_string()
+            .contains("--sentinel"));
     }
 }

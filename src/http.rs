@@ -38,7 +38,10 @@ async fn ready(State(snapshots): State<Snapshots>) -> (StatusCode, &'static str)
     if snapshots.borrow().ready {
         (StatusCode::OK, "ready\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first poll of every discovered target\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first poll of every discovered target\n",
+        )
     }
 }
 

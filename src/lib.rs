@@ -12,5 +12,5 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
-pub mod snapshot;
 pub mod parse;
+pub mod snapshot;

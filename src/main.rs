@@ -49,7 +49,11 @@ fn main() -> ExitCode {
     if let Some(Command::CheckConfig { config }) = &cli.command {
         return match config::load(config) {
             Ok(c) => {
-                println!("{}: OK ({} deployments)", config.display(), c.deployments.len());
+                println!(
+                    "{}: OK ({} deployments)",
+                    config.display(),
+                    c.deployments.len()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -61,7 +65,9 @@ fn main() -> ExitCode {
     let loaded = match &cli.config {
         Some(path) => config::load(path),
         None if cli.sentinels.is_empty() && cli.clusters.is_empty() => {
-            eprintln!("error: nothing to watch: give --config FILE, or --sentinel ADDR / --cluster ADDR");
+            eprintln!(
+                "error: nothing to watch: give --config FILE, or --sentinel ADDR / --cluster ADDR"
+            );
             return ExitCode::from(2);
         }
         None => config::from_flags(None, &cli.sentinels, &cli.clusters),
@@ -77,10 +83,18 @@ fn main() -> ExitCode {
         config.listen = listen;
     }
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
+        )
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
-    match runtime.map_err(anyhow::Error::from).and_then(|rt| rt.block_on(run(config))) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(run(config)))
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -108,7 +122,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Resolves on SIGINT or SIGTERM.
 async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

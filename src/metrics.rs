@@ -26,8 +26,18 @@ pub struct FamilyDef {
     pub help: &'static str,
 }
 
-const fn def(name: &'static str, kind: MetricType, labels: &'static str, help: &'static str) -> FamilyDef {
-    FamilyDef { name, kind, labels, help }
+const fn def(
+    name: &'static str,
+    kind: MetricType,
+    labels: &'static str,
+    help: &'static str,
+) -> FamilyDef {
+    FamilyDef {
+        name,
+        kind,
+        labels,
+        help,
+    }
 }
 
 use MetricType::{COUNTER, GAUGE};
@@ -82,7 +92,11 @@ impl Out {
                 f
             })
             .collect();
-        let index = FAMILIES.iter().enumerate().map(|(i, d)| (d.name, i)).collect();
+        let index = FAMILIES
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name, i))
+            .collect();
         Out { index, families }
     }
 
@@ -113,7 +127,10 @@ impl Out {
     }
 
     fn finish(self) -> Vec<MetricFamily> {
-        self.families.into_iter().filter(|f| !f.get_metric().is_empty()).collect()
+        self.families
+            .into_iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect()
     }
 }
 
@@ -128,7 +145,11 @@ fn flag(b: bool) -> f64 {
 /// Renders a snapshot as the /metrics body.
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = Out::new();
-    out.add("redis_ha_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    out.add(
+        "redis_ha_build_info",
+        &[("version", env!("CARGO_PKG_VERSION"))],
+        1.0,
+    );
     for d in &snapshot.deployments {
         deployment(&mut out, d);
     }
@@ -144,12 +165,27 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
     for t in d.targets.iter().filter(|t| t.exported && t.polled) {
         let labels = [("deployment", dep), (t.id.role.label(), t.id.addr.as_str())];
         out.add("redis_ha_target_up", &labels, flag(t.up));
-        out.add("redis_ha_target_poll_failures_total", &labels, t.failures as f64);
+        out.add(
+            "redis_ha_target_poll_failures_total",
+            &labels,
+            t.failures as f64,
+        );
         if let Some(dur) = t.last_duration {
-            out.add("redis_ha_target_poll_duration_seconds", &labels, dur.as_secs_f64());
+            out.add(
+                "redis_ha_target_poll_duration_seconds",
+                &labels,
+                dur.as_secs_f64(),
+            );
         }
-        if let Some(at) = t.last_poll.and_then(|a| a.duration_since(std::time::UNIX_EPOCH).ok()) {
-            out.add("redis_ha_target_last_poll_timestamp_seconds", &labels, at.as_secs_f64());
+        if let Some(at) = t
+            .last_poll
+            .and_then(|a| a.duration_since(std::time::UNIX_EPOCH).ok())
+        {
+            out.add(
+                "redis_ha_target_last_poll_timestamp_seconds",
+                &labels,
+                at.as_secs_f64(),
+            );
         }
         if let Some(tilt) = t.tilt {
             out.add("redis_ha_sentinel_tilt", &labels, flag(tilt));
@@ -161,22 +197,42 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
     if let Some(c) = &d.cluster {
         let labels = [("deployment", dep)];
         out.add("redis_ha_cluster_state_ok", &labels, flag(c.state_ok));
-        out.add("redis_ha_cluster_current_epoch", &labels, c.current_epoch as f64);
+        out.add(
+            "redis_ha_cluster_current_epoch",
+            &labels,
+            c.current_epoch as f64,
+        );
         if let Some(m) = &c.majority {
-            out.add("redis_ha_cluster_known_nodes", &labels, f64::from(m.known_nodes));
+            out.add(
+                "redis_ha_cluster_known_nodes",
+                &labels,
+                f64::from(m.known_nodes),
+            );
             for (state, n) in [
                 ("assigned", m.slots_assigned),
                 ("ok", m.slots_ok),
                 ("pfail", m.slots_pfail),
                 ("fail", m.slots_fail),
             ] {
-                out.add("redis_ha_cluster_slots", &[("deployment", dep), ("state", state)], f64::from(n));
+                out.add(
+                    "redis_ha_cluster_slots",
+                    &[("deployment", dep), ("state", state)],
+                    f64::from(n),
+                );
             }
         }
         for f in &c.failing {
             let node = f.node.as_str();
-            out.add("redis_ha_cluster_node_failing", &[("deployment", dep), ("node", node), ("state", "pfail")], f64::from(f.pfail));
-            out.add("redis_ha_cluster_node_failing", &[("deployment", dep), ("node", node), ("state", "fail")], flag(f.fail));
+            out.add(
+                "redis_ha_cluster_node_failing",
+                &[("deployment", dep), ("node", node), ("state", "pfail")],
+                f64::from(f.pfail),
+            );
+            out.add(
+                "redis_ha_cluster_node_failing",
+                &[("deployment", dep), ("node", node), ("state", "fail")],
+                flag(f.fail),
+            );
         }
     }
 }
@@ -185,12 +241,20 @@ fn shard(out: &mut Out, dep: &str, s: &ShardView) {
     let name = s.name.as_str();
     let labels = [("deployment", dep), ("shard", name)];
     out.add("redis_ha_shard_masters", &labels, f64::from(s.masters));
-    out.add("redis_ha_shard_replicas_healthy", &labels, f64::from(s.replicas_healthy));
+    out.add(
+        "redis_ha_shard_replicas_healthy",
+        &labels,
+        f64::from(s.replicas_healthy),
+    );
     if let Some(o) = s.master_offset {
         out.add("redis_ha_master_repl_offset_bytes", &labels, o as f64);
     }
     for n in &s.nodes {
-        let node = [("deployment", dep), ("shard", name), ("node", n.addr.as_str())];
+        let node = [
+            ("deployment", dep),
+            ("shard", name),
+            ("node", n.addr.as_str()),
+        ];
         if let Some(role) = n.role {
             for r in [Role::Master, Role::Replica] {
                 let l = [node[0], node[1], node[2], ("role", r.as_str())];
@@ -209,20 +273,48 @@ fn shard(out: &mut Out, dep: &str, s: &ShardView) {
         }
         if let Some(link) = &rep.link {
             out.add("redis_ha_replica_link_up", &node, flag(link.up));
-            out.add("redis_ha_replica_link_down_seconds", &node, link.down_seconds as f64);
-            out.add("redis_ha_replica_sync_in_progress", &node, flag(link.sync_in_progress));
+            out.add(
+                "redis_ha_replica_link_down_seconds",
+                &node,
+                link.down_seconds as f64,
+            );
+            out.add(
+                "redis_ha_replica_sync_in_progress",
+                &node,
+                flag(link.sync_in_progress),
+            );
         }
     }
     if let Some(sv) = &s.sentinel {
         if let Some(addr) = &sv.master_addr {
-            out.add("redis_ha_sentinel_master_info", &[labels[0], labels[1], ("node", addr.as_str())], 1.0);
+            out.add(
+                "redis_ha_sentinel_master_info",
+                &[labels[0], labels[1], ("node", addr.as_str())],
+                1.0,
+            );
         }
         out.add("redis_ha_sentinel_quorum", &labels, f64::from(sv.quorum));
-        out.add("redis_ha_sentinel_sentinels_reachable", &labels, f64::from(sv.reachable));
+        out.add(
+            "redis_ha_sentinel_sentinels_reachable",
+            &labels,
+            f64::from(sv.reachable),
+        );
         out.add("redis_ha_sentinel_quorum_ok", &labels, flag(sv.quorum_ok));
         out.add("redis_ha_sentinel_agreement", &labels, flag(sv.agreement));
-        out.add("redis_ha_sentinel_config_epoch", &labels, sv.config_epoch as f64);
-        out.add("redis_ha_sentinel_master_down", &[labels[0], labels[1], ("state", "sdown")], f64::from(sv.sdown));
-        out.add("redis_ha_sentinel_master_down", &[labels[0], labels[1], ("state", "odown")], flag(sv.odown));
+        out.add(
+            "redis_ha_sentinel_config_epoch",
+            &labels,
+            sv.config_epoch as f64,
+        );
+        out.add(
+            "redis_ha_sentinel_master_down",
+            &[labels[0], labels[1], ("state", "sdown")],
+            f64::from(sv.sdown),
+        );
+        out.add(
+            "redis_ha_sentinel_master_down",
+            &[labels[0], labels[1], ("state", "odown")],
+            flag(sv.odown),
+        );
     }
 }

@@ -61,7 +61,10 @@ pub enum PollError {
     /// No reply within the configured timeout.
     #[error("no reply within the timeout")]
     Timeout,
-    /// The connection or the command failed.
+    /// No connection: the last error the client met while connecting.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The command failed.
     #[error("{0}")]
     Command(String),
     /// The reply could not be understood.

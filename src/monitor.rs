@@ -12,12 +12,15 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Deployment, Kind};
-use crate::model::{ClusterReading, NodeReading, Observation, Reading, Role as TargetRole, SentinelReading, TargetId};
+use crate::model::{
+    ClusterReading, NodeReading, Observation, Reading, Role as TargetRole, SentinelReading,
+    TargetId,
+};
 use crate::parse::cluster::ClusterNode;
 use crate::parse::info::Role;
 use crate::snapshot::{
-    ClusterView, DeploymentView, FailingView, LinkView, NodeView, ReplicaView, SentinelShardView, ShardView, Snapshot,
-    TargetView,
+    ClusterView, DeploymentView, FailingView, LinkView, NodeView, ReplicaView, SentinelShardView,
+    ShardView, Snapshot, TargetView,
 };
 
 /// How many distinct master offsets are remembered per master to date a
@@ -33,15 +36,26 @@ pub struct Monitor {
 impl Monitor {
     /// Starts from the configured seeds.
     pub fn new(config: &Config) -> Self {
-        let mut deployments: Vec<DeploymentState> = config.deployments.iter().map(DeploymentState::new).collect();
-        let views = deployments.iter_mut().map(|d| Arc::new(d.derive())).collect();
+        let mut deployments: Vec<DeploymentState> = config
+            .deployments
+            .iter()
+            .map(DeploymentState::new)
+            .collect();
+        let views = deployments
+            .iter_mut()
+            .map(|d| Arc::new(d.derive()))
+            .collect();
         Monitor { deployments, views }
     }
 
     /// Applies one poll result. Results for targets that left the topology
     /// (a poller finishing its last poll) are ignored.
     pub fn apply(&mut self, obs: Observation) {
-        let Some(i) = self.deployments.iter().position(|d| *d.name == *obs.target.deployment) else {
+        let Some(i) = self
+            .deployments
+            .iter()
+            .position(|d| *d.name == *obs.target.deployment)
+        else {
             return;
         };
         if self.deployments[i].apply(obs) {
@@ -51,7 +65,10 @@ impl Monitor {
 
     /// The current picture.
     pub fn snapshot(&self) -> Snapshot {
-        let ready = self.views.iter().all(|d| d.targets.iter().all(|t| t.polled));
+        let ready = self
+            .views
+            .iter()
+            .all(|d| d.targets.iter().all(|t| t.polled));
         Snapshot {
             ready,
             deployments: self.views.clone(),
@@ -62,7 +79,11 @@ impl Monitor {
 
 /// Runs the monitor until every sender is gone: applies every observation
 /// waiting, then publishes one snapshot for the batch.
-pub async fn run(mut monitor: Monitor, mut rx: mpsc::Receiver<Observation>, tx: watch::Sender<Arc<Snapshot>>) {
+pub async fn run(
+    mut monitor: Monitor,
+    mut rx: mpsc::Receiver<Observation>,
+    tx: watch::Sender<Arc<Snapshot>>,
+) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         for obs in batch.drain(..) {
@@ -126,7 +147,9 @@ impl OffsetHistory {
         self.samples
             .iter()
             .find(|&&(_, o)| o > offset)
-            .map_or(0.0, |&(t, _)| self.latest.saturating_duration_since(t).as_secs_f64())
+            .map_or(0.0, |&(t, _)| {
+                self.latest.saturating_duration_since(t).as_secs_f64()
+            })
     }
 }
 
@@ -222,7 +245,8 @@ impl DeploymentState {
                     role: *role,
                     addr: addr.clone(),
                 },
-                exported: s.seed && self.config.kind == Kind::Sentinel || members.contains(&(*role, addr.clone())),
+                exported: s.seed && self.config.kind == Kind::Sentinel
+                    || members.contains(&(*role, addr.clone())),
                 polled: s.polled,
                 up: s.up,
                 last_duration: s.last_duration,
@@ -245,7 +269,8 @@ impl DeploymentState {
 
     /// Makes the target set equal to the members plus the seeds.
     fn follow(&mut self, members: &BTreeSet<(TargetRole, String)>) {
-        self.targets.retain(|key, s| s.seed || members.contains(key));
+        self.targets
+            .retain(|key, s| s.seed || members.contains(key));
         for key in members {
             self.targets.entry(key.clone()).or_default();
         }
@@ -257,7 +282,10 @@ impl DeploymentState {
     /// Readings of one kind: the fresh ones, or if no target of that kind
     /// answered its last poll, the last known ones, so that a moment in
     /// which nothing answers does not erase the topology.
-    fn readings<'a, T>(&'a self, pick: impl Fn(&'a Reading) -> Option<&'a T>) -> Vec<(&'a str, &'a T)> {
+    fn readings<'a, T>(
+        &'a self,
+        pick: impl Fn(&'a Reading) -> Option<&'a T>,
+    ) -> Vec<(&'a str, &'a T)> {
         let all = |fresh_only: bool| -> Vec<(&'a str, &'a T)> {
             self.targets
                 .iter()
@@ -273,7 +301,13 @@ impl DeploymentState {
         }
     }
 
-    fn derive_sentinel(&self) -> (Vec<ShardMembers>, Option<ClusterView>, BTreeSet<(TargetRole, String)>) {
+    fn derive_sentinel(
+        &self,
+    ) -> (
+        Vec<ShardMembers>,
+        Option<ClusterView>,
+        BTreeSet<(TargetRole, String)>,
+    ) {
         let readings: Vec<(&str, &SentinelReading)> = self.readings(|r| match r {
             Reading::Sentinel(s) => Some(s),
             Reading::Node(_) => None,
@@ -286,11 +320,19 @@ impl DeploymentState {
             .collect();
         let mut shards: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         for (_, reading) in &readings {
-            for (name, view) in reading.masters.iter().filter(|(n, _)| self.config.watches_master(n)) {
+            for (name, view) in reading
+                .masters
+                .iter()
+                .filter(|(n, _)| self.config.watches_master(n))
+            {
                 let nodes = shards.entry(name.as_str()).or_default();
                 nodes.insert(view.master.addr.clone());
                 nodes.extend(view.replicas.iter().map(|r| r.addr.clone()));
-                members.extend(view.sentinels.iter().map(|s| (TargetRole::Sentinel, s.addr.clone())));
+                members.extend(
+                    view.sentinels
+                        .iter()
+                        .map(|s| (TargetRole::Sentinel, s.addr.clone())),
+                );
             }
         }
         for nodes in shards.values() {
@@ -320,35 +362,59 @@ impl DeploymentState {
         (shards, None, members)
     }
 
-    fn derive_cluster(&mut self) -> (Vec<ShardMembers>, Option<ClusterView>, BTreeSet<(TargetRole, String)>) {
+    fn derive_cluster(
+        &mut self,
+    ) -> (
+        Vec<ShardMembers>,
+        Option<ClusterView>,
+        BTreeSet<(TargetRole, String)>,
+    ) {
         let views: Vec<(&str, &ClusterReading)> = self.readings(|r| match r {
-            Reading::Node(NodeReading { cluster: Some(c), .. }) => Some(c),
+            Reading::Node(NodeReading {
+                cluster: Some(c), ..
+            }) => Some(c),
             _ => None,
         });
         // A node is a member when another node lists it, or when it answers
         // and every node it lists that answers lists it back: a node removed
         // from the cluster may still list the others, but they deny it.
-        let lists = |view: &ClusterReading, addr: &str| view.nodes.iter().any(|l| l.is_member() && l.addr == addr);
+        let lists = |view: &ClusterReading, addr: &str| {
+            view.nodes.iter().any(|l| l.is_member() && l.addr == addr)
+        };
         let mut member_addrs = BTreeSet::new();
         for (owner, view) in &views {
-            for line in view.nodes.iter().filter(|l| l.is_member() && l.addr != *owner) {
+            for line in view
+                .nodes
+                .iter()
+                .filter(|l| l.is_member() && l.addr != *owner)
+            {
                 member_addrs.insert(line.addr.clone());
             }
-            let denied = views
-                .iter()
-                .any(|(other, other_view)| other != owner && lists(view, other) && !lists(other_view, owner));
+            let denied = views.iter().any(|(other, other_view)| {
+                other != owner && lists(view, other) && !lists(other_view, owner)
+            });
             if !denied {
                 member_addrs.insert(owner.to_string());
             }
         }
-        let member_views: Vec<(&str, &ClusterReading)> =
-            views.into_iter().filter(|(a, _)| member_addrs.contains(*a)).collect();
+        if views.is_empty() {
+            // Nothing answered yet: the seeds are all the agent knows.
+            member_addrs.extend(self.config.seeds.iter().cloned());
+        }
+        let member_views: Vec<(&str, &ClusterReading)> = views
+            .into_iter()
+            .filter(|(a, _)| member_addrs.contains(*a))
+            .collect();
 
         // One line per node id: its own `myself` line where it answered,
         // else what the first member that lists it says.
         let mut table: BTreeMap<&str, &ClusterNode> = BTreeMap::new();
         for (_, view) in &member_views {
-            for line in view.nodes.iter().filter(|l| l.is_member() && member_addrs.contains(&l.addr)) {
+            for line in view
+                .nodes
+                .iter()
+                .filter(|l| l.is_member() && member_addrs.contains(&l.addr))
+            {
                 let slot = table.entry(line.id.as_str()).or_insert(line);
                 if line.flags.myself {
                     *slot = line;
@@ -367,7 +433,13 @@ impl DeploymentState {
                 let master = lines
                     .iter()
                     .filter(|l| l.flags.master)
-                    .max_by_key(|l| (self.reports_role(&l.addr, Role::Master), l.config_epoch, !l.flags.fail))
+                    .max_by_key(|l| {
+                        (
+                            self.reports_role(&l.addr, Role::Master),
+                            l.config_epoch,
+                            !l.flags.fail,
+                        )
+                    })
                     .map(|l| l.addr.clone());
                 ShardMembers {
                     name,
@@ -380,12 +452,19 @@ impl DeploymentState {
 
         let fresh: Vec<&ClusterReading> = member_views
             .iter()
-            .filter(|(a, _)| self.targets.get(&(TargetRole::Node, a.to_string())).is_some_and(|s| s.up))
+            .filter(|(a, _)| {
+                self.targets
+                    .get(&(TargetRole::Node, a.to_string()))
+                    .is_some_and(|s| s.up)
+            })
             .map(|(_, v)| *v)
             .collect();
         let cluster = cluster_consensus(&fresh, &table);
         self.shard_labels = labels;
-        let members = member_addrs.into_iter().map(|a| (TargetRole::Node, a)).collect();
+        let members = member_addrs
+            .into_iter()
+            .map(|a| (TargetRole::Node, a))
+            .collect();
         (shards, Some(cluster), members)
     }
 
@@ -420,10 +499,12 @@ impl DeploymentState {
             .map(|addr| {
                 let (reading, up) = self.node_reading(addr);
                 let role = reading.filter(|_| up).map(|r| r.replication.role);
-                let listed = master.and_then(|(_, m)| m.replication.replicas.iter().find(|r| r.addr == *addr));
+                let listed = master
+                    .and_then(|(_, m)| m.replication.replicas.iter().find(|r| r.addr == *addr));
                 let last_role = reading.map(|r| r.replication.role);
                 let is_replica = Some(addr.as_str()) != master.map(|(m, _)| m)
-                    && (last_role == Some(Role::Replica) || (last_role.is_none() && listed.is_some()));
+                    && (last_role == Some(Role::Replica)
+                        || (last_role.is_none() && listed.is_some()));
                 let replica = is_replica.then(|| {
                     let own = reading.and_then(|r| r.replication.upstream.as_ref());
                     let best = own.map(|u| u.offset).max(listed.map(|l| l.offset));
@@ -437,7 +518,11 @@ impl DeploymentState {
                         ack_age_seconds: listed.and_then(|l| l.ack_age_seconds),
                         link: own.filter(|_| up).map(|u| LinkView {
                             up: u.link_up,
-                            down_seconds: if u.link_up { 0 } else { u.link_down_seconds.unwrap_or(0) },
+                            down_seconds: if u.link_up {
+                                0
+                            } else {
+                                u.link_down_seconds.unwrap_or(0)
+                            },
                             sync_in_progress: u.sync_in_progress,
                         }),
                     }
@@ -449,11 +534,19 @@ impl DeploymentState {
                 }
             })
             .collect();
-        let masters = nodes.iter().filter(|n| n.role == Some(Role::Master)).count() as u32;
+        let masters = nodes
+            .iter()
+            .filter(|n| n.role == Some(Role::Master))
+            .count() as u32;
         let replicas_healthy = nodes
             .iter()
             .filter(|n| n.role == Some(Role::Replica))
-            .filter(|n| n.replica.as_ref().and_then(|r| r.link.as_ref()).is_some_and(|l| l.up))
+            .filter(|n| {
+                n.replica
+                    .as_ref()
+                    .and_then(|r| r.link.as_ref())
+                    .is_some_and(|l| l.up)
+            })
             .count() as u32;
         ShardView {
             name: members.name,
@@ -470,29 +563,45 @@ impl DeploymentState {
 /// What the reachable sentinels say together about one master. The master
 /// they name is the one with the highest config epoch (a newer configuration
 /// wins in Sentinel too), then the one most of them name.
-fn sentinel_consensus<'a>(views: impl Iterator<Item = &'a crate::model::MasterView>) -> SentinelShardView {
+fn sentinel_consensus<'a>(
+    views: impl Iterator<Item = &'a crate::model::MasterView>,
+) -> SentinelShardView {
     let views: Vec<_> = views.collect();
     let mut votes: BTreeMap<(u64, &str), (u32, u32)> = BTreeMap::new();
     for v in &views {
-        let e = votes.entry((v.master.config_epoch, v.master.addr.as_str())).or_default();
+        let e = votes
+            .entry((v.master.config_epoch, v.master.addr.as_str()))
+            .or_default();
         e.0 += 1;
         e.1 = e.1.max(v.master.quorum);
     }
-    let chosen = votes.iter().max_by_key(|((epoch, addr), (count, _))| (*epoch, *count, std::cmp::Reverse(*addr)));
+    let chosen = votes
+        .iter()
+        .max_by_key(|((epoch, addr), (count, _))| (*epoch, *count, std::cmp::Reverse(*addr)));
     SentinelShardView {
         master_addr: chosen.map(|((_, a), _)| a.to_string()),
         quorum: chosen.map_or(0, |(_, (_, q))| *q),
         reachable: views.len() as u32,
         quorum_ok: !views.is_empty() && views.iter().all(|v| v.quorum_ok),
         agreement: votes.len() == 1,
-        config_epoch: views.iter().map(|v| v.master.config_epoch).max().unwrap_or(0),
-        sdown: views.iter().filter(|v| v.master.flags.has("s_down")).count() as u32,
+        config_epoch: views
+            .iter()
+            .map(|v| v.master.config_epoch)
+            .max()
+            .unwrap_or(0),
+        sdown: views
+            .iter()
+            .filter(|v| v.master.flags.has("s_down"))
+            .count() as u32,
         odown: views.iter().any(|v| v.master.flags.has("o_down")),
     }
 }
 
 /// Cluster-wide figures from the views of the reachable members.
-fn cluster_consensus(views: &[&ClusterReading], table: &BTreeMap<&str, &ClusterNode>) -> ClusterView {
+fn cluster_consensus(
+    views: &[&ClusterReading],
+    table: &BTreeMap<&str, &ClusterNode>,
+) -> ClusterView {
     let ok = views.iter().filter(|v| v.info.state_ok).count();
     let mut counts: Vec<(&crate::parse::cluster::ClusterInfo, usize)> = Vec::new();
     for v in views {
@@ -531,7 +640,11 @@ fn cluster_consensus(views: &[&ClusterReading], table: &BTreeMap<&str, &ClusterN
     ClusterView {
         state_ok: ok * 2 > views.len(),
         majority,
-        current_epoch: views.iter().map(|v| v.info.current_epoch).max().unwrap_or(0),
+        current_epoch: views
+            .iter()
+            .map(|v| v.info.current_epoch)
+            .max()
+            .unwrap_or(0),
         failing,
     }
 }
@@ -539,14 +652,25 @@ fn cluster_consensus(views: &[&ClusterReading], table: &BTreeMap<&str, &ClusterN
 /// Names each node's shard so that the name survives failovers: a replica
 /// takes its master's name, a master keeps the name it had (as a promoted
 /// replica it had its old master's), and a new master is named after its id.
-fn shard_labels(table: &BTreeMap<&str, &ClusterNode>, previous: &HashMap<String, String>) -> HashMap<String, String> {
-    let own = |id: &str| previous.get(id).cloned().unwrap_or_else(|| id.chars().take(12).collect());
+fn shard_labels(
+    table: &BTreeMap<&str, &ClusterNode>,
+    previous: &HashMap<String, String>,
+) -> HashMap<String, String> {
+    let own = |id: &str| {
+        previous
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| id.chars().take(12).collect())
+    };
     let mut labels: HashMap<String, String> = table
         .values()
         .filter(|l| l.flags.master || l.master_id.is_none())
         .map(|l| (l.id.clone(), own(&l.id)))
         .collect();
-    for line in table.values().filter(|l| !(l.flags.master || l.master_id.is_none())) {
+    for line in table
+        .values()
+        .filter(|l| !(l.flags.master || l.master_id.is_none()))
+    {
         let label = line
             .master_id
             .as_deref()
@@ -564,21 +688,30 @@ mod tests {
     use super::*;
     use crate::model::{MasterView, PollError};
     use crate::parse::cluster::{parse_nodes, ClusterInfo};
+    use crate::parse::fixture;
     use crate::parse::info::{ReplicationInfo, SentinelInfo};
     use crate::parse::sentinel::tests::recorded_maps;
     use crate::parse::sentinel::{MasterEntry, ReplicaEntry, SentinelEntry};
 
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-    }
-
     fn config(kind: &str, seed: &str) -> Config {
-        let key = if kind == "sentinel" { "sentinels" } else { "seeds" };
-        crate::config::parse(&format!("deployments:\n  - name: d\n    kind: {kind}\n    {key}: [\"{seed}\"]\n"), "t")
-            .unwrap()
+        let key = if kind == "sentinel" {
+            "sentinels"
+        } else {
+            "seeds"
+        };
+        crate::config::parse(
+            &format!("deployments:\n  - name: d\n    kind: {kind}\n    {key}: [\"{seed}\"]\n"),
+            "t",
+        )
+        .unwrap()
     }
 
-    fn obs(role: TargetRole, addr: &str, seen: Instant, result: Result<Reading, PollError>) -> Observation {
+    fn obs(
+        role: TargetRole,
+        addr: &str,
+        seen: Instant,
+        result: Result<Reading, PollError>,
+    ) -> Observation {
         Observation {
             target: TargetId {
                 deployment: "d".into(),
@@ -602,8 +735,14 @@ mod tests {
     fn recorded_sentinel() -> Reading {
         let master = MasterEntry::parse(&recorded_maps("sentinel masters")[0]).unwrap();
         let view = MasterView {
-            replicas: recorded_maps("sentinel replicas").iter().map(|m| ReplicaEntry::parse(m).unwrap()).collect(),
-            sentinels: recorded_maps("sentinel sentinels").iter().map(|m| SentinelEntry::parse(m).unwrap()).collect(),
+            replicas: recorded_maps("sentinel replicas")
+                .iter()
+                .map(|m| ReplicaEntry::parse(m).unwrap())
+                .collect(),
+            sentinels: recorded_maps("sentinel sentinels")
+                .iter()
+                .map(|m| SentinelEntry::parse(m).unwrap())
+                .collect(),
             quorum_ok: true,
             master,
         };
@@ -613,8 +752,23 @@ mod tests {
         })
     }
 
+    /// A monitor of one sentinel deployment that has seen the recorded
+    /// SENTINEL replies from sentinel 27100.
+    fn after_recorded_sentinel(at: Instant) -> Monitor {
+        let mut m = Monitor::new(&config("sentinel", "127.0.0.1:27100"));
+        m.apply(obs(
+            TargetRole::Sentinel,
+            "127.0.0.1:27100",
+            at,
+            Ok(recorded_sentinel()),
+        ));
+        m
+    }
+
     fn targets(s: &Snapshot) -> Vec<String> {
-        s.targets().map(|t| format!("{}:{}", t.role.label(), t.addr)).collect()
+        s.targets()
+            .map(|t| format!("{}:{}", t.role.label(), t.addr))
+            .collect()
     }
 
     #[test]
@@ -622,7 +776,7 @@ mod tests {
         let mut m = Monitor::new(&config("sentinel", "127.0.0.1:27100"));
         assert_eq!(targets(&m.snapshot()), ["sentinel:127.0.0.1:27100"]);
         assert!(!m.snapshot().ready);
-        m.apply(obs(TargetRole::Sentinel, "127.0.0.1:27100", Instant::now(), Ok(recorded_sentinel())));
+        m = after_recorded_sentinel(Instant::now());
         let s = m.snapshot();
         assert_eq!(
             targets(&s),
@@ -640,66 +794,115 @@ mod tests {
         let sv = shard.sentinel.as_ref().unwrap();
         assert_eq!(sv.master_addr.as_deref(), Some("127.0.0.1:7101"));
         assert!(sv.agreement && sv.quorum_ok);
-        assert_eq!((sv.quorum, sv.reachable, sv.config_epoch, sv.sdown, sv.odown), (2, 1, 1, 0, false));
+        assert_eq!(
+            (sv.quorum, sv.reachable, sv.config_epoch, sv.sdown, sv.odown),
+            (2, 1, 1, 0, false)
+        );
     }
 
     #[test]
     fn replica_lag_in_bytes_and_seconds() {
-        let mut m = Monitor::new(&config("sentinel", "127.0.0.1:27100"));
         let t0 = Instant::now();
-        m.apply(obs(TargetRole::Sentinel, "127.0.0.1:27100", t0, Ok(recorded_sentinel())));
+        let mut m = after_recorded_sentinel(t0);
         let master = fixture("sentinel-master-info-replication.txt");
         let replica = fixture("sentinel-replica-info-replication.txt");
         m.apply(obs(TargetRole::Node, "127.0.0.1:7101", t0, node(&master)));
         m.apply(obs(TargetRole::Node, "127.0.0.1:7102", t0, node(&replica)));
         let lag = |m: &Monitor, addr: &str| {
             let s = m.snapshot();
-            let n = s.deployments[0].shards[0].nodes.iter().find(|n| n.addr == addr).unwrap().clone();
+            let n = s.deployments[0].shards[0]
+                .nodes
+                .iter()
+                .find(|n| n.addr == addr)
+                .unwrap()
+                .clone();
             n.replica.unwrap()
         };
         let r = lag(&m, "127.0.0.1:7102");
-        assert_eq!((r.lag_bytes, r.lag_seconds, r.ack_age_seconds), (Some(0), Some(0.0), Some(1)));
+        assert_eq!(
+            (r.lag_bytes, r.lag_seconds, r.ack_age_seconds),
+            (Some(0), Some(0.0), Some(1))
+        );
         assert!(r.link.unwrap().up);
 
         // Writes go on while the replica stops answering: lag grows, and its
         // age counts from the first poll that saw the master move past it.
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7102", t0, Err(PollError::Timeout)));
+        m.apply(obs(
+            TargetRole::Node,
+            "127.0.0.1:7102",
+            t0,
+            Err(PollError::Timeout),
+        ));
         let moved = master.replace("master_repl_offset:51115", "master_repl_offset:61115");
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7101", t0 + Duration::from_secs(1), node(&moved)));
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7101", t0 + Duration::from_secs(4), node(&moved)));
+        m.apply(obs(
+            TargetRole::Node,
+            "127.0.0.1:7101",
+            t0 + Duration::from_secs(1),
+            node(&moved),
+        ));
+        m.apply(obs(
+            TargetRole::Node,
+            "127.0.0.1:7101",
+            t0 + Duration::from_secs(4),
+            node(&moved),
+        ));
         let r = lag(&m, "127.0.0.1:7102");
         assert_eq!(r.lag_bytes, Some(10000));
         assert_eq!(r.lag_seconds, Some(3.0));
-        assert_eq!(r.link, None, "no link state from a replica that does not answer");
+        assert_eq!(
+            r.link, None,
+            "no link state from a replica that does not answer"
+        );
         let s = m.snapshot();
         let shard = &s.deployments[0].shards[0];
-        assert_eq!((shard.masters, shard.replicas_healthy, shard.master_offset), (1, 0, Some(61115)));
-        let n = shard.nodes.iter().find(|n| n.addr == "127.0.0.1:7102").unwrap();
+        assert_eq!(
+            (shard.masters, shard.replicas_healthy, shard.master_offset),
+            (1, 0, Some(61115))
+        );
+        let n = shard
+            .nodes
+            .iter()
+            .find(|n| n.addr == "127.0.0.1:7102")
+            .unwrap();
         assert_eq!(n.role, None);
     }
 
     #[test]
     fn sentinels_that_disagree() {
-        let mut m = Monitor::new(&config("sentinel", "127.0.0.1:27100"));
         let now = Instant::now();
-        m.apply(obs(TargetRole::Sentinel, "127.0.0.1:27100", now, Ok(recorded_sentinel())));
-        let Reading::Sentinel(mut other) = recorded_sentinel() else { unreachable!() };
+        let mut m = after_recorded_sentinel(now);
+        let Reading::Sentinel(mut other) = recorded_sentinel() else {
+            unreachable!()
+        };
         let v = other.masters.get_mut("mymaster").unwrap();
         v.master.addr = "127.0.0.1:7102".into();
         v.master.config_epoch = 2;
         v.master.flags = crate::parse::sentinel::Flags::parse("master,s_down,o_down");
         v.quorum_ok = false;
-        m.apply(obs(TargetRole::Sentinel, "127.0.0.1:27101", now, Ok(Reading::Sentinel(other))));
+        m.apply(obs(
+            TargetRole::Sentinel,
+            "127.0.0.1:27101",
+            now,
+            Ok(Reading::Sentinel(other)),
+        ));
         let s = m.snapshot();
         let sv = s.deployments[0].shards[0].sentinel.clone().unwrap();
-        assert_eq!(sv.master_addr.as_deref(), Some("127.0.0.1:7102"), "the newer epoch wins");
+        assert_eq!(
+            sv.master_addr.as_deref(),
+            Some("127.0.0.1:7102"),
+            "the newer epoch wins"
+        );
         assert!(!sv.agreement && !sv.quorum_ok);
-        assert_eq!((sv.reachable, sv.config_epoch, sv.sdown, sv.odown), (2, 2, 1, true));
+        assert_eq!(
+            (sv.reachable, sv.config_epoch, sv.sdown, sv.odown),
+            (2, 2, 1, true)
+        );
     }
 
     fn cluster_reading(nodes: &str, info: &str) -> Result<Reading, PollError> {
         Ok(Reading::Node(NodeReading {
-            replication: ReplicationInfo::parse(&fixture("cluster-master-info-replication.txt")).unwrap(),
+            replication: ReplicationInfo::parse(&fixture("cluster-master-info-replication.txt"))
+                .unwrap(),
             cluster: Some(ClusterReading {
                 info: ClusterInfo::parse(info).unwrap(),
                 nodes: parse_nodes(nodes).unwrap(),
@@ -713,7 +916,8 @@ mod tests {
             .split("### ")
             .skip(1)
             .map(|v| {
-                let (nodes, info): (Vec<&str>, Vec<&str>) = v.lines().skip(1).partition(|l| !l.starts_with("cluster_"));
+                let (nodes, info): (Vec<&str>, Vec<&str>) =
+                    v.lines().skip(1).partition(|l| !l.starts_with("cluster_"));
                 let info = format!("{}\ncluster_known_nodes:6\n", info.join("\n"));
                 (nodes.join("\n"), info)
             })
@@ -725,7 +929,12 @@ mod tests {
         let mut m = Monitor::new(&config("cluster", "127.0.0.1:7200"));
         let now = Instant::now();
         let ok_info = fixture("cluster-info-ok.txt");
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7200", now, cluster_reading(&fixture("cluster-nodes-ok.txt"), &ok_info)));
+        m.apply(obs(
+            TargetRole::Node,
+            "127.0.0.1:7200",
+            now,
+            cluster_reading(&fixture("cluster-nodes-ok.txt"), &ok_info),
+        ));
         let s = m.snapshot();
         assert_eq!(s.targets().count(), 6);
         let d = &s.deployments[0];
@@ -734,7 +943,13 @@ mod tests {
         assert_eq!(c.majority.as_ref().unwrap().slots_ok, 16384);
         assert_eq!(d.shards.len(), 3);
         let shard_of = |s: &Snapshot, addr: &str| {
-            s.deployments[0].shards.iter().find(|sh| sh.nodes.iter().any(|n| n.addr == addr)).unwrap().name.clone()
+            s.deployments[0]
+                .shards
+                .iter()
+                .find(|sh| sh.nodes.iter().any(|n| n.addr == addr))
+                .unwrap()
+                .name
+                .clone()
         };
         let before = shard_of(&s, "127.0.0.1:7201");
         assert_eq!(before, "d22b8dd83133");
@@ -742,61 +957,113 @@ mod tests {
 
         let mut saw_pfail = false;
         for (nodes, info) in failover_views() {
-            m.apply(obs(TargetRole::Node, "127.0.0.1:7200", now, cluster_reading(&nodes, &info)));
+            m.apply(obs(
+                TargetRole::Node,
+                "127.0.0.1:7200",
+                now,
+                cluster_reading(&nodes, &info),
+            ));
             let s = m.snapshot();
             let c = s.deployments[0].cluster.clone().unwrap();
-            saw_pfail |= c.failing.iter().any(|f| f.node == "127.0.0.1:7201" && f.pfail == 1);
-            assert_eq!(shard_of(&s, "127.0.0.1:7201"), before, "shard name survives the failover");
+            saw_pfail |= c
+                .failing
+                .iter()
+                .any(|f| f.node == "127.0.0.1:7201" && f.pfail == 1);
+            assert_eq!(
+                shard_of(&s, "127.0.0.1:7201"),
+                before,
+                "shard name survives the failover"
+            );
             assert_eq!(shard_of(&s, "127.0.0.1:7204"), before);
         }
         assert!(saw_pfail);
         let s = m.snapshot();
-        let shard = s.deployments[0].shards.iter().find(|sh| sh.name == before).unwrap();
-        assert_eq!(shard.master.as_deref(), Some("127.0.0.1:7204"), "the promoted replica is the master");
+        let shard = s.deployments[0]
+            .shards
+            .iter()
+            .find(|sh| sh.name == before)
+            .unwrap();
+        assert_eq!(
+            shard.master.as_deref(),
+            Some("127.0.0.1:7204"),
+            "the promoted replica is the master"
+        );
 
         // A shard down: fail flags and a majority view in state fail.
         let down_nodes = fixture("cluster-nodes-shard-down.txt");
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7200", now, cluster_reading(&down_nodes, &fixture("cluster-info-shard-down.txt"))));
+        m.apply(obs(
+            TargetRole::Node,
+            "127.0.0.1:7200",
+            now,
+            cluster_reading(&down_nodes, &fixture("cluster-info-shard-down.txt")),
+        ));
         let c = m.snapshot().deployments[0].cluster.clone().unwrap();
         assert!(!c.state_ok);
         assert_eq!(c.majority.unwrap().slots_fail, 5461);
-        assert!(c.failing.iter().any(|f| f.node == "127.0.0.1:7202" && f.fail));
+        assert!(c
+            .failing
+            .iter()
+            .any(|f| f.node == "127.0.0.1:7202" && f.fail));
+    }
+
+    /// Feeds `nodes` as the CLUSTER NODES view of the node at `addr`.
+    fn cluster_view(m: &mut Monitor, addr: &str, nodes: &str) {
+        let info = fixture("cluster-info-ok.txt");
+        m.apply(obs(
+            TargetRole::Node,
+            addr,
+            Instant::now(),
+            cluster_reading(nodes, &info),
+        ));
+    }
+
+    /// The healthy view, as node 7203 sees it (no `myself` elsewhere) and as
+    /// the others see it once they forgot 7203.
+    fn views_around_7203() -> (String, String) {
+        let all = fixture("cluster-nodes-ok.txt");
+        let forgotten = all
+            .lines()
+            .filter(|l| !l.contains(":7203@"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        (all.replace("myself,", ""), forgotten)
     }
 
     #[test]
     fn a_node_nobody_lists_leaves_with_its_state() {
         let mut m = Monitor::new(&config("cluster", "127.0.0.1:7200"));
-        let now = Instant::now();
-        let info = fixture("cluster-info-ok.txt");
-        let all = fixture("cluster-nodes-ok.txt");
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7200", now, cluster_reading(&all, &info)));
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7203", now, cluster_reading(&all.replace("myself,", ""), &info)));
+        let (own, forgotten) = views_around_7203();
+        cluster_view(&mut m, "127.0.0.1:7200", &fixture("cluster-nodes-ok.txt"));
+        cluster_view(&mut m, "127.0.0.1:7203", &own);
         assert_eq!(m.snapshot().targets().count(), 6);
         // 7203 is forgotten by the others but still lists them itself.
-        let without: String = all.lines().filter(|l| !l.contains(":7203@")).map(|l| format!("{l}\n")).collect();
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7200", now, cluster_reading(&without, &info)));
+        cluster_view(&mut m, "127.0.0.1:7200", &forgotten);
         let s = m.snapshot();
         assert_eq!(s.targets().count(), 5);
         assert!(!s.targets().any(|t| t.addr == "127.0.0.1:7203"));
-        assert!(!s.deployments[0].shards.iter().flat_map(|sh| &sh.nodes).any(|n| n.addr == "127.0.0.1:7203"));
+        let shard_nodes = s.deployments[0].shards.iter().flat_map(|sh| &sh.nodes);
+        assert!(!shard_nodes.clone().any(|n| n.addr == "127.0.0.1:7203"));
         // Its poller's last result arrives after it left: ignored.
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7203", now, cluster_reading(&all, &info)));
+        cluster_view(&mut m, "127.0.0.1:7203", &own);
         assert_eq!(m.snapshot().targets().count(), 5);
     }
 
     #[test]
     fn a_seed_that_left_the_cluster_is_polled_but_not_exported() {
         let mut m = Monitor::new(&config("cluster", "127.0.0.1:7203"));
-        let now = Instant::now();
-        let info = fixture("cluster-info-ok.txt");
-        let all = fixture("cluster-nodes-ok.txt");
-        let without: String = all.lines().filter(|l| !l.contains(":7203@")).map(|l| format!("{l}\n")).collect();
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7203", now, cluster_reading(&all.replace("myself,", ""), &info)));
-        m.apply(obs(TargetRole::Node, "127.0.0.1:7200", now, cluster_reading(&without, &info)));
+        let (own, forgotten) = views_around_7203();
+        cluster_view(&mut m, "127.0.0.1:7203", &own);
+        cluster_view(&mut m, "127.0.0.1:7200", &forgotten);
         let s = m.snapshot();
-        let seed = s.deployments[0].targets.iter().find(|t| t.id.addr == "127.0.0.1:7203").unwrap();
-        assert!(!seed.exported);
-        assert!(s.deployments[0].targets.iter().filter(|t| t.id.addr != "127.0.0.1:7203").all(|t| t.exported));
+        let (seed, others): (Vec<_>, Vec<_>) = s.deployments[0]
+            .targets
+            .iter()
+            .partition(|t| t.id.addr == "127.0.0.1:7203");
+        assert!(
+            !seed[0].exported,
+            "polled, in case it rejoins, but not exported"
+        );
+        assert!(others.iter().all(|t| t.exported));
     }
 
     #[test]

@@ -24,7 +24,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Every target that should have a poller now.
     pub fn targets(&self) -> impl Iterator<Item = &TargetId> {
-        self.deployments.iter().flat_map(|d| d.targets.iter().map(|t| &t.id))
+        self.deployments
+            .iter()
+            .flat_map(|d| d.targets.iter().map(|t| &t.id))
     }
 }
 

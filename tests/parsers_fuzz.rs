@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use proptest::prelude::*;
 use redis_ha_exporter::parse::cluster::{parse_nodes, ClusterInfo};
 use redis_ha_exporter::parse::info::{ReplicationInfo, SentinelInfo};
-use redis_ha_exporter::parse::sentinel::{parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry};
+use redis_ha_exporter::parse::sentinel::{
+    parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry,
+};
 
 const FIXTURES: &[&str] = &[
     include_str!("fixtures/sentinel-master-info-replication.txt"),
@@ -30,8 +32,11 @@ fn parse_everything(text: &str) {
 /// A recorded reply with bytes replaced, cut or duplicated: close enough to
 /// real input to reach deep into the parsers.
 fn mutated() -> impl Strategy<Value = String> {
-    (0..FIXTURES.len(), prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8)).prop_map(
-        |(i, edits)| {
+    (
+        0..FIXTURES.len(),
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+    )
+        .prop_map(|(i, edits)| {
             let mut bytes = FIXTURES[i].as_bytes().to_vec();
             for (at, byte, op) in edits {
                 if bytes.is_empty() {
@@ -48,8 +53,7 @@ fn mutated() -> impl Strategy<Value = String> {
                 }
             }
             String::from_utf8_lossy(&bytes).into_owned()
-        },
-    )
+        })
 }
 
 proptest! {

@@ -53,7 +53,11 @@ pub async fn supervise(
             if running.contains_key(*id) {
                 continue;
             }
-            let Some(deployment) = config.deployments.iter().find(|d| *d.name == *id.deployment) else {
+            let Some(deployment) = config
+                .deployments
+                .iter()
+                .find(|d| *d.name == *id.deployment)
+            else {
                 continue;
             };
             tracing::info!(deployment = %id.deployment, target = %id.addr, kind = id.role.label(), "polling new target");

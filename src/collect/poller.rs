@@ -13,7 +13,8 @@ use tokio::time::MissedTickBehavior;
 use super::PollSettings;
 use crate::config::{Auth, Deployment, Kind};
 use crate::model::{
-    ClusterReading, MasterView, NodeReading, Observation, PollError, Reading, Role, SentinelReading, TargetId,
+    ClusterReading, MasterView, NodeReading, Observation, PollError, Reading, Role,
+    SentinelReading, TargetId,
 };
 use crate::parse::cluster::{parse_nodes, ClusterInfo};
 use crate::parse::info::{ReplicationInfo, SentinelInfo};
@@ -42,9 +43,14 @@ pub async fn run(
             return report_forever(target, e, settings, tx, stop).await;
         }
     };
+    // Connection errors (refused, wrong password) surface here, not in the
+    // replies: the poll itself only sees its commands time out.
+    let mut errors = client.error_rx();
+    let mut connection_error = None;
     let connection = client.connect();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut was_up = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -54,13 +60,31 @@ pub async fn run(
         // Sentinels take two rounds of commands; the per-command timeout
         // bounds each, this bounds the whole.
         let limit = settings.timeout * 2;
-        let result = match tokio::time::timeout(limit, poll(&client, &target, &deployment)).await {
-            Ok(r) => r,
-            Err(_) => Err(PollError::Timeout),
-        };
-        if let Err(e) = &result {
-            tracing::debug!(deployment = %target.deployment, target = %target.addr, error = %e, "poll failed");
+        let mut result =
+            match tokio::time::timeout(limit, poll(&client, &target, &deployment)).await {
+                Ok(r) => r,
+                Err(_) => Err(PollError::Timeout),
+            };
+        while let Ok((e, _)) = errors.try_recv() {
+            connection_error = Some(e.to_string());
         }
+        if client.is_connected() {
+            connection_error = None;
+        } else if let (Err(PollError::Timeout), Some(e)) = (&result, &connection_error) {
+            result = Err(PollError::Connect(e.clone()));
+        }
+        // Log changes of state, not every failed poll: a dead node would
+        // otherwise fill the log once a second.
+        match (&result, was_up) {
+            (Err(e), Some(true) | None) => {
+                tracing::warn!(deployment = %target.deployment, target = %target.addr, error = %e, "target down")
+            }
+            (Ok(_), Some(false)) => {
+                tracing::info!(deployment = %target.deployment, target = %target.addr, "target up again")
+            }
+            _ => {}
+        }
+        was_up = Some(result.is_ok());
         let obs = Observation {
             target: target.clone(),
             at: SystemTime::now(),
@@ -107,7 +131,8 @@ async fn report_forever(
 /// backoff, every command bounded by `timeout` and never retried, so a poll
 /// reports what the server did at that moment.
 fn client(addr: &str, auth: &Auth, timeout: Duration) -> Result<Client, PollError> {
-    let (host, port) = split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
+    let (host, port) =
+        split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
     let config = Config {
         server: ServerConfig::new_centralized(host, port),
         username: auth.username.clone(),
@@ -149,10 +174,18 @@ fn parsed<T>(command: &'static str, r: Result<T, ParseError>) -> Result<T, PollE
     r.map_err(|error| PollError::Parse { command, error })
 }
 
-async fn poll(client: &Client, target: &TargetId, deployment: &Deployment) -> Result<Reading, PollError> {
+async fn poll(
+    client: &Client,
+    target: &TargetId,
+    deployment: &Deployment,
+) -> Result<Reading, PollError> {
     match target.role {
-        Role::Node => poll_node(client, deployment.kind == Kind::Cluster).await.map(Reading::Node),
-        Role::Sentinel => poll_sentinel(client, deployment).await.map(Reading::Sentinel),
+        Role::Node => poll_node(client, deployment.kind == Kind::Cluster)
+            .await
+            .map(Reading::Node),
+        Role::Sentinel => poll_sentinel(client, deployment)
+            .await
+            .map(Reading::Sentinel),
     }
 }
 
@@ -187,7 +220,10 @@ type Maps = Vec<HashMap<String, String>>;
 /// `SENTINEL MASTERS` and `INFO sentinel`, then for each watched master
 /// `SENTINEL REPLICAS`, `SENTINELS` and `CKQUORUM`. All read-only: nothing
 /// here can change a sentinel's state or cast a vote.
-async fn poll_sentinel(client: &Client, deployment: &Deployment) -> Result<SentinelReading, PollError> {
+async fn poll_sentinel(
+    client: &Client,
+    deployment: &Deployment,
+) -> Result<SentinelReading, PollError> {
     let (masters, info) = tokio::try_join!(
         client.custom::<Maps, _>(command("SENTINEL"), vec!["MASTERS"]),
         client.custom::<String, _>(command("INFO"), vec!["sentinel"]),
@@ -207,7 +243,10 @@ async fn poll_sentinel(client: &Client, deployment: &Deployment) -> Result<Senti
     .await?;
     Ok(SentinelReading {
         info,
-        masters: views.into_iter().map(|v| (v.master.name.clone(), v)).collect(),
+        masters: views
+            .into_iter()
+            .map(|v| (v.master.name.clone(), v))
+            .collect(),
     })
 }
 

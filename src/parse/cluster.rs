@@ -157,7 +157,9 @@ fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
         None => (address, None),
     };
     let addr = endpoint.split_once('@').map_or(endpoint, |(a, _)| a);
-    let (_, port) = addr.rsplit_once(':').ok_or(ParseError::invalid("address", address))?;
+    let (_, port) = addr
+        .rsplit_once(':')
+        .ok_or(ParseError::invalid("address", address))?;
     num::<u16>("address", port)?;
     let flags = NodeFlags::parse(next("flags")?);
     let master_id = match next("master")? {
@@ -205,11 +207,7 @@ fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
-    }
+    use crate::parse::fixture;
 
     #[test]
     fn cluster_info_healthy_and_shard_down() {
@@ -228,7 +226,10 @@ mod tests {
         );
         let down = ClusterInfo::parse(&fixture("cluster-info-shard-down.txt")).unwrap();
         assert!(!down.state_ok);
-        assert_eq!((down.slots_ok, down.slots_fail, down.current_epoch), (10923, 5461, 7));
+        assert_eq!(
+            (down.slots_ok, down.slots_fail, down.current_epoch),
+            (10923, 5461, 7)
+        );
     }
 
     #[test]
@@ -241,15 +242,26 @@ mod tests {
         assert_eq!(me.slots, vec![(0, 5460)]);
         let replica = &nodes[0];
         assert!(replica.flags.replica && !replica.flags.master);
-        assert_eq!(replica.master_id.as_deref(), Some("d22b8dd83133de16014746e49489684de34ef3c8"));
-        let total: u32 = nodes.iter().flat_map(|n| &n.slots).map(|(a, b)| u32::from(b - a) + 1).sum();
+        assert_eq!(
+            replica.master_id.as_deref(),
+            Some("d22b8dd83133de16014746e49489684de34ef3c8")
+        );
+        let total: u32 = nodes
+            .iter()
+            .flat_map(|n| &n.slots)
+            .map(|(a, b)| u32::from(b - a) + 1)
+            .sum();
         assert_eq!(total, 16384);
     }
 
     #[test]
     fn cluster_nodes_with_a_failed_shard() {
         let nodes = parse_nodes(&fixture("cluster-nodes-shard-down.txt")).unwrap();
-        let failed: Vec<_> = nodes.iter().filter(|n| n.flags.fail).map(|n| n.addr.as_str()).collect();
+        let failed: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.flags.fail)
+            .map(|n| n.addr.as_str())
+            .collect();
         assert_eq!(failed, ["127.0.0.1:7202", "127.0.0.1:7205"]);
         assert_eq!(nodes[0].config_epoch, 7);
     }
@@ -279,9 +291,11 @@ mod tests {
         assert_eq!(n.addr, "10.0.0.5:30001");
         assert_eq!(n.hostname.as_deref(), Some("redis-1.example"));
         assert_eq!(n.slots, vec![(0, 0), (2, 3)]);
-        let old = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected";
+        let old =
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected";
         assert_eq!(parse_nodes(old).unwrap()[0].addr, "127.0.0.1:30001");
-        let noaddr = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca :0@0 master,noaddr - 0 0 1 disconnected";
+        let noaddr =
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca :0@0 master,noaddr - 0 0 1 disconnected";
         assert!(!parse_nodes(noaddr).unwrap()[0].is_member());
     }
 

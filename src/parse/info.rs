@@ -115,7 +115,9 @@ impl UpstreamLink {
         let link_up = field(text, "master_link_status")? == "up";
         // Only present while the link is down; -1 means "never connected".
         let link_down_seconds = match field(text, "master_link_down_since_seconds") {
-            Ok(v) => num::<i64>("master_link_down_since_seconds", v)?.try_into().ok(),
+            Ok(v) => num::<i64>("master_link_down_since_seconds", v)?
+                .try_into()
+                .ok(),
             Err(_) => None,
         };
         let sync_in_progress = field(text, "master_sync_in_progress").is_ok_and(|v| v == "1");
@@ -174,15 +176,12 @@ impl SentinelInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn fixture(name: &str) -> String {
-        std::fs::read_to_string(format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR")))
-            .unwrap()
-    }
+    use crate::parse::fixture;
 
     #[test]
     fn master_reply_lists_replicas_with_offsets_and_ack_age() {
-        let info = ReplicationInfo::parse(&fixture("sentinel-master-info-replication.txt")).unwrap();
+        let info =
+            ReplicationInfo::parse(&fixture("sentinel-master-info-replication.txt")).unwrap();
         assert_eq!(info.role, Role::Master);
         assert_eq!(info.master_repl_offset, 51115);
         assert_eq!(info.upstream, None);
@@ -207,7 +206,8 @@ mod tests {
 
     #[test]
     fn replica_reply_describes_its_link() {
-        let info = ReplicationInfo::parse(&fixture("sentinel-replica-info-replication.txt")).unwrap();
+        let info =
+            ReplicationInfo::parse(&fixture("sentinel-replica-info-replication.txt")).unwrap();
         assert_eq!(info.role, Role::Replica);
         assert!(info.replicas.is_empty());
         assert_eq!(
@@ -232,23 +232,44 @@ mod tests {
         assert_eq!(link.link_down_seconds, Some(42));
         assert!(link.sync_in_progress);
         let never = text.replace("since_seconds:42", "since_seconds:-1");
-        assert_eq!(ReplicationInfo::parse(&never).unwrap().upstream.unwrap().link_down_seconds, None);
+        assert_eq!(
+            ReplicationInfo::parse(&never)
+                .unwrap()
+                .upstream
+                .unwrap()
+                .link_down_seconds,
+            None
+        );
     }
 
     #[test]
     fn garbage_is_an_error_naming_the_field() {
-        assert_eq!(ReplicationInfo::parse("hello"), Err(ParseError::Missing("role")));
+        assert_eq!(
+            ReplicationInfo::parse("hello"),
+            Err(ParseError::Missing("role"))
+        );
         assert!(matches!(
             ReplicationInfo::parse("role:master\nmaster_repl_offset:abc"),
-            Err(ParseError::Invalid { field: "master_repl_offset", .. })
+            Err(ParseError::Invalid {
+                field: "master_repl_offset",
+                ..
+            })
         ));
         assert!(ReplicationInfo::parse("role:leader\nmaster_repl_offset:1").is_err());
     }
 
     #[test]
     fn sentinel_info_reads_tilt() {
-        assert!(!SentinelInfo::parse(&fixture("sentinel-info.txt")).unwrap().tilt);
-        assert!(SentinelInfo::parse("# Sentinel\nsentinel_tilt:1\n").unwrap().tilt);
+        assert!(
+            !SentinelInfo::parse(&fixture("sentinel-info.txt"))
+                .unwrap()
+                .tilt
+        );
+        assert!(
+            SentinelInfo::parse("# Sentinel\nsentinel_tilt:1\n")
+                .unwrap()
+                .tilt
+        );
         assert!(SentinelInfo::parse("").is_err());
     }
 }

@@ -65,6 +65,13 @@ pub fn join_addr(host: &str, port: u16) -> String {
     format!("{host}:{port}")
 }
 
+/// A reply recorded from a real server, from `tests/fixtures`.
+#[cfg(test)]
+pub(crate) fn fixture(name: &str) -> String {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,7 +81,10 @@ mod tests {
         assert_eq!(split_addr("127.0.0.1:6379"), Some(("127.0.0.1", 6379)));
         assert_eq!(split_addr("::1:7000"), Some(("::1", 7000)));
         assert_eq!(split_addr("[::1]:7000"), Some(("::1", 7000)));
-        assert_eq!(split_addr("redis-0.example:6379"), Some(("redis-0.example", 6379)));
+        assert_eq!(
+            split_addr("redis-0.example:6379"),
+            Some(("redis-0.example", 6379))
+        );
         assert_eq!(split_addr("nohost"), None);
         assert_eq!(split_addr(":6379"), None);
         assert_eq!(split_addr("h:99999"), None);

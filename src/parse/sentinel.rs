@@ -16,7 +16,14 @@ pub struct Flags(Vec<String>);
 impl Flags {
     /// Parses the comma-separated `flags` value.
     pub fn parse(value: &str) -> Self {
-        Flags(value.split(',').map(str::trim).filter(|t| !t.is_empty()).map(String::from).collect())
+        Flags(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+        )
     }
 
     /// Whether the token is present, e.g. `s_down`, `o_down`, `disconnected`.
@@ -28,7 +35,9 @@ impl Flags {
 type Map = HashMap<String, String>;
 
 fn get<'a>(map: &'a Map, name: &'static str) -> Result<&'a str, ParseError> {
-    map.get(name).map(String::as_str).ok_or(ParseError::Missing(name))
+    map.get(name)
+        .map(String::as_str)
+        .ok_or(ParseError::Missing(name))
 }
 
 fn addr(map: &Map) -> Result<String, ParseError> {
@@ -130,11 +139,7 @@ pub(crate) mod tests {
     /// Splits the recorded `redis-cli` output of sentinel-commands.txt into
     /// the maps of each command: one value a line, each instance starting at `name`.
     pub(crate) fn recorded_maps(section: &str) -> Vec<Map> {
-        let text = std::fs::read_to_string(format!(
-            "{}/tests/fixtures/sentinel-commands.txt",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
+        let text = crate::parse::fixture("sentinel-commands.txt");
         let body = text
             .split("### ")
             .find(|s| s.starts_with(section))
@@ -147,7 +152,9 @@ pub(crate) mod tests {
             if pair[0] == "name" {
                 maps.push(Map::new());
             }
-            maps.last_mut().unwrap().insert(pair[0].to_string(), pair[1].to_string());
+            maps.last_mut()
+                .unwrap()
+                .insert(pair[0].to_string(), pair[1].to_string());
         }
         maps
     }
@@ -159,7 +166,15 @@ pub(crate) mod tests {
         assert_eq!(m.name, "mymaster");
         assert_eq!(m.addr, "127.0.0.1:7101");
         assert!(m.flags.has("master") && !m.flags.has("s_down"));
-        assert_eq!((m.config_epoch, m.quorum, m.num_replicas, m.num_other_sentinels), (1, 2, 2, 2));
+        assert_eq!(
+            (
+                m.config_epoch,
+                m.quorum,
+                m.num_replicas,
+                m.num_other_sentinels
+            ),
+            (1, 2, 2, 2)
+        );
     }
 
     #[test]
@@ -174,14 +189,19 @@ pub(crate) mod tests {
             .map(|m| SentinelEntry::parse(m).unwrap())
             .collect();
         assert_eq!(sentinels[0].addr, "127.0.0.1:27102");
-        assert_eq!(sentinels[0].run_id, "8ea546db13ac34c3cccda71f73249c1e386e0588");
+        assert_eq!(
+            sentinels[0].run_id,
+            "8ea546db13ac34c3cccda71f73249c1e386e0588"
+        );
         assert_eq!(sentinels[1].addr, "127.0.0.1:27101");
     }
 
     #[test]
     fn ckquorum_reply() {
         assert_eq!(
-            parse_ckquorum("OK 3 usable Sentinels. Quorum and failover authorization can be reached"),
+            parse_ckquorum(
+                "OK 3 usable Sentinels. Quorum and failover authorization can be reached"
+            ),
             Ok(3)
         );
         assert!(parse_ckquorum("NOQUORUM 1 usable Sentinels").is_err());
@@ -192,8 +212,17 @@ pub(crate) mod tests {
     fn a_map_missing_a_field_names_it() {
         let mut map = recorded_maps("sentinel masters").remove(0);
         map.remove("config-epoch");
-        assert_eq!(MasterEntry::parse(&map), Err(ParseError::Missing("config-epoch")));
+        assert_eq!(
+            MasterEntry::parse(&map),
+            Err(ParseError::Missing("config-epoch"))
+        );
         map.insert("config-epoch".into(), "-x".into());
-        assert!(matches!(MasterEntry::parse(&map), Err(ParseError::Invalid { field: "config-epoch", .. })));
+        assert!(matches!(
+            MasterEntry::parse(&map),
+            Err(ParseError::Invalid {
+                field: "config-epoch",
+                ..
+            })
+        ));
     }
 }

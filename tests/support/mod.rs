@@ -1,0 +1,247 @@
+//! Runs the real agent binary against lab topologies and reads its /metrics.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The agent under test, as a child process; killed on drop.
+pub struct Agent {
+    child: Child,
+    pub base: String,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+/// Poll interval every test configures: short, so tests are quick.
+pub const POLL: Duration = Duration::from_millis(500);
+/// Per-command timeout every test configures.
+pub const TIMEOUT: Duration = Duration::from_millis(250);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rhe-test-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `deployments:` entries for a sentinel set seeded by `sentinels`.
+pub fn sentinel_deployment(name: &str, sentinels: &[String]) -> String {
+    format!("  - name: {name}\n    kind: sentinel\n    sentinels: {sentinels:?}\n")
+}
+
+/// The `deployments:` entry for a cluster seeded by `seeds`.
+pub fn cluster_deployment(name: &str, seeds: &[String]) -> String {
+    format!("  - name: {name}\n    kind: cluster\n    seeds: {seeds:?}\n")
+}
+
+impl Agent {
+    /// Starts the agent with these deployments and waits until /-/ready.
+    pub fn start(deployments: &str) -> Agent {
+        Self::start_with_env(deployments, &[])
+    }
+
+    pub fn start_with_env(deployments: &str, env: &[(&str, &str)]) -> Agent {
+        let port = free_port();
+        let dir = temp_dir(&format!("agent-{port}"));
+        let config = dir.join("agent.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\ndeployments:\n{deployments}",
+                POLL.as_millis(),
+                TIMEOUT.as_millis()
+            ),
+        )
+        .unwrap();
+        let log = dir.join("agent.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"))
+            .arg("--config")
+            .arg(&config)
+            .envs(env.iter().copied())
+            .env("REDIS_HA_LOG", "redis_ha_exporter=debug,info")
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("agent.out")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let agent = Agent {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            log,
+        };
+        agent.wait_until("the agent is ready", Duration::from_secs(20), |a| {
+            a.get("/-/ready").0 == 200
+        });
+        agent
+    }
+
+    /// Status and body of a GET.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        match ureq::get(&format!("{}{path}", self.base))
+            .timeout(Duration::from_secs(5))
+            .call()
+        {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "GET /metrics");
+        Metrics::parse(&body)
+    }
+
+    /// Everything the agent logged so far.
+    pub fn log(&self) -> String {
+        let mut s = String::new();
+        std::fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        s
+    }
+
+    /// Waits until `cond` holds, checking every 50 ms; panics with `what` and
+    /// the agent's log tail after `timeout`.
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut(&Agent) -> bool) {
+        let start = Instant::now();
+        while !cond(self) {
+            if start.elapsed() > timeout {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {what}; agent log tail:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the metrics satisfy `cond`; returns them.
+    pub fn wait_metrics(
+        &self,
+        what: &str,
+        timeout: Duration,
+        cond: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        self.wait_until(what, timeout, |a| cond(&a.metrics()));
+        self.metrics()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// One sample of the text format.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub value: f64,
+}
+
+/// A parsed /metrics body.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub samples: Vec<Sample>,
+    /// Family name to its `# TYPE`.
+    pub types: BTreeMap<String, String>,
+    pub text: String,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        let mut types = BTreeMap::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                types.insert(name.to_string(), kind.to_string());
+                continue;
+            }
+            if line.starts_with('#') || line.is_empty() {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            let (name, labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|kv| !kv.is_empty())
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=').unwrap();
+                    (k.to_string(), v.trim_matches('"').to_string())
+                })
+                .collect();
+            samples.push(Sample {
+                name: name.to_string(),
+                labels,
+                value: value.parse().unwrap(),
+            });
+        }
+        Metrics {
+            samples,
+            types,
+            text: text.to_string(),
+        }
+    }
+
+    /// Samples of `name` whose labels include every pair of `want`.
+    pub fn find<'a>(
+        &'a self,
+        name: &'a str,
+        want: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
+        self.samples.iter().filter(move |s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
+    }
+
+    /// The value of the one sample of `name` matching `want`, if exactly one.
+    pub fn value(&self, name: &str, want: &[(&str, &str)]) -> Option<f64> {
+        let found: Vec<_> = self.find(name, want).collect();
+        match found.as_slice() {
+            [one] => Some(one.value),
+            _ => None,
+        }
+    }
+
+    /// Label values of `label` over the samples of `name` matching `want`, sorted.
+    pub fn label_values(&self, name: &str, label: &str, want: &[(&str, &str)]) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .find(name, want)
+            .filter_map(|s| s.labels.get(label).cloned())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
