@@ -378,20 +378,26 @@ impl DeploymentState {
         // A node is a member when another node lists it, or when it answers
         // and every node it lists that answers lists it back: a node removed
         // from the cluster may still list the others, but they deny it.
-        let lists = |view: &ClusterReading, addr: &str| {
-            view.nodes.iter().any(|l| l.is_member() && l.addr == addr)
-        };
+        let listed: Vec<BTreeSet<&str>> = views
+            .iter()
+            .map(|(_, v)| {
+                v.nodes
+                    .iter()
+                    .filter(|l| l.is_member())
+                    .map(|l| l.addr.as_str())
+                    .collect()
+            })
+            .collect();
         let mut member_addrs = BTreeSet::new();
-        for (owner, view) in &views {
-            for line in view
-                .nodes
-                .iter()
-                .filter(|l| l.is_member() && l.addr != *owner)
-            {
-                member_addrs.insert(line.addr.clone());
-            }
-            let denied = views.iter().any(|(other, other_view)| {
-                other != owner && lists(view, other) && !lists(other_view, owner)
+        for (i, (owner, _)) in views.iter().enumerate() {
+            member_addrs.extend(
+                listed[i]
+                    .iter()
+                    .filter(|a| *a != owner)
+                    .map(|a| a.to_string()),
+            );
+            let denied = views.iter().enumerate().any(|(j, (other, _))| {
+                other != owner && listed[i].contains(other) && !listed[j].contains(owner)
             });
             if !denied {
                 member_addrs.insert(owner.to_string());
@@ -621,19 +627,21 @@ fn cluster_consensus(
         .rev()
         .max_by_key(|(_, n)| *n)
         .map(|(i, _)| (*i).clone());
+    // How many views flag each node id `fail?`, and whether any flags it `fail`.
+    let mut flags: HashMap<&str, (u32, bool)> = HashMap::new();
+    for line in views.iter().flat_map(|v| &v.nodes) {
+        let e = flags.entry(line.id.as_str()).or_default();
+        e.0 += u32::from(line.flags.pfail);
+        e.1 |= line.flags.fail;
+    }
     let failing = table
         .values()
         .map(|line| {
-            let flagged = |f: fn(&ClusterNode) -> bool| {
-                views
-                    .iter()
-                    .filter(|v| v.nodes.iter().any(|l| l.id == line.id && f(l)))
-                    .count() as u32
-            };
+            let (pfail, fail) = flags.get(line.id.as_str()).copied().unwrap_or_default();
             FailingView {
                 node: line.addr.clone(),
-                pfail: flagged(|l| l.flags.pfail),
-                fail: flagged(|l| l.flags.fail) > 0,
+                pfail,
+                fail,
             }
         })
         .collect();

@@ -8,6 +8,8 @@ use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
 use support::{cluster_deployment, sentinel_deployment, Agent, Metrics, POLL};
 
 const LONG: Duration = Duration::from_secs(30);
+/// A seed address where nothing listens.
+const DEAD_SEED: &str = "127.0.0.1:1";
 
 fn node_role(m: &Metrics, dep: &str, node: &str, role: &str) -> Option<f64> {
     m.value(
@@ -339,11 +341,23 @@ fn a_frozen_node_delays_nobody() {
 #[test]
 fn sentinel_failover_is_followed() {
     let mut group = SentinelGroup::start(SentinelOpts::default());
-    let agent = Agent::start(&sentinel_deployment("s", &[group.sentinels[1].addr()]));
+    // One of the two seeds is dead: discovery goes on from the other.
+    let seeds = [DEAD_SEED.to_string(), group.sentinels[1].addr()];
+    let agent = Agent::start(&sentinel_deployment("s", &seeds));
     let old = group.nodes[0].addr();
-    agent.wait_metrics("the first master", LONG, |m| {
+    let m = agent.wait_metrics("the first master", LONG, |m| {
         node_role(m, "s", &old, "master") == Some(1.0)
     });
+    assert_eq!(
+        m.value("redis_ha_target_up", &[("sentinel", DEAD_SEED)]),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.find("redis_ha_target_up", &[])
+            .filter(|s| s.value == 1.0)
+            .count(),
+        6
+    );
     group.nodes[0].freeze();
     let new_port = group.wait_for_new_master(group.nodes[0].port(), LONG);
     let new = group.node(new_port).addr();
@@ -383,7 +397,10 @@ fn cluster_nodes_join_and_leave() {
         replicas_per_master: 0,
         ..ClusterOpts::default()
     });
-    let agent = Agent::start(&cluster_deployment("c", &[cluster.nodes[0].addr()]));
+    let agent = Agent::start(&cluster_deployment(
+        "c",
+        &[DEAD_SEED.into(), cluster.nodes[0].addr()],
+    ));
     agent.wait_metrics("three nodes", LONG, |m| {
         m.find("redis_ha_target_up", &[])
             .filter(|s| s.value == 1.0)
