@@ -36,7 +36,7 @@ pub struct Config {
 }
 
 /// What a deployment is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A set of sentinels and the masters they monitor.

@@ -14,3 +14,4 @@ pub mod model;
 pub mod monitor;
 pub mod parse;
 pub mod snapshot;
+pub mod timeline;

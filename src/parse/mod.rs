@@ -6,6 +6,7 @@
 //! panic, because one bad node must not take the agent down.
 
 pub mod cluster;
+pub mod event;
 pub mod info;
 pub mod sentinel;
 

@@ -62,6 +62,9 @@ pub struct MasterEntry {
     pub num_replicas: u32,
     /// Other sentinels this sentinel knows for this master.
     pub num_other_sentinels: u32,
+    /// `failover-timeout` in milliseconds: a failover not ended within twice
+    /// this is over, one way or another.
+    pub failover_timeout_ms: u64,
 }
 
 impl MasterEntry {
@@ -75,6 +78,7 @@ impl MasterEntry {
             quorum: num("quorum", get(map, "quorum")?)?,
             num_replicas: num("num-slaves", get(map, "num-slaves")?)?,
             num_other_sentinels: num("num-other-sentinels", get(map, "num-other-sentinels")?)?,
+            failover_timeout_ms: num("failover-timeout", get(map, "failover-timeout")?)?,
         })
     }
 }
@@ -175,6 +179,7 @@ pub(crate) mod tests {
             ),
             (1, 2, 2, 2)
         );
+        assert_eq!(m.failover_timeout_ms, 10000);
     }
 
     #[test]
