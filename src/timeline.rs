@@ -203,7 +203,7 @@ pub enum Step {
     /// The open timeline changed.
     Changed,
     /// The timeline ended (returned, no longer open in the machine).
-    Closed(Timeline),
+    Closed(Box<Timeline>),
     /// A suspected failure cleared before any failover began: the timeline is dropped.
     Dropped,
 }
@@ -265,7 +265,7 @@ impl SentinelShard {
                 if let (Outcome::Completed, Some(new)) = (outcome, &t.new_master) {
                     self.last_switch = Some((new.clone(), t.ended().unwrap_or(0.0)));
                 }
-                Step::Closed(t)
+                Step::Closed(Box::new(t))
             }
             None => Step::Unchanged,
         }
@@ -474,14 +474,14 @@ impl ClusterShard {
                 let mut t = self.open.take().expect("open");
                 t.close(Outcome::Completed, None);
                 self.master = Some(owner.clone());
-                return Step::Closed(t);
+                return Step::Closed(Box::new(t));
             }
         } else if !suspect {
             // The master is back and still owns its slots.
             let mut t = self.open.take().expect("open");
             if t.at("fail").is_some() {
                 t.close(Outcome::Aborted, Some("master-recovered"));
-                return Step::Closed(t);
+                return Step::Closed(Box::new(t));
             }
             return Step::Dropped;
         }
@@ -498,7 +498,7 @@ impl ClusterShard {
             Some(t) if now - t.started().unwrap_or(now) > limit => {
                 let mut t = self.open.take().expect("open");
                 t.close(Outcome::TimedOut, None);
-                Step::Closed(t)
+                Step::Closed(Box::new(t))
             }
             _ => Step::Unchanged,
         }
@@ -527,7 +527,7 @@ mod tests {
             let reporter = format!("127.0.0.1:{port}");
             let event = Event::parse(channel, payload);
             if let Step::Closed(t) = shard.on_event(&event, &ctx(*at, &reporter)) {
-                closed.push(t);
+                closed.push(*t);
             }
         }
         (shard, closed)
