@@ -33,10 +33,37 @@ pub struct Config {
     pub timeout: Duration,
     /// The sentinel sets and clusters to watch.
     pub deployments: Vec<Deployment>,
+    /// Where failover timelines are kept.
+    pub timelines: Timelines,
+}
+
+/// Where failover timelines are kept across restarts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timelines {
+    /// A file the agent appends to (one JSON object a line) and reads back at
+    /// start; `None` keeps timelines in memory only.
+    pub path: Option<PathBuf>,
+    /// Ended timelines kept per shard, in memory and in the file.
+    #[serde(default = "default_keep")]
+    pub keep_per_shard: usize,
+}
+
+impl Default for Timelines {
+    fn default() -> Self {
+        Timelines {
+            path: None,
+            keep_per_shard: default_keep(),
+        }
+    }
+}
+
+fn default_keep() -> usize {
+    100
 }
 
 /// What a deployment is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// A set of sentinels and the masters they monitor.
@@ -206,6 +233,7 @@ pub fn from_flags(
         poll_interval: DEFAULT_POLL_INTERVAL,
         timeout: DEFAULT_TIMEOUT,
         deployments,
+        timelines: Timelines::default(),
     };
     check_whole(&config).map_err(invalid)?;
     Ok(config)
@@ -214,7 +242,7 @@ pub fn from_flags(
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with listen, poll_interval, timeout and deployments"
+    expecting = "a mapping with listen, poll_interval, timeout, deployments and timelines"
 )]
 struct RawConfig {
     #[serde(default = "default_listen", deserialize_with = "listen_addr")]
@@ -224,6 +252,8 @@ struct RawConfig {
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     timeout: Duration,
     deployments: Vec<Deployment>,
+    #[serde(default)]
+    timelines: Timelines,
 }
 
 fn default_listen() -> SocketAddr {
@@ -243,6 +273,7 @@ impl RawConfig {
             poll_interval: self.poll_interval,
             timeout: self.timeout,
             deployments: self.deployments,
+            timelines: self.timelines,
         };
         check_whole(&config)?;
         Ok(config)

@@ -8,10 +8,12 @@
 
 pub mod collect;
 pub mod config;
+pub mod failovers;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod parse;
 pub mod snapshot;
+pub mod store;
 pub mod timeline;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use redis_ha_exporter::config::{self, Config};
-use redis_ha_exporter::{collect, http, monitor};
+use redis_ha_exporter::{collect, http, monitor, store};
 use tokio::sync::{mpsc, watch};
 
 /// Watches Redis Sentinel and Redis Cluster deployments and serves what it
@@ -110,11 +110,23 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let monitor = monitor::Monitor::new(&config);
+    let mut restored = Vec::new();
+    let mut persist = None;
+    if let Some(path) = &config.timelines.path {
+        match store::load(path, config.timelines.keep_per_shard) {
+            Ok(t) => restored = t,
+            // Monitoring matters more than the history: go on without it.
+            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read timelines; starting without them"),
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(store::write(path.clone(), rx));
+        persist = Some(tx);
+    }
+    let monitor = monitor::Monitor::new(&config, restored);
     let (snap_tx, snap_rx) = watch::channel(Arc::new(monitor.snapshot()));
-    let (obs_tx, obs_rx) = mpsc::channel(4096);
-    tokio::spawn(monitor::run(monitor, obs_rx, snap_tx));
-    tokio::spawn(collect::supervise(config.clone(), snap_rx.clone(), obs_tx));
+    let (input_tx, input_rx) = mpsc::channel(4096);
+    tokio::spawn(monitor::run(monitor, input_rx, snap_tx, persist));
+    tokio::spawn(collect::supervise(config.clone(), snap_rx.clone(), input_tx));
     tracing::info!(listen = %config.listen, deployments = config.deployments.len(), "serving");
     axum::serve(listener, http::router(snap_rx))
         .with_graceful_shutdown(shutdown())

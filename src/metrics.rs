@@ -7,11 +7,16 @@
 
 use std::collections::HashMap;
 
-use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily, MetricType,
+};
 use prometheus::TextEncoder;
 
+use crate::config::Kind;
+use crate::failovers::{Histogram, PHASE_BUCKETS};
 use crate::parse::info::Role;
-use crate::snapshot::{DeploymentView, ShardView, Snapshot};
+use crate::snapshot::{DeploymentView, FailoverView, ShardView, Snapshot};
+use crate::timeline::{Outcome, Timeline};
 
 /// One metric family's contract.
 #[derive(Debug)]
@@ -40,7 +45,7 @@ const fn def(
     }
 }
 
-use MetricType::{COUNTER, GAUGE};
+use MetricType::{COUNTER, GAUGE, HISTOGRAM};
 
 /// Every family the agent serves.
 pub const FAMILIES: &[FamilyDef] = &[
@@ -49,6 +54,7 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_target_poll_duration_seconds", GAUGE, "deployment, node|sentinel", "How long the last poll of this target took."),
     def("redis_ha_target_poll_failures_total", COUNTER, "deployment, node|sentinel", "Polls of this target that failed or timed out."),
     def("redis_ha_target_last_poll_timestamp_seconds", GAUGE, "deployment, node|sentinel", "When the last poll of this target finished (unix time)."),
+    def("redis_ha_sentinel_subscription_up", GAUGE, "deployment, sentinel", "1 while the event subscription to this sentinel is live."),
     def("redis_ha_node_role", GAUGE, "deployment, shard, node, role", "1 for the role the node reports, 0 for the other."),
     def("redis_ha_replica_lag_bytes", GAUGE, "deployment, shard, node", "The master's replication offset minus this replica's."),
     def("redis_ha_replica_lag_seconds", GAUGE, "deployment, shard, node", "Age of the oldest write the replica has not received (0 when caught up)."),
@@ -72,7 +78,26 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_cluster_known_nodes", GAUGE, "deployment", "cluster_known_nodes of the majority view."),
     def("redis_ha_cluster_current_epoch", GAUGE, "deployment", "The highest current epoch a node reports."),
     def("redis_ha_cluster_node_failing", GAUGE, "deployment, node, state", "state=pfail: nodes that flag it fail?; state=fail: 1 if any node flags it fail."),
+    def("redis_ha_sentinel_events_total", COUNTER, "deployment, shard, event", "Sentinel events, counted once per event however many sentinels publish it."),
+    def("redis_ha_failover_in_progress", GAUGE, "deployment, shard", "1 from the first sign of failure until the failover ends."),
+    def("redis_ha_failovers_total", COUNTER, "deployment, shard, outcome", "Failovers ended since the agent started, by outcome (completed, aborted, timed_out)."),
+    def("redis_ha_failover_phase_seconds", HISTOGRAM, "deployment, kind, phase", "Duration of each phase of completed failovers."),
+    def("redis_ha_failover_last_end_timestamp_seconds", GAUGE, "deployment, shard", "When the shard's last failover ended (unix time)."),
+    def("redis_ha_failover_last_duration_seconds", GAUGE, "deployment, shard", "Total duration of the shard's last failover."),
+    def("redis_ha_failover_unreplicated_bytes", GAUGE, "deployment, shard", "At the shard's last failover: the old master's offset minus the promoted replica's (writes at risk)."),
 ];
+
+/// Phases of each kind of failover, as the histogram labels them.
+const SENTINEL_PHASE_NAMES: &[&str] = &[
+    "detection",
+    "election",
+    "promotion",
+    "switch",
+    "reconfiguration",
+    "total",
+    "outage",
+];
+const CLUSTER_PHASE_NAMES: &[&str] = &["detection", "promotion", "convergence", "total", "outage"];
 
 /// Collects samples by family, in [`FAMILIES`] order.
 struct Out {
@@ -92,28 +117,13 @@ impl Out {
                 f
             })
             .collect();
-        let index = FAMILIES
-            .iter()
-            .enumerate()
-            .map(|(i, d)| (d.name, i))
-            .collect();
+        let index = FAMILIES.iter().enumerate().map(|(i, d)| (d.name, i)).collect();
         Out { index, families }
     }
 
     fn add(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
         let i = self.index[name];
-        let mut m = Metric::default();
-        m.set_label(
-            labels
-                .iter()
-                .map(|(k, v)| {
-                    let mut l = LabelPair::default();
-                    l.set_name(k.to_string());
-                    l.set_value(v.to_string());
-                    l
-                })
-                .collect(),
-        );
+        let mut m = metric(labels);
         if FAMILIES[i].kind == COUNTER {
             let mut c = Counter::default();
             c.set_value(value);
@@ -126,12 +136,47 @@ impl Out {
         self.families[i].mut_metric().push(m);
     }
 
-    fn finish(self) -> Vec<MetricFamily> {
-        self.families
-            .into_iter()
-            .filter(|f| !f.get_metric().is_empty())
-            .collect()
+    fn histogram(&mut self, name: &'static str, labels: &[(&str, &str)], h: &Histogram) {
+        let i = self.index[name];
+        let mut m = metric(labels);
+        let mut p = ProtoHistogram::default();
+        p.set_sample_count(h.count);
+        p.set_sample_sum(h.sum);
+        p.set_bucket(
+            PHASE_BUCKETS
+                .iter()
+                .zip(h.cumulative())
+                .map(|(bound, n)| {
+                    let mut b = Bucket::default();
+                    b.set_upper_bound(*bound);
+                    b.set_cumulative_count(n);
+                    b
+                })
+                .collect(),
+        );
+        m.set_histogram(p);
+        self.families[i].mut_metric().push(m);
     }
+
+    fn finish(self) -> Vec<MetricFamily> {
+        self.families.into_iter().filter(|f| !f.get_metric().is_empty()).collect()
+    }
+}
+
+fn metric(labels: &[(&str, &str)]) -> Metric {
+    let mut m = Metric::default();
+    m.set_label(
+        labels
+            .iter()
+            .map(|(k, v)| {
+                let mut l = LabelPair::default();
+                l.set_name(k.to_string());
+                l.set_value(v.to_string());
+                l
+            })
+            .collect(),
+    );
+    m
 }
 
 fn flag(b: bool) -> f64 {
@@ -152,6 +197,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     for d in &snapshot.deployments {
         deployment(&mut out, d);
+        failovers(&mut out, d, &snapshot.failovers);
     }
     let mut text = String::new();
     TextEncoder::new()
@@ -190,6 +236,20 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
         if let Some(tilt) = t.tilt {
             out.add("redis_ha_sentinel_tilt", &labels, flag(tilt));
         }
+    }
+    for (sentinel, up) in &d.subscriptions {
+        out.add(
+            "redis_ha_sentinel_subscription_up",
+            &[("deployment", dep), ("sentinel", sentinel.as_str())],
+            flag(*up),
+        );
+    }
+    for (shard, event, n) in &d.events_total {
+        out.add(
+            "redis_ha_sentinel_events_total",
+            &[("deployment", dep), ("shard", shard.as_str()), ("event", event.as_str())],
+            *n as f64,
+        );
     }
     for s in &d.shards {
         shard(out, dep, s);
@@ -315,6 +375,53 @@ fn shard(out: &mut Out, dep: &str, s: &ShardView) {
             "redis_ha_sentinel_master_down",
             &[labels[0], labels[1], ("state", "odown")],
             flag(sv.odown),
+        );
+    }
+}
+
+/// The failover families of one deployment: every shard gets its
+/// in-progress gauge and a counter per outcome (0 until one happens), every
+/// phase its histogram, so rates and quantiles work before the first failover.
+fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
+    let dep = &*d.name;
+    for s in &d.shards {
+        let labels = [("deployment", dep), ("shard", s.name.as_str())];
+        out.add("redis_ha_failover_in_progress", &labels, flag(s.failover_in_progress));
+        for outcome in [Outcome::Completed, Outcome::Aborted, Outcome::TimedOut] {
+            let n = f.totals.get(&(dep.to_string(), s.name.clone(), outcome)).copied().unwrap_or(0);
+            out.add(
+                "redis_ha_failovers_total",
+                &[labels[0], labels[1], ("outcome", outcome.as_str())],
+                n as f64,
+            );
+        }
+        let last: Option<&Timeline> = f
+            .timelines
+            .iter()
+            .find(|t| !t.is_open() && *t.deployment == *dep && t.shard == s.name);
+        if let Some(t) = last {
+            if let Some(end) = t.ended() {
+                out.add("redis_ha_failover_last_end_timestamp_seconds", &labels, end);
+            }
+            if let Some(secs) = t.duration() {
+                out.add("redis_ha_failover_last_duration_seconds", &labels, secs);
+            }
+            if let Some(bytes) = t.unreplicated_bytes {
+                out.add("redis_ha_failover_unreplicated_bytes", &labels, bytes as f64);
+            }
+        }
+    }
+    let phases = match d.kind {
+        Kind::Sentinel => SENTINEL_PHASE_NAMES,
+        Kind::Cluster => CLUSTER_PHASE_NAMES,
+    };
+    let empty = Histogram::default();
+    for phase in phases {
+        let h = f.phases.get(&(dep.to_string(), d.kind, *phase)).unwrap_or(&empty);
+        out.histogram(
+            "redis_ha_failover_phase_seconds",
+            &[("deployment", dep), ("kind", d.kind.as_str()), ("phase", phase)],
+            h,
         );
     }
 }

@@ -39,6 +39,36 @@ pub struct TargetId {
     pub addr: String,
 }
 
+/// Everything collectors send to the monitor, in one channel so that the
+/// monitor sees events and polls in the order they arrived.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A poll finished.
+    Poll(Observation),
+    /// A sentinel published an event.
+    Event(EventMessage),
+    /// A sentinel's event subscription came up or went down.
+    Subscription {
+        /// The sentinel.
+        target: TargetId,
+        /// Whether events are flowing.
+        up: bool,
+    },
+}
+
+/// One message from a sentinel's event stream, as received.
+#[derive(Debug, Clone)]
+pub struct EventMessage {
+    /// The sentinel that published it.
+    pub target: TargetId,
+    /// When the agent received it.
+    pub at: SystemTime,
+    /// The channel: the event's name.
+    pub channel: String,
+    /// The payload.
+    pub payload: String,
+}
+
 /// The result of one poll of one target.
 #[derive(Debug, Clone)]
 pub struct Observation {

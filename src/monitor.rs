@@ -1,96 +1,208 @@
-//! The monitor: the single owner of state. It applies observations in the
-//! order they arrive, follows the topology (which targets exist), derives
-//! every figure the outputs show, and publishes an immutable snapshot.
+//! The monitor: the single owner of state. It applies inputs (polls,
+//! sentinel events, subscription changes) in the order they arrive, follows
+//! the topology (which targets exist), drives the failover timelines,
+//! derives every figure the outputs show, and publishes an immutable snapshot.
 //!
 //! Everything here is synchronous and free of I/O, so it is tested by
-//! feeding it observations built from recorded replies.
+//! feeding it inputs built from recorded replies.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, Deployment, Kind};
+use crate::failovers::{EventLog, Failovers};
 use crate::model::{
-    ClusterReading, NodeReading, Observation, Reading, Role as TargetRole, SentinelReading,
-    TargetId,
+    ClusterReading, EventMessage, Input, NodeReading, Observation, Reading, Role as TargetRole,
+    SentinelReading, TargetId,
 };
 use crate::parse::cluster::ClusterNode;
+use crate::parse::event::Event;
 use crate::parse::info::Role;
 use crate::snapshot::{
-    ClusterView, DeploymentView, FailingView, LinkView, NodeView, ReplicaView, SentinelShardView,
-    ShardView, Snapshot, TargetView,
+    ClusterView, DeploymentView, FailingView, FailoverView, LinkView, NodeView, ReplicaView,
+    SentinelShardView, ShardView, Snapshot, TargetView,
 };
+use crate::timeline::{ClusterShard, ClusterShardView, Context, SentinelShard, Step, Timeline, Window};
 
 /// How many distinct master offsets are remembered per master to date a
 /// replica's lag: 1024 polls cover 17 minutes of constant writes at 1 s.
 const OFFSET_HISTORY: usize = 1024;
 
+/// Raw sentinel events kept for the API.
+const RECENT_EVENTS: usize = 1000;
+
+/// A cluster failover with no end after this long is closed as timed out.
+/// (Clusters publish no failover timeout; ten minutes is far beyond any
+/// `cluster-node-timeout` in use.)
+const CLUSTER_FAILOVER_LIMIT: f64 = 600.0;
+
+/// A sentinel failover with no end after this long is closed as timed out
+/// when the sentinels have not said their failover-timeout yet.
+const DEFAULT_SENTINEL_LIMIT: f64 = 360.0;
+
+/// Unix seconds, as timelines and the API show time.
+pub fn unix(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Owns the state of every deployment.
 pub struct Monitor {
     deployments: Vec<DeploymentState>,
     views: Vec<Arc<DeploymentView>>,
+    failovers: Failovers,
+    events: EventLog,
+    poll_interval: f64,
+    /// What the last snapshot shared; rebuilt only when failovers or events change.
+    shared_failovers: Arc<FailoverView>,
+    failovers_dirty: bool,
 }
 
 impl Monitor {
-    /// Starts from the configured seeds.
-    pub fn new(config: &Config) -> Self {
-        let mut deployments: Vec<DeploymentState> = config
-            .deployments
-            .iter()
-            .map(DeploymentState::new)
-            .collect();
-        let views = deployments
-            .iter_mut()
-            .map(|d| Arc::new(d.derive()))
-            .collect();
-        Monitor { deployments, views }
+    /// A monitor with nothing restored, for tests.
+    #[cfg(test)]
+    fn new_for_test(config: &Config) -> Self {
+        Self::new(config, Vec::new())
     }
 
-    /// Applies one poll result. Results for targets that left the topology
-    /// (a poller finishing its last poll) are ignored.
-    pub fn apply(&mut self, obs: Observation) {
-        let Some(i) = self
-            .deployments
-            .iter()
-            .position(|d| *d.name == *obs.target.deployment)
-        else {
+    /// Starts from the configured seeds and the timelines read back from
+    /// disk: ended ones are listed, open ones resume where they were.
+    pub fn new(config: &Config, restored: Vec<Timeline>) -> Self {
+        let mut deployments: Vec<DeploymentState> = config.deployments.iter().map(DeploymentState::new).collect();
+        let mut failovers = Failovers::new(config.timelines.keep_per_shard);
+        let (open, ended): (Vec<Timeline>, Vec<Timeline>) = restored.into_iter().partition(Timeline::is_open);
+        failovers.restore(ended);
+        for t in open {
+            if let Some(d) = deployments.iter_mut().find(|d| *d.name == *t.deployment && d.config.kind == t.kind) {
+                d.resume(t);
+            }
+        }
+        let views = deployments.iter_mut().map(|d| Arc::new(d.derive(0.0))).collect();
+        let mut monitor = Monitor {
+            deployments,
+            views,
+            failovers,
+            events: EventLog::new(RECENT_EVENTS),
+            poll_interval: config.poll_interval.as_secs_f64(),
+            shared_failovers: Arc::default(),
+            failovers_dirty: true,
+        };
+        monitor.share();
+        monitor
+    }
+
+    /// Applies one input. Inputs for targets that left the topology (a
+    /// poller finishing its last poll) are ignored.
+    pub fn apply(&mut self, input: Input) {
+        let deployment = match &input {
+            Input::Poll(o) => &o.target.deployment,
+            Input::Event(e) => &e.target.deployment,
+            Input::Subscription { target, .. } => &target.deployment,
+        };
+        let Some(i) = self.deployments.iter().position(|d| *d.name == **deployment) else {
             return;
         };
-        if self.deployments[i].apply(obs) {
-            self.views[i] = Arc::new(self.deployments[i].derive());
+        let d = &mut self.deployments[i];
+        let (changed, now) = match input {
+            Input::Poll(obs) => {
+                let now = unix(obs.at);
+                (d.apply(obs), now)
+            }
+            Input::Event(msg) => {
+                let now = unix(msg.at);
+                let first = self.events.record(&d.name, &msg.target.addr, &msg.channel, &msg.payload, now);
+                self.failovers_dirty = true;
+                (d.on_event(&msg, first, now), now)
+            }
+            Input::Subscription { target, up } => (d.on_subscription(&target, up), 0.0),
+        };
+        if changed {
+            let now = if now > 0.0 { now } else { unix(SystemTime::now()) };
+            d.poll_interval = self.poll_interval;
+            self.views[i] = Arc::new(d.derive(now));
+            for effect in d.effects.drain(..) {
+                self.failovers_dirty = true;
+                match effect {
+                    Effect::Changed(t) => self.failovers.changed(&t),
+                    Effect::Closed(t) => self.failovers.closed(t),
+                    Effect::TwoMasters { shard, window } => {
+                        self.failovers.two_masters(&d.name, &shard, &window)
+                    }
+                }
+            }
         }
+        self.share();
+    }
+
+    /// Timelines to append to the store since the last call.
+    pub fn take_changed_timelines(&mut self) -> Vec<Timeline> {
+        self.failovers.take_changed()
+    }
+
+    /// Rebuilds what snapshots share about failovers and events, if they changed.
+    fn share(&mut self) {
+        if !self.failovers_dirty {
+            return;
+        }
+        self.failovers_dirty = false;
+        let mut timelines: Vec<Timeline> = self
+            .deployments
+            .iter()
+            .flat_map(|d| d.open_timelines())
+            .cloned()
+            .collect();
+        timelines.sort_by(|a, b| b.started().partial_cmp(&a.started()).unwrap_or(std::cmp::Ordering::Equal));
+        timelines.extend(self.failovers.ended().cloned());
+        self.shared_failovers = Arc::new(FailoverView {
+            timelines,
+            totals: self.failovers.totals.clone(),
+            phases: self.failovers.phases.clone(),
+            events: self.events.recent().cloned().collect(),
+        });
     }
 
     /// The current picture.
     pub fn snapshot(&self) -> Snapshot {
-        let ready = self
-            .views
-            .iter()
-            .all(|d| d.targets.iter().all(|t| t.polled));
+        let ready = self.views.iter().all(|d| d.targets.iter().all(|t| t.polled));
         Snapshot {
             ready,
             deployments: self.views.clone(),
+            failovers: self.shared_failovers.clone(),
             rendered: Default::default(),
         }
     }
 }
 
-/// Runs the monitor until every sender is gone: applies every observation
-/// waiting, then publishes one snapshot for the batch.
+/// Runs the monitor until every sender is gone: applies every input
+/// waiting, then publishes one snapshot for the batch and hands changed
+/// timelines to `persist`.
 pub async fn run(
     mut monitor: Monitor,
-    mut rx: mpsc::Receiver<Observation>,
+    mut rx: mpsc::Receiver<Input>,
     tx: watch::Sender<Arc<Snapshot>>,
+    persist: Option<mpsc::UnboundedSender<Vec<Timeline>>>,
 ) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
-        for obs in batch.drain(..) {
-            monitor.apply(obs);
+        for input in batch.drain(..) {
+            monitor.apply(input);
         }
         tx.send_replace(Arc::new(monitor.snapshot()));
+        let changed = monitor.take_changed_timelines();
+        if let (Some(p), false) = (&persist, changed.is_empty()) {
+            let _ = p.send(changed);
+        }
     }
+}
+
+/// What a deployment's failover machines produced, for the monitor to record.
+#[derive(Debug)]
+enum Effect {
+    Changed(Timeline),
+    Closed(Timeline),
+    TwoMasters { shard: String, window: Window },
 }
 
 #[derive(Debug, Default)]
@@ -101,6 +213,8 @@ struct TargetState {
     failures: u64,
     last_duration: Option<std::time::Duration>,
     last_poll: Option<std::time::SystemTime>,
+    /// When the last successful poll finished.
+    last_success: Option<SystemTime>,
     /// The last successful reading; stale while `up` is false.
     reading: Option<Reading>,
 }
@@ -161,6 +275,22 @@ struct DeploymentState {
     /// Cluster shard label of each node id: kept across derivations so a
     /// shard keeps its name through failovers.
     shard_labels: HashMap<String, String>,
+    /// Failover machines of sentinel shards, by master name.
+    sentinel_shards: BTreeMap<String, SentinelShard>,
+    /// Failover machines of cluster shards, by shard name.
+    cluster_shards: BTreeMap<String, ClusterShard>,
+    /// Failover timeout x 2 of each sentinel shard, in seconds, as the sentinels report it.
+    failover_limits: HashMap<String, f64>,
+    /// Event subscription state per sentinel.
+    subscriptions: BTreeMap<String, bool>,
+    /// Sentinel events counted once each, by (shard, event).
+    events_total: BTreeMap<(String, String), u64>,
+    /// Shards where more than one node reports role master, since when.
+    two_masters: HashMap<String, Window>,
+    /// What the failover machines produced since the monitor last looked.
+    effects: Vec<Effect>,
+    /// The poll interval in seconds: the resolution of cluster timelines.
+    poll_interval: f64,
 }
 
 /// The nodes of one shard and whom to measure them against.
@@ -169,6 +299,8 @@ struct ShardMembers {
     master: Option<String>,
     nodes: BTreeSet<String>,
     sentinel: Option<SentinelShardView>,
+    /// For cluster shards: what the views say about who serves its slots.
+    cluster: Option<ClusterShardView>,
 }
 
 impl DeploymentState {
@@ -194,7 +326,138 @@ impl DeploymentState {
             targets,
             histories: HashMap::new(),
             shard_labels: HashMap::new(),
+            sentinel_shards: BTreeMap::new(),
+            cluster_shards: BTreeMap::new(),
+            failover_limits: HashMap::new(),
+            subscriptions: BTreeMap::new(),
+            events_total: BTreeMap::new(),
+            two_masters: HashMap::new(),
+            effects: Vec::new(),
+            poll_interval: 1.0,
         }
+    }
+
+    /// Puts a timeline read back from disk into its shard's machine.
+    fn resume(&mut self, t: Timeline) {
+        match self.config.kind {
+            Kind::Sentinel => {
+                let shard = t.shard.clone();
+                self.sentinel_shards.entry(shard).or_default().open = Some(t);
+            }
+            Kind::Cluster => {
+                let machine = self.cluster_shards.entry(t.shard.clone()).or_default();
+                // The old master is known by address only; its id is
+                // learnt again from the views.
+                machine.resume(t);
+            }
+        }
+    }
+
+    fn open_timelines(&self) -> impl Iterator<Item = &Timeline> {
+        let sentinel = self.sentinel_shards.values().filter_map(|m| m.open.as_ref());
+        let cluster = self.cluster_shards.values().filter_map(|m| m.open.as_ref());
+        sentinel.chain(cluster)
+    }
+
+    fn on_subscription(&mut self, target: &TargetId, up: bool) -> bool {
+        if !self.targets.contains_key(&(target.role, target.addr.clone())) {
+            return false;
+        }
+        self.subscriptions.insert(target.addr.clone(), up);
+        true
+    }
+
+    /// Applies one sentinel event: counted if `first` (no other sentinel
+    /// published it just before), then fed to its shard's failover machine.
+    fn on_event(&mut self, msg: &EventMessage, first: bool, now: f64) -> bool {
+        if !self.targets.contains_key(&(TargetRole::Sentinel, msg.target.addr.clone())) {
+            return false;
+        }
+        let event = Event::parse(&msg.channel, &msg.payload);
+        let shard = event.master_name().map(String::from);
+        if shard.as_deref().is_some_and(|s| !self.config.watches_master(s)) {
+            return false;
+        }
+        if first {
+            let key = (shard.clone().unwrap_or_default(), msg.channel.clone());
+            *self.events_total.entry(key).or_default() += 1;
+        }
+        // Events without a master (+new-epoch, +vote-for-leader) belong to
+        // whichever failovers are open.
+        let shards: Vec<String> = match shard {
+            Some(s) => vec![s],
+            None => self.sentinel_shards.iter().filter(|(_, m)| m.open.is_some()).map(|(s, _)| s.clone()).collect(),
+        };
+        for shard in shards {
+            let ctx = Context {
+                deployment: &self.name,
+                shard: &shard,
+                at: now,
+                reporter: &msg.target.addr,
+            };
+            let step = self.sentinel_shards.entry(shard.clone()).or_default().on_event(&event, &ctx);
+            self.record_step(Kind::Sentinel, &shard, step);
+        }
+        true
+    }
+
+    /// Completes what a machine step produced with what the polls know
+    /// (last_ok, writes at risk) and queues it for the monitor.
+    fn record_step(&mut self, kind: Kind, shard: &str, step: Step) {
+        match step {
+            Step::Unchanged | Step::Dropped => {}
+            Step::Changed => {
+                let open = match kind {
+                    Kind::Sentinel => self.sentinel_shards.get_mut(shard).and_then(|m| m.open.take()),
+                    Kind::Cluster => self.cluster_shards.get_mut(shard).and_then(|m| m.open.take()),
+                };
+                if let Some(mut t) = open {
+                    self.enrich(&mut t);
+                    self.effects.push(Effect::Changed(t.clone()));
+                    match kind {
+                        Kind::Sentinel => self.sentinel_shards.entry(shard.to_string()).or_default().open = Some(t),
+                        Kind::Cluster => self.cluster_shards.entry(shard.to_string()).or_default().open = Some(t),
+                    }
+                }
+            }
+            Step::Closed(mut t) => {
+                self.enrich(&mut t);
+                self.effects.push(Effect::Closed(*t));
+            }
+        }
+    }
+
+    /// Adds what only polls can tell: when the old master last answered
+    /// (`last_ok`), and the bytes the new master lacked when promoted.
+    fn enrich(&self, t: &mut Timeline) {
+        let switched = t.at("switched").or_else(|| t.at("promoted"));
+        let (Some(_), Some(old)) = (switched, t.old_master.clone()) else { return };
+        if t.at("last_ok").is_none() {
+            if let Some(ok) = self.targets.get(&(TargetRole::Node, old.clone())).and_then(|s| s.last_success) {
+                t.mark("last_ok", unix(ok), "poll");
+            }
+        }
+        if t.unreplicated_bytes.is_none() {
+            if let Some(new) = t.new_master.clone() {
+                t.unreplicated_bytes = self.unreplicated(&old, &new);
+            }
+        }
+    }
+
+    /// The old master's last seen offset minus the promoted replica's last
+    /// seen offset (as a replica, or as its master last listed it).
+    fn unreplicated(&self, old: &str, new: &str) -> Option<u64> {
+        let (old_reading, _) = self.node_reading(old);
+        let old_reading = old_reading?;
+        let master_offset = old_reading.replication.master_repl_offset;
+        let listed = old_reading.replication.replicas.iter().find(|r| r.addr == new).map(|r| r.offset);
+        let own = match self.node_reading(new).0.map(|r| &r.replication) {
+            Some(r) if r.role == Role::Replica => r.upstream.as_ref().map(|u| u.offset),
+            Some(r) => Some(r.master_repl_offset),
+            None => None,
+        };
+        let best = own.max(listed)?;
+        Some(master_offset.saturating_sub(best))
     }
 
     /// Records one observation; false if its target is no longer followed.
@@ -216,12 +479,28 @@ impl DeploymentState {
                             .record(obs.seen, n.replication.master_repl_offset);
                     }
                 }
+                if let Reading::Sentinel(r) = &reading {
+                    for (name, view) in &r.masters {
+                        let flags = &view.master.flags;
+                        let m = self.sentinel_shards.entry(name.clone()).or_default();
+                        m.seen_by(&key.1, flags.has("s_down"), flags.has("o_down"));
+                        let limit = 2.0 * view.master.failover_timeout_ms as f64 / 1000.0;
+                        self.failover_limits.insert(name.clone(), limit);
+                    }
+                }
                 state.up = true;
+                state.last_success = Some(obs.at);
                 state.reading = Some(reading);
             }
             Err(_) => {
                 state.up = false;
                 state.failures += 1;
+                if key.0 == TargetRole::Sentinel {
+                    // Its view is unknown now: it no longer counts as seeing anything.
+                    for m in self.sentinel_shards.values_mut() {
+                        m.seen_by(&key.1, false, false);
+                    }
+                }
             }
         }
         true
@@ -229,13 +508,29 @@ impl DeploymentState {
 
     /// Derives the view, and follows the topology: targets that appeared are
     /// added (unpolled), targets that left are dropped with their state.
-    fn derive(&mut self) -> DeploymentView {
-        let (shards, cluster, members) = match self.config.kind {
+    fn derive(&mut self, now: f64) -> DeploymentView {
+        let (members_by_shard, cluster, members) = match self.config.kind {
             Kind::Sentinel => self.derive_sentinel(),
-            Kind::Cluster => self.derive_cluster(),
+            Kind::Cluster => self.derive_cluster(now),
         };
         self.follow(&members);
-        let shards = shards.into_iter().map(|m| self.shard_view(m)).collect();
+        let cluster_views: Vec<(String, ClusterShardView)> = members_by_shard
+            .iter()
+            .filter_map(|m| Some((m.name.clone(), m.cluster.clone()?)))
+            .collect();
+        let mut shards: Vec<ShardView> = members_by_shard.into_iter().map(|m| self.shard_view(m)).collect();
+        if now > 0.0 {
+            self.advance(now, &shards, cluster_views);
+        }
+        for shard in &mut shards {
+            if let (Some(sv), Some(m)) = (&mut shard.sentinel, self.sentinel_shards.get(&shard.name)) {
+                // Events move these between polls; polls resync them.
+                sv.sdown = m.sdown.len() as u32;
+                sv.odown = !m.odown.is_empty();
+            }
+            shard.failover_in_progress = self.sentinel_shards.get(&shard.name).is_some_and(|m| m.open.is_some())
+                || self.cluster_shards.get(&shard.name).is_some_and(|m| m.open.is_some());
+        }
         let targets = self
             .targets
             .iter()
@@ -245,7 +540,7 @@ impl DeploymentState {
                     role: *role,
                     addr: addr.clone(),
                 },
-                exported: s.seed && self.config.kind == Kind::Sentinel
+                exported: (s.seed && self.config.kind == Kind::Sentinel)
                     || members.contains(&(*role, addr.clone())),
                 polled: s.polled,
                 up: s.up,
@@ -258,13 +553,110 @@ impl DeploymentState {
                 },
             })
             .collect();
+        let subscriptions = self
+            .subscriptions
+            .iter()
+            .filter(|(addr, _)| self.targets.contains_key(&(TargetRole::Sentinel, (*addr).clone())))
+            .map(|(a, up)| (a.clone(), *up))
+            .collect();
         DeploymentView {
             name: self.name.clone(),
             kind: self.config.kind,
             targets,
             shards,
             cluster,
+            subscriptions,
+            events_total: self.events_total.iter().map(|((s, e), n)| (s.clone(), e.clone(), *n)).collect(),
         }
+    }
+
+    /// Moves the failover machines on with what the polls show: settled
+    /// sentinel masters, cluster views, timeouts, and two-master windows.
+    fn advance(&mut self, now: f64, shards: &[ShardView], cluster_views: Vec<(String, ClusterShardView)>) {
+        let kind = self.config.kind;
+        match kind {
+            Kind::Sentinel => {
+                for shard in shards {
+                    let name = &shard.name;
+                    let limit = self.failover_limits.get(name).copied().unwrap_or(DEFAULT_SENTINEL_LIMIT);
+                    let settled = shard
+                        .sentinel
+                        .as_ref()
+                        .filter(|sv| sv.agreement && !self.failover_flagged(name))
+                        .and_then(|sv| sv.master_addr.clone());
+                    let Some(machine) = self.sentinel_shards.get_mut(name) else { continue };
+                    let mut steps = vec![machine.on_tick(now, limit)];
+                    if let Some(master) = settled {
+                        steps.push(machine.on_settled(&master, now));
+                    }
+                    for step in steps {
+                        self.record_step(kind, name, step);
+                    }
+                }
+            }
+            Kind::Cluster => {
+                for (name, view) in cluster_views {
+                    let machine = self.cluster_shards.entry(name.clone()).or_default();
+                    let ctx = Context {
+                        deployment: &self.name,
+                        shard: &name,
+                        at: now,
+                        reporter: "poll",
+                    };
+                    let steps = [machine.on_view(&view, &ctx, self.poll_interval), machine.on_tick(now, CLUSTER_FAILOVER_LIMIT)];
+                    for step in steps {
+                        self.record_step(kind, &name, step);
+                    }
+                }
+            }
+        }
+        for shard in shards {
+            let masters: Vec<String> = shard
+                .nodes
+                .iter()
+                .filter(|n| n.role == Some(Role::Master))
+                .map(|n| n.addr.clone())
+                .collect();
+            let window = if masters.len() > 1 && !self.two_masters.contains_key(&shard.name) {
+                let w = Window { start: now, end: None, nodes: masters };
+                self.two_masters.insert(shard.name.clone(), w.clone());
+                w
+            } else if masters.len() <= 1 && self.two_masters.contains_key(&shard.name) {
+                let mut w = self.two_masters.remove(&shard.name).expect("present");
+                w.end = Some(now);
+                w
+            } else {
+                continue;
+            };
+            self.attach_two_masters(&shard.name, window);
+        }
+    }
+
+    /// Records a two-masters window on the shard's open timeline, or else on
+    /// its latest ended one.
+    fn attach_two_masters(&mut self, shard: &str, window: Window) {
+        let open = match self.config.kind {
+            Kind::Sentinel => self.sentinel_shards.get_mut(shard).and_then(|m| m.open.as_mut()),
+            Kind::Cluster => self.cluster_shards.get_mut(shard).and_then(|m| m.open.as_mut()),
+        };
+        match open {
+            Some(t) => {
+                t.two_masters = Some(window);
+                self.effects.push(Effect::Changed(t.clone()));
+            }
+            None => self.effects.push(Effect::TwoMasters {
+                shard: shard.to_string(),
+                window,
+            }),
+        }
+    }
+
+    /// Whether a reachable sentinel flags a failover of this master in progress.
+    fn failover_flagged(&self, shard: &str) -> bool {
+        self.targets.values().any(|s| match s.fresh() {
+            Some(Reading::Sentinel(r)) => r.masters.get(shard).is_some_and(|v| v.master.flags.has("failover_in_progress")),
+            _ => false,
+        })
     }
 
     /// Makes the target set equal to the members plus the seeds.
@@ -356,6 +748,7 @@ impl DeploymentState {
                     master: sentinel.master_addr.clone(),
                     nodes,
                     sentinel: Some(sentinel),
+                    cluster: None,
                 }
             })
             .collect();
@@ -364,6 +757,7 @@ impl DeploymentState {
 
     fn derive_cluster(
         &mut self,
+        now: f64,
     ) -> (
         Vec<ShardMembers>,
         Option<ClusterView>,
@@ -433,6 +827,15 @@ impl DeploymentState {
         for (id, line) in &table {
             groups.entry(labels[*id].clone()).or_default().push(line);
         }
+        let fresh: Vec<&ClusterReading> = member_views
+            .iter()
+            .filter(|(a, _)| {
+                self.targets
+                    .get(&(TargetRole::Node, a.to_string()))
+                    .is_some_and(|s| s.up)
+            })
+            .map(|(_, v)| *v)
+            .collect();
         let shards = groups
             .into_iter()
             .map(|(name, lines)| {
@@ -447,24 +850,18 @@ impl DeploymentState {
                         )
                     })
                     .map(|l| l.addr.clone());
+                let settled = self.cluster_shards.get(&name).and_then(|m| m.master.as_ref());
+                let cluster = cluster_shard_view(&fresh, &lines, settled, now);
                 ShardMembers {
                     name,
                     master,
                     nodes: lines.iter().map(|l| l.addr.clone()).collect(),
                     sentinel: None,
+                    cluster: Some(cluster),
                 }
             })
             .collect();
 
-        let fresh: Vec<&ClusterReading> = member_views
-            .iter()
-            .filter(|(a, _)| {
-                self.targets
-                    .get(&(TargetRole::Node, a.to_string()))
-                    .is_some_and(|s| s.up)
-            })
-            .map(|(_, v)| *v)
-            .collect();
         let cluster = cluster_consensus(&fresh, &table);
         self.shard_labels = labels;
         let members = member_addrs
@@ -562,6 +959,7 @@ impl DeploymentState {
             replicas_healthy,
             nodes,
             sentinel: members.sentinel,
+            failover_in_progress: false,
         }
     }
 }
@@ -600,6 +998,48 @@ fn sentinel_consensus<'a>(
             .filter(|v| v.master.flags.has("s_down"))
             .count() as u32,
         odown: views.iter().any(|v| v.master.flags.has("o_down")),
+    }
+}
+
+/// What the answering views say about one cluster shard: who serves its
+/// first slot, and whether they suspect the settled master.
+fn cluster_shard_view(
+    fresh: &[&ClusterReading],
+    lines: &[&ClusterNode],
+    settled: Option<&(String, String)>,
+    at: f64,
+) -> ClusterShardView {
+    let slot = lines.iter().flat_map(|l| l.slots.iter().map(|r| r.0)).min();
+    let mut owners: BTreeMap<(&str, &str), (usize, u64)> = BTreeMap::new();
+    let (mut pfail, mut fail) = (0, false);
+    for view in fresh {
+        if let Some(slot) = slot {
+            let owner = view
+                .nodes
+                .iter()
+                .find(|l| l.flags.master && l.slots.iter().any(|r| r.0 <= slot && slot <= r.1));
+            if let Some(o) = owner {
+                let e = owners.entry((o.id.as_str(), o.addr.as_str())).or_default();
+                e.0 += 1;
+                e.1 = e.1.max(o.config_epoch);
+            }
+        }
+        if let Some((id, addr)) = settled {
+            let line = view.nodes.iter().find(|l| if id.is_empty() { l.addr == *addr } else { l.id == *id });
+            if let Some(l) = line {
+                pfail += u32::from(l.flags.pfail);
+                fail |= l.flags.fail;
+            }
+        }
+    }
+    let top = owners.iter().max_by_key(|(_, (n, _))| *n);
+    ClusterShardView {
+        at,
+        owner: top.map(|((id, addr), _)| (id.to_string(), addr.to_string())),
+        pfail,
+        fail,
+        converged: owners.len() == 1 && top.is_some_and(|(_, (n, _))| *n == fresh.len()),
+        epoch: top.map_or(0, |(_, (_, e))| *e),
     }
 }
 
@@ -719,8 +1159,8 @@ mod tests {
         addr: &str,
         seen: Instant,
         result: Result<Reading, PollError>,
-    ) -> Observation {
-        Observation {
+    ) -> Input {
+        Input::Poll(Observation {
             target: TargetId {
                 deployment: "d".into(),
                 role,
@@ -730,7 +1170,7 @@ mod tests {
             seen,
             duration: Duration::from_millis(1),
             result,
-        }
+        })
     }
 
     fn node(text: &str) -> Result<Reading, PollError> {
@@ -763,7 +1203,7 @@ mod tests {
     /// A monitor of one sentinel deployment that has seen the recorded
     /// SENTINEL replies from sentinel 27100.
     fn after_recorded_sentinel(at: Instant) -> Monitor {
-        let mut m = Monitor::new(&config("sentinel", "127.0.0.1:27100"));
+        let mut m = Monitor::new_for_test(&config("sentinel", "127.0.0.1:27100"));
         m.apply(obs(
             TargetRole::Sentinel,
             "127.0.0.1:27100",
@@ -781,7 +1221,7 @@ mod tests {
 
     #[test]
     fn one_sentinel_leads_to_every_sentinel_and_node() {
-        let mut m = Monitor::new(&config("sentinel", "127.0.0.1:27100"));
+        let mut m = Monitor::new_for_test(&config("sentinel", "127.0.0.1:27100"));
         assert_eq!(targets(&m.snapshot()), ["sentinel:127.0.0.1:27100"]);
         assert!(!m.snapshot().ready);
         m = after_recorded_sentinel(Instant::now());
@@ -934,7 +1374,7 @@ mod tests {
 
     #[test]
     fn cluster_discovery_views_and_stable_shard_names() {
-        let mut m = Monitor::new(&config("cluster", "127.0.0.1:7200"));
+        let mut m = Monitor::new_for_test(&config("cluster", "127.0.0.1:7200"));
         let now = Instant::now();
         let ok_info = fixture("cluster-info-ok.txt");
         m.apply(obs(
@@ -1039,7 +1479,7 @@ mod tests {
 
     #[test]
     fn a_node_nobody_lists_leaves_with_its_state() {
-        let mut m = Monitor::new(&config("cluster", "127.0.0.1:7200"));
+        let mut m = Monitor::new_for_test(&config("cluster", "127.0.0.1:7200"));
         let (own, forgotten) = views_around_7203();
         cluster_view(&mut m, "127.0.0.1:7200", &fixture("cluster-nodes-ok.txt"));
         cluster_view(&mut m, "127.0.0.1:7203", &own);
@@ -1058,7 +1498,7 @@ mod tests {
 
     #[test]
     fn a_seed_that_left_the_cluster_is_polled_but_not_exported() {
-        let mut m = Monitor::new(&config("cluster", "127.0.0.1:7203"));
+        let mut m = Monitor::new_for_test(&config("cluster", "127.0.0.1:7203"));
         let (own, forgotten) = views_around_7203();
         cluster_view(&mut m, "127.0.0.1:7203", &own);
         cluster_view(&mut m, "127.0.0.1:7200", &forgotten);
@@ -1091,5 +1531,47 @@ mod tests {
             h.record(t0 + Duration::from_secs(7 + i), 100 + i);
         }
         assert_eq!(h.samples.len(), OFFSET_HISTORY);
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use super::*;
+    use crate::parse::event::tests::recorded;
+
+    #[test]
+    fn the_recorded_event_stream_makes_one_timeline_and_counts_each_event_once() {
+        let config = crate::config::parse(
+            "deployments:\n  - name: d\n    kind: sentinel\n    sentinels: [\"127.0.0.1:27100\", \"127.0.0.1:27101\", \"127.0.0.1:27102\"]\n",
+            "t",
+        )
+        .unwrap();
+        let mut m = Monitor::new(&config, Vec::new());
+        for (at, port, channel, payload) in recorded() {
+            m.apply(Input::Event(EventMessage {
+                target: TargetId {
+                    deployment: "d".into(),
+                    role: TargetRole::Sentinel,
+                    addr: format!("127.0.0.1:{port}"),
+                },
+                at: UNIX_EPOCH + std::time::Duration::from_secs_f64(at),
+                channel,
+                payload,
+            }));
+        }
+        let s = m.snapshot();
+        let timelines = &s.failovers.timelines;
+        assert_eq!(timelines.len(), 1);
+        assert_eq!(timelines[0].outcome, Some(crate::timeline::Outcome::Completed));
+        let d = &s.deployments[0];
+        let count = |event: &str| d.events_total.iter().find(|(sh, e, _)| sh == "mymaster" && e == event).map(|x| x.2);
+        // Three sentinels publish +switch-master: counted once.
+        assert_eq!(count("+switch-master"), Some(1));
+        // +sdown of the master from three sentinels, and of the old master
+        // as a replica: two distinct events.
+        assert_eq!(count("+sdown"), Some(2));
+        assert_eq!(count("+odown"), Some(1));
+        assert_eq!(s.failovers.events.len(), 50);
+        assert_eq!(m.take_changed_timelines().last().unwrap().outcome, Some(crate::timeline::Outcome::Completed));
     }
 }

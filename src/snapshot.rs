@@ -1,10 +1,13 @@
 //! The immutable picture the monitor publishes after every change. Outputs
 //! (/metrics, readiness, the supervisor of pollers) read only this.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use crate::config::Kind;
+use crate::failovers::{Histogram, RecordedEvent};
+use crate::timeline::{Outcome, Timeline};
 use crate::model::TargetId;
 use crate::parse::cluster::ClusterInfo;
 use crate::parse::info::Role;
@@ -16,6 +19,8 @@ pub struct Snapshot {
     pub ready: bool,
     /// One view per configured deployment, in config order.
     pub deployments: Vec<Arc<DeploymentView>>,
+    /// Failovers and events; shared between snapshots until they change.
+    pub failovers: Arc<FailoverView>,
     /// The /metrics body, rendered on the first scrape of this snapshot and
     /// reused by later ones, so scrapes cost nothing between changes.
     pub(crate) rendered: OnceLock<axum::body::Bytes>,
@@ -43,6 +48,24 @@ pub struct DeploymentView {
     pub shards: Vec<ShardView>,
     /// Cluster-wide state, for clusters.
     pub cluster: Option<ClusterView>,
+    /// Sentinels and whether their event subscription is live.
+    pub subscriptions: Vec<(String, bool)>,
+    /// Sentinel events counted once each: (shard, event, count). Events
+    /// about no master (`+new-epoch`, `+tilt`) have an empty shard.
+    pub events_total: Vec<(String, String, u64)>,
+}
+
+/// Failover timelines and sentinel events, for the API and metrics.
+#[derive(Debug, Default)]
+pub struct FailoverView {
+    /// Open timelines (newest first), then ended ones (newest first).
+    pub timelines: Vec<Timeline>,
+    /// Failovers ended since the agent started.
+    pub totals: BTreeMap<(String, String, Outcome), u64>,
+    /// Phase durations of completed failovers.
+    pub phases: BTreeMap<(String, Kind, &'static str), Histogram>,
+    /// The last sentinel events received, oldest first.
+    pub events: Vec<RecordedEvent>,
 }
 
 /// One polled process.
@@ -84,6 +107,8 @@ pub struct ShardView {
     pub nodes: Vec<NodeView>,
     /// What the sentinels say, for sentinel shards.
     pub sentinel: Option<SentinelShardView>,
+    /// A failover of this shard is under way.
+    pub failover_in_progress: bool,
 }
 
 /// One data node within its shard.

@@ -61,7 +61,7 @@ pub struct Window {
 /// One failover of one shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
-    /// `deployment/shard/start-ms`: unique and stable across restarts.
+    /// `deployment:shard:start-ms`: unique, stable across restarts, and usable in a URL path.
     pub id: String,
     /// The deployment.
     pub deployment: String,
@@ -114,7 +114,7 @@ impl Timeline {
     /// A new timeline opened at `at`.
     pub fn open(deployment: &str, shard: &str, kind: Kind, at: f64) -> Timeline {
         Timeline {
-            id: format!("{deployment}/{shard}/{}", (at * 1000.0) as u64),
+            id: format!("{deployment}:{shard}:{}", (at * 1000.0) as u64),
             deployment: deployment.to_string(),
             shard: shard.to_string(),
             kind,
@@ -246,7 +246,13 @@ impl SentinelShard {
         })
     }
 
-    fn mark(&mut self, ctx: &Context, name: &str, old_master: Option<&str>) -> Step {
+    /// Marks `name` on the open timeline; only the events that can begin a
+    /// failover (`opens`) start a new one, so a late event of an ended
+    /// failover opens nothing.
+    fn mark(&mut self, ctx: &Context, name: &str, old_master: Option<&str>, opens: bool) -> Step {
+        if self.open.is_none() && !opens {
+            return Step::Unchanged;
+        }
         let t = self.timeline(ctx, old_master);
         if t.old_master.is_none() {
             t.old_master = old_master.map(String::from);
@@ -288,7 +294,7 @@ impl SentinelShard {
         match (event.channel.as_str(), &event.detail) {
             ("+sdown", _) if about_master => {
                 self.sdown.insert(ctx.reporter.to_string());
-                self.mark(ctx, "sdown", master_addr)
+                self.mark(ctx, "sdown", master_addr, true)
             }
             ("-sdown", _) if about_master => {
                 self.sdown.remove(ctx.reporter);
@@ -296,24 +302,25 @@ impl SentinelShard {
             }
             ("+odown", _) if about_master => {
                 self.odown.insert(ctx.reporter.to_string());
-                self.mark(ctx, "odown", master_addr)
+                self.mark(ctx, "odown", master_addr, true)
             }
             ("-odown", _) if about_master => {
                 self.odown.remove(ctx.reporter);
                 self.recovered()
             }
-            ("+try-failover", _) => self.mark(ctx, "try_failover", master_addr),
-            ("+elected-leader", _) => self.mark(ctx, "elected", master_addr),
+            ("+try-failover", _) => self.mark(ctx, "try_failover", master_addr, true),
+            ("+elected-leader", _) => self.mark(ctx, "elected", master_addr, false),
             ("+selected-slave", _) => {
                 let selected = event.instance.as_ref().map(|i| i.addr.clone());
-                let step = self.mark(ctx, "selected", master_addr);
-                let t = self.timeline(ctx, master_addr);
-                if t.new_master.is_none() {
-                    t.new_master = selected;
+                let step = self.mark(ctx, "selected", master_addr, false);
+                if let Some(t) = &mut self.open {
+                    if t.new_master.is_none() {
+                        t.new_master = selected;
+                    }
                 }
                 step
             }
-            ("+promoted-slave", _) => self.mark(ctx, "promoted", master_addr),
+            ("+promoted-slave", _) => self.mark(ctx, "promoted", master_addr, false),
             ("+new-epoch", Detail::Epoch(e)) => match &mut self.open {
                 Some(t) if !t.epochs.contains(e) => {
                     t.epochs.push(*e);
@@ -332,17 +339,17 @@ impl SentinelShard {
                 // No -sdown follows for the old master: its flags are reset.
                 self.sdown.clear();
                 self.odown.clear();
-                let step = self.mark(ctx, "switched", Some(old));
+                let step = self.mark(ctx, "switched", Some(old), true);
                 let t = self.timeline(ctx, Some(old));
                 t.new_master = Some(new.clone());
                 step
             }
             ("+failover-end", _) => {
-                self.mark(ctx, "ended", master_addr);
+                self.mark(ctx, "ended", master_addr, false);
                 self.finish(Outcome::Completed, None)
             }
             ("-failover-abort-no-good-slave" | "-failover-abort-slave-timeout", _) => {
-                self.mark(ctx, "ended", master_addr);
+                self.mark(ctx, "ended", master_addr, false);
                 self.finish(Outcome::Aborted, Some(&event.channel[1..]))
             }
             // A losing candidate: another sentinel may still win, so this
@@ -351,7 +358,7 @@ impl SentinelShard {
                 self.not_elected = true;
                 Step::Unchanged
             }
-            ("+failover-end-for-timeout", _) => self.mark(ctx, "reconf_timeout", master_addr),
+            ("+failover-end-for-timeout", _) => self.mark(ctx, "reconf_timeout", master_addr, false),
             _ => Step::Unchanged,
         }
     }
@@ -374,21 +381,30 @@ impl SentinelShard {
     }
 
     /// The polls show the failover over: the sentinels agree on `master`,
-    /// a different node, and none reports a failover in progress. Closes a
-    /// timeline whose end events were missed (agent restarted, subscription lost).
+    /// a node other than the one that failed, and none reports a failover
+    /// in progress. Closes a timeline whose end events were missed (agent
+    /// restarted, subscription lost).
     pub fn on_settled(&mut self, master: &str, at: f64) -> Step {
-        let Some(t) = &mut self.open else {
-            return Step::Unchanged;
-        };
-        if t.old_master.as_deref() == Some(master)
-            || t.at("try_failover").is_none() && t.at("switched").is_none()
-        {
+        let Some(t) = &mut self.open else { return Step::Unchanged };
+        if t.old_master.as_deref().is_none_or(|old| old == master) {
             return Step::Unchanged;
         }
         t.new_master.get_or_insert_with(|| master.to_string());
         t.mark("switched", at, "poll");
         t.mark("ended", at, "poll");
         self.finish(Outcome::Completed, None)
+    }
+
+    /// Follows one sentinel's poll: whether it sees the master down. The
+    /// poll is the resync after events were missed.
+    pub fn seen_by(&mut self, sentinel: &str, sdown: bool, odown: bool) {
+        for (set, down) in [(&mut self.sdown, sdown), (&mut self.odown, odown)] {
+            if down {
+                set.insert(sentinel.to_string());
+            } else {
+                set.remove(sentinel);
+            }
+        }
     }
 
     /// Closes a failover that has gone on longer than `limit` seconds.
@@ -434,6 +450,15 @@ pub struct ClusterShard {
 }
 
 impl ClusterShard {
+    /// Resumes a failover read back from disk. The settled master is known
+    /// again from the next view that names an owner; a failover already
+    /// over by then closes as the views show it.
+    pub fn resume(&mut self, t: Timeline) {
+        // The node id was not stored: the address stands in until then.
+        self.master = t.old_master.clone().map(|addr| (String::new(), addr));
+        self.open = Some(t);
+    }
+
     /// Applies one derivation's view; `resolution` is the poll interval in seconds.
     pub fn on_view(&mut self, v: &ClusterShardView, ctx: &Context, resolution: f64) -> Step {
         let Some(owner) = &v.owner else {
@@ -445,7 +470,7 @@ impl ClusterShard {
             }
             return Step::Unchanged;
         };
-        let moved = owner.0 != settled.0;
+        let moved = if settled.0.is_empty() { owner.1 != settled.1 } else { owner.0 != settled.0 };
         let suspect = v.pfail > 0 || v.fail;
         if self.open.is_none() && !suspect && !moved {
             return Step::Unchanged;

@@ -5,6 +5,7 @@
 //! stops pollers as the monitor's snapshots add and drop targets.
 
 mod poller;
+mod subscriber;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::model::{Observation, TargetId};
+use crate::model::{Input, Role, TargetId};
 use crate::snapshot::Snapshot;
 
 /// Per-poll limits shared by every poller.
@@ -30,13 +31,13 @@ pub struct PollSettings {
 pub async fn supervise(
     config: Arc<Config>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
-    observations: mpsc::Sender<Observation>,
+    inputs: mpsc::Sender<Input>,
 ) {
     let settings = PollSettings {
         interval: config.poll_interval,
         timeout: config.timeout,
     };
-    let mut running: HashMap<TargetId, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
+    let mut running: HashMap<TargetId, (watch::Sender<bool>, Vec<JoinHandle<()>>)> = HashMap::new();
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
         let wanted: HashMap<&TargetId, ()> = snapshot.targets().map(|t| (t, ())).collect();
@@ -62,21 +63,32 @@ pub async fn supervise(
             };
             tracing::info!(deployment = %id.deployment, target = %id.addr, kind = id.role.label(), "polling new target");
             let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(poller::run(
+            let mut tasks = vec![tokio::spawn(poller::run(
                 (*id).clone(),
                 deployment.clone(),
                 settings,
-                observations.clone(),
-                stopped,
-            ));
-            running.insert((*id).clone(), (stop, task));
+                inputs.clone(),
+                stopped.clone(),
+            ))];
+            if id.role == Role::Sentinel {
+                tasks.push(tokio::spawn(subscriber::run(
+                    (*id).clone(),
+                    deployment.clone(),
+                    settings,
+                    inputs.clone(),
+                    stopped,
+                )));
+            }
+            running.insert((*id).clone(), (stop, tasks));
         }
         if snapshots.changed().await.is_err() {
             break;
         }
     }
-    for (_, (stop, task)) in running {
+    for (_, (stop, tasks)) in running {
         let _ = stop.send(true);
-        let _ = task.await;
+        for task in tasks {
+            let _ = task.await;
+        }
     }
 }

@@ -13,7 +13,7 @@ use tokio::time::MissedTickBehavior;
 use super::PollSettings;
 use crate::config::{Auth, Deployment, Kind};
 use crate::model::{
-    ClusterReading, MasterView, NodeReading, Observation, PollError, Reading, Role,
+    ClusterReading, Input, MasterView, NodeReading, Observation, PollError, Reading, Role,
     SentinelReading, TargetId,
 };
 use crate::parse::cluster::{parse_nodes, ClusterInfo};
@@ -27,7 +27,7 @@ pub async fn run(
     target: TargetId,
     deployment: Deployment,
     settings: PollSettings,
-    tx: mpsc::Sender<Observation>,
+    tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
     let auth = match target.role {
@@ -92,7 +92,7 @@ pub async fn run(
             duration: started.elapsed(),
             result,
         };
-        if tx.send(obs).await.is_err() {
+        if tx.send(Input::Poll(obs)).await.is_err() {
             break;
         }
     }
@@ -105,7 +105,7 @@ async fn report_forever(
     target: TargetId,
     error: PollError,
     settings: PollSettings,
-    tx: mpsc::Sender<Observation>,
+    tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(settings.interval);
@@ -121,7 +121,7 @@ async fn report_forever(
             duration: Duration::ZERO,
             result: Err(error.clone()),
         };
-        if tx.send(obs).await.is_err() {
+        if tx.send(Input::Poll(obs)).await.is_err() {
             return;
         }
     }
@@ -130,7 +130,7 @@ async fn report_forever(
 /// A client for one server: one connection, reconnecting forever with
 /// backoff, every command bounded by `timeout` and never retried, so a poll
 /// reports what the server did at that moment.
-fn client(addr: &str, auth: &Auth, timeout: Duration) -> Result<Client, PollError> {
+pub(super) fn client(addr: &str, auth: &Auth, timeout: Duration) -> Result<Client, PollError> {
     let (host, port) =
         split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
     let config = Config {
