@@ -10,7 +10,9 @@ use crate::timeline::{Outcome, Timeline, Window};
 
 /// Upper bounds of the phase histogram buckets, in seconds: from a fast
 /// manual failover (tens of ms) to a slow one (minutes).
-pub const PHASE_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+pub const PHASE_BUCKETS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
 
 /// A Prometheus-style histogram over [`PHASE_BUCKETS`].
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -91,10 +93,16 @@ impl Failovers {
     /// A timeline ended.
     pub fn closed(&mut self, t: Timeline) {
         let outcome = t.outcome.expect("closed timelines have an outcome");
-        *self.totals.entry((t.deployment.clone(), t.shard.clone(), outcome)).or_default() += 1;
+        *self
+            .totals
+            .entry((t.deployment.clone(), t.shard.clone(), outcome))
+            .or_default() += 1;
         if outcome == Outcome::Completed {
             for (phase, secs) in t.phases() {
-                self.phases.entry((t.deployment.clone(), t.kind, phase)).or_default().observe(secs);
+                self.phases
+                    .entry((t.deployment.clone(), t.kind, phase))
+                    .or_default()
+                    .observe(secs);
             }
         }
         self.changed.push(t.clone());
@@ -104,7 +112,12 @@ impl Failovers {
 
     /// Records a two-masters window on the shard's latest ended timeline.
     pub fn two_masters(&mut self, deployment: &str, shard: &str, window: &Window) {
-        if let Some(t) = self.closed.iter_mut().rev().find(|t| t.deployment == deployment && t.shard == shard) {
+        if let Some(t) = self
+            .closed
+            .iter_mut()
+            .rev()
+            .find(|t| t.deployment == deployment && t.shard == shard)
+        {
             t.two_masters = Some(window.clone());
             self.changed.push(t.clone());
         }
@@ -122,7 +135,8 @@ impl Failovers {
 
     /// The latest ended timeline of a shard.
     pub fn last(&self, deployment: &str, shard: &str) -> Option<&Timeline> {
-        self.ended().find(|t| t.deployment == deployment && t.shard == shard)
+        self.ended()
+            .find(|t| t.deployment == deployment && t.shard == shard)
     }
 
     fn trim(&mut self) {
@@ -130,7 +144,9 @@ impl Failovers {
         let keep = self.keep_per_shard;
         let mut kept: Vec<Timeline> = Vec::with_capacity(self.closed.len());
         for t in self.closed.drain(..).rev() {
-            let n = seen.entry((t.deployment.clone(), t.shard.clone())).or_default();
+            let n = seen
+                .entry((t.deployment.clone(), t.shard.clone()))
+                .or_default();
             *n += 1;
             if *n <= keep {
                 kept.push(t);
@@ -143,7 +159,9 @@ impl Failovers {
 
 /// A timeline is worth writing down once a failover really began.
 pub fn worth_keeping(t: &Timeline) -> bool {
-    ["odown", "try_failover", "fail", "promoted", "switched"].iter().any(|m| t.at(m).is_some())
+    ["odown", "try_failover", "fail", "promoted", "switched"]
+        .iter()
+        .any(|m| t.at(m).is_some())
 }
 
 /// One sentinel event as received, for the API.
@@ -188,19 +206,32 @@ impl EventLog {
     /// Records an event; returns false if another sentinel published the
     /// same one within the window (so it is not counted twice). The same
     /// sentinel publishing it again is a new event.
-    pub fn record(&mut self, deployment: &str, sentinel: &str, channel: &str, payload: &str, at: f64) -> bool {
-        self.seen.retain(|_, (first, _)| at - *first <= SAME_EVENT_WINDOW);
+    pub fn record(
+        &mut self,
+        deployment: &str,
+        sentinel: &str,
+        channel: &str,
+        payload: &str,
+        at: f64,
+    ) -> bool {
+        self.seen
+            .retain(|_, (first, _)| at - *first <= SAME_EVENT_WINDOW);
         // `+odown` carries each sentinel's own vote count: the same event
         // whatever the count.
         let same = payload.split(" #quorum").next().unwrap_or(payload);
-        let key = (deployment.to_string(), channel.to_string(), same.to_string());
+        let key = (
+            deployment.to_string(),
+            channel.to_string(),
+            same.to_string(),
+        );
         let duplicate = match self.seen.get_mut(&key) {
             Some((_, from)) if !from.contains(sentinel) => {
                 from.insert(sentinel.to_string());
                 true
             }
             _ => {
-                self.seen.insert(key, (at, BTreeSet::from([sentinel.to_string()])));
+                self.seen
+                    .insert(key, (at, BTreeSet::from([sentinel.to_string()])));
                 false
             }
         };

@@ -82,7 +82,11 @@ struct FailoverQuery {
 fn timeline_json(t: &Timeline) -> Value {
     let mut v = serde_json::to_value(t).unwrap_or(Value::Null);
     if let Value::Object(map) = &mut v {
-        let phases: serde_json::Map<String, Value> = t.phases().into_iter().map(|(p, s)| (p.to_string(), json!(s))).collect();
+        let phases: serde_json::Map<String, Value> = t
+            .phases()
+            .into_iter()
+            .map(|(p, s)| (p.to_string(), json!(s)))
+            .collect();
         map.insert("phases".into(), Value::Object(phases));
         map.insert("started".into(), json!(t.started()));
         map.insert("ended".into(), json!(t.ended()));
@@ -92,7 +96,10 @@ fn timeline_json(t: &Timeline) -> Value {
 }
 
 /// Failovers, in progress first, then newest first.
-async fn failovers(State(snapshots): State<Snapshots>, Query(q): Query<FailoverQuery>) -> Json<Value> {
+async fn failovers(
+    State(snapshots): State<Snapshots>,
+    Query(q): Query<FailoverQuery>,
+) -> Json<Value> {
     let snapshot = snapshots.borrow().clone();
     let list: Vec<Value> = snapshot
         .failovers
@@ -110,7 +117,11 @@ async fn failover(State(snapshots): State<Snapshots>, Path(id): Path<String>) ->
     let snapshot = snapshots.borrow().clone();
     match snapshot.failovers.timelines.iter().find(|t| t.id == id) {
         Some(t) => Json(timeline_json(t)).into_response(),
-        None => (StatusCode::NOT_FOUND, Json(json!({ "error": "no failover with this id" }))).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": "no failover with this id" })),
+        )
+            .into_response(),
     }
 }
 

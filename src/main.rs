@@ -116,7 +116,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         match store::load(path, config.timelines.keep_per_shard) {
             Ok(t) => restored = t,
             // Monitoring matters more than the history: go on without it.
-            Err(e) => tracing::warn!(file = %path.display(), error = %e, "cannot read timelines; starting without them"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot read timelines; starting without them")
+            }
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(store::write(path.clone(), rx));
@@ -126,7 +128,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (snap_tx, snap_rx) = watch::channel(Arc::new(monitor.snapshot()));
     let (input_tx, input_rx) = mpsc::channel(4096);
     tokio::spawn(monitor::run(monitor, input_rx, snap_tx, persist));
-    tokio::spawn(collect::supervise(config.clone(), snap_rx.clone(), input_tx));
+    tokio::spawn(collect::supervise(
+        config.clone(),
+        snap_rx.clone(),
+        input_tx,
+    ));
     tracing::info!(listen = %config.listen, deployments = config.deployments.len(), "serving");
     axum::serve(listener, http::router(snap_rx))
         .with_graceful_shutdown(shutdown())

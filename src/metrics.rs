@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 
 use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily, MetricType,
+    Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily,
+    MetricType,
 };
 use prometheus::TextEncoder;
 
@@ -117,7 +118,11 @@ impl Out {
                 f
             })
             .collect();
-        let index = FAMILIES.iter().enumerate().map(|(i, d)| (d.name, i)).collect();
+        let index = FAMILIES
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name, i))
+            .collect();
         Out { index, families }
     }
 
@@ -159,7 +164,10 @@ impl Out {
     }
 
     fn finish(self) -> Vec<MetricFamily> {
-        self.families.into_iter().filter(|f| !f.get_metric().is_empty()).collect()
+        self.families
+            .into_iter()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect()
     }
 }
 
@@ -247,7 +255,11 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
     for (shard, event, n) in &d.events_total {
         out.add(
             "redis_ha_sentinel_events_total",
-            &[("deployment", dep), ("shard", shard.as_str()), ("event", event.as_str())],
+            &[
+                ("deployment", dep),
+                ("shard", shard.as_str()),
+                ("event", event.as_str()),
+            ],
             *n as f64,
         );
     }
@@ -386,9 +398,17 @@ fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
     let dep = &*d.name;
     for s in &d.shards {
         let labels = [("deployment", dep), ("shard", s.name.as_str())];
-        out.add("redis_ha_failover_in_progress", &labels, flag(s.failover_in_progress));
+        out.add(
+            "redis_ha_failover_in_progress",
+            &labels,
+            flag(s.failover_in_progress),
+        );
         for outcome in [Outcome::Completed, Outcome::Aborted, Outcome::TimedOut] {
-            let n = f.totals.get(&(dep.to_string(), s.name.clone(), outcome)).copied().unwrap_or(0);
+            let n = f
+                .totals
+                .get(&(dep.to_string(), s.name.clone(), outcome))
+                .copied()
+                .unwrap_or(0);
             out.add(
                 "redis_ha_failovers_total",
                 &[labels[0], labels[1], ("outcome", outcome.as_str())],
@@ -407,7 +427,11 @@ fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
                 out.add("redis_ha_failover_last_duration_seconds", &labels, secs);
             }
             if let Some(bytes) = t.unreplicated_bytes {
-                out.add("redis_ha_failover_unreplicated_bytes", &labels, bytes as f64);
+                out.add(
+                    "redis_ha_failover_unreplicated_bytes",
+                    &labels,
+                    bytes as f64,
+                );
             }
         }
     }
@@ -417,10 +441,17 @@ fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
     };
     let empty = Histogram::default();
     for phase in phases {
-        let h = f.phases.get(&(dep.to_string(), d.kind, *phase)).unwrap_or(&empty);
+        let h = f
+            .phases
+            .get(&(dep.to_string(), d.kind, *phase))
+            .unwrap_or(&empty);
         out.histogram(
             "redis_ha_failover_phase_seconds",
-            &[("deployment", dep), ("kind", d.kind.as_str()), ("phase", phase)],
+            &[
+                ("deployment", dep),
+                ("kind", d.kind.as_str()),
+                ("phase", phase),
+            ],
             h,
         );
     }

@@ -25,7 +25,9 @@ use crate::snapshot::{
     ClusterView, DeploymentView, FailingView, FailoverView, LinkView, NodeView, ReplicaView,
     SentinelShardView, ShardView, Snapshot, TargetView,
 };
-use crate::timeline::{ClusterShard, ClusterShardView, Context, SentinelShard, Step, Timeline, Window};
+use crate::timeline::{
+    ClusterShard, ClusterShardView, Context, SentinelShard, Step, Timeline, Window,
+};
 
 /// How many distinct master offsets are remembered per master to date a
 /// replica's lag: 1024 polls cover 17 minutes of constant writes at 1 s.
@@ -45,7 +47,8 @@ const DEFAULT_SENTINEL_LIMIT: f64 = 360.0;
 
 /// Unix seconds, as timelines and the API show time.
 pub fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Owns the state of every deployment.
@@ -70,16 +73,27 @@ impl Monitor {
     /// Starts from the configured seeds and the timelines read back from
     /// disk: ended ones are listed, open ones resume where they were.
     pub fn new(config: &Config, restored: Vec<Timeline>) -> Self {
-        let mut deployments: Vec<DeploymentState> = config.deployments.iter().map(DeploymentState::new).collect();
+        let mut deployments: Vec<DeploymentState> = config
+            .deployments
+            .iter()
+            .map(DeploymentState::new)
+            .collect();
         let mut failovers = Failovers::new(config.timelines.keep_per_shard);
-        let (open, ended): (Vec<Timeline>, Vec<Timeline>) = restored.into_iter().partition(Timeline::is_open);
+        let (open, ended): (Vec<Timeline>, Vec<Timeline>) =
+            restored.into_iter().partition(Timeline::is_open);
         failovers.restore(ended);
         for t in open {
-            if let Some(d) = deployments.iter_mut().find(|d| *d.name == *t.deployment && d.config.kind == t.kind) {
+            if let Some(d) = deployments
+                .iter_mut()
+                .find(|d| *d.name == *t.deployment && d.config.kind == t.kind)
+            {
                 d.resume(t);
             }
         }
-        let views = deployments.iter_mut().map(|d| Arc::new(d.derive(0.0))).collect();
+        let views = deployments
+            .iter_mut()
+            .map(|d| Arc::new(d.derive(0.0)))
+            .collect();
         let mut monitor = Monitor {
             deployments,
             views,
@@ -101,7 +115,11 @@ impl Monitor {
             Input::Event(e) => &e.target.deployment,
             Input::Subscription { target, .. } => &target.deployment,
         };
-        let Some(i) = self.deployments.iter().position(|d| *d.name == **deployment) else {
+        let Some(i) = self
+            .deployments
+            .iter()
+            .position(|d| *d.name == **deployment)
+        else {
             return;
         };
         let d = &mut self.deployments[i];
@@ -112,14 +130,20 @@ impl Monitor {
             }
             Input::Event(msg) => {
                 let now = unix(msg.at);
-                let first = self.events.record(&d.name, &msg.target.addr, &msg.channel, &msg.payload, now);
+                let first =
+                    self.events
+                        .record(&d.name, &msg.target.addr, &msg.channel, &msg.payload, now);
                 self.failovers_dirty = true;
                 (d.on_event(&msg, first, now), now)
             }
             Input::Subscription { target, up } => (d.on_subscription(&target, up), 0.0),
         };
         if changed {
-            let now = if now > 0.0 { now } else { unix(SystemTime::now()) };
+            let now = if now > 0.0 {
+                now
+            } else {
+                unix(SystemTime::now())
+            };
             d.poll_interval = self.poll_interval;
             self.views[i] = Arc::new(d.derive(now));
             for effect in d.effects.drain(..) {
@@ -153,7 +177,11 @@ impl Monitor {
             .flat_map(|d| d.open_timelines())
             .cloned()
             .collect();
-        timelines.sort_by(|a, b| b.started().partial_cmp(&a.started()).unwrap_or(std::cmp::Ordering::Equal));
+        timelines.sort_by(|a, b| {
+            b.started()
+                .partial_cmp(&a.started())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
         timelines.extend(self.failovers.ended().cloned());
         self.shared_failovers = Arc::new(FailoverView {
             timelines,
@@ -165,7 +193,10 @@ impl Monitor {
 
     /// The current picture.
     pub fn snapshot(&self) -> Snapshot {
-        let ready = self.views.iter().all(|d| d.targets.iter().all(|t| t.polled));
+        let ready = self
+            .views
+            .iter()
+            .all(|d| d.targets.iter().all(|t| t.polled));
         Snapshot {
             ready,
             deployments: self.views.clone(),
@@ -354,13 +385,19 @@ impl DeploymentState {
     }
 
     fn open_timelines(&self) -> impl Iterator<Item = &Timeline> {
-        let sentinel = self.sentinel_shards.values().filter_map(|m| m.open.as_ref());
+        let sentinel = self
+            .sentinel_shards
+            .values()
+            .filter_map(|m| m.open.as_ref());
         let cluster = self.cluster_shards.values().filter_map(|m| m.open.as_ref());
         sentinel.chain(cluster)
     }
 
     fn on_subscription(&mut self, target: &TargetId, up: bool) -> bool {
-        if !self.targets.contains_key(&(target.role, target.addr.clone())) {
+        if !self
+            .targets
+            .contains_key(&(target.role, target.addr.clone()))
+        {
             return false;
         }
         self.subscriptions.insert(target.addr.clone(), up);
@@ -370,12 +407,18 @@ impl DeploymentState {
     /// Applies one sentinel event: counted if `first` (no other sentinel
     /// published it just before), then fed to its shard's failover machine.
     fn on_event(&mut self, msg: &EventMessage, first: bool, now: f64) -> bool {
-        if !self.targets.contains_key(&(TargetRole::Sentinel, msg.target.addr.clone())) {
+        if !self
+            .targets
+            .contains_key(&(TargetRole::Sentinel, msg.target.addr.clone()))
+        {
             return false;
         }
         let event = Event::parse(&msg.channel, &msg.payload);
         let shard = event.master_name().map(String::from);
-        if shard.as_deref().is_some_and(|s| !self.config.watches_master(s)) {
+        if shard
+            .as_deref()
+            .is_some_and(|s| !self.config.watches_master(s))
+        {
             return false;
         }
         if first {
@@ -386,7 +429,12 @@ impl DeploymentState {
         // whichever failovers are open.
         let shards: Vec<String> = match shard {
             Some(s) => vec![s],
-            None => self.sentinel_shards.iter().filter(|(_, m)| m.open.is_some()).map(|(s, _)| s.clone()).collect(),
+            None => self
+                .sentinel_shards
+                .iter()
+                .filter(|(_, m)| m.open.is_some())
+                .map(|(s, _)| s.clone())
+                .collect(),
         };
         for shard in shards {
             let ctx = Context {
@@ -395,7 +443,11 @@ impl DeploymentState {
                 at: now,
                 reporter: &msg.target.addr,
             };
-            let step = self.sentinel_shards.entry(shard.clone()).or_default().on_event(&event, &ctx);
+            let step = self
+                .sentinel_shards
+                .entry(shard.clone())
+                .or_default()
+                .on_event(&event, &ctx);
             self.record_step(Kind::Sentinel, &shard, step);
         }
         true
@@ -408,15 +460,31 @@ impl DeploymentState {
             Step::Unchanged | Step::Dropped => {}
             Step::Changed => {
                 let open = match kind {
-                    Kind::Sentinel => self.sentinel_shards.get_mut(shard).and_then(|m| m.open.take()),
-                    Kind::Cluster => self.cluster_shards.get_mut(shard).and_then(|m| m.open.take()),
+                    Kind::Sentinel => self
+                        .sentinel_shards
+                        .get_mut(shard)
+                        .and_then(|m| m.open.take()),
+                    Kind::Cluster => self
+                        .cluster_shards
+                        .get_mut(shard)
+                        .and_then(|m| m.open.take()),
                 };
                 if let Some(mut t) = open {
                     self.enrich(&mut t);
                     self.effects.push(Effect::Changed(t.clone()));
                     match kind {
-                        Kind::Sentinel => self.sentinel_shards.entry(shard.to_string()).or_default().open = Some(t),
-                        Kind::Cluster => self.cluster_shards.entry(shard.to_string()).or_default().open = Some(t),
+                        Kind::Sentinel => {
+                            self.sentinel_shards
+                                .entry(shard.to_string())
+                                .or_default()
+                                .open = Some(t)
+                        }
+                        Kind::Cluster => {
+                            self.cluster_shards
+                                .entry(shard.to_string())
+                                .or_default()
+                                .open = Some(t)
+                        }
                     }
                 }
             }
@@ -431,9 +499,15 @@ impl DeploymentState {
     /// (`last_ok`), and the bytes the new master lacked when promoted.
     fn enrich(&self, t: &mut Timeline) {
         let switched = t.at("switched").or_else(|| t.at("promoted"));
-        let (Some(_), Some(old)) = (switched, t.old_master.clone()) else { return };
+        let (Some(_), Some(old)) = (switched, t.old_master.clone()) else {
+            return;
+        };
         if t.at("last_ok").is_none() {
-            if let Some(ok) = self.targets.get(&(TargetRole::Node, old.clone())).and_then(|s| s.last_success) {
+            if let Some(ok) = self
+                .targets
+                .get(&(TargetRole::Node, old.clone()))
+                .and_then(|s| s.last_success)
+            {
                 t.mark("last_ok", unix(ok), "poll");
             }
         }
@@ -450,7 +524,12 @@ impl DeploymentState {
         let (old_reading, _) = self.node_reading(old);
         let old_reading = old_reading?;
         let master_offset = old_reading.replication.master_repl_offset;
-        let listed = old_reading.replication.replicas.iter().find(|r| r.addr == new).map(|r| r.offset);
+        let listed = old_reading
+            .replication
+            .replicas
+            .iter()
+            .find(|r| r.addr == new)
+            .map(|r| r.offset);
         let own = match self.node_reading(new).0.map(|r| &r.replication) {
             Some(r) if r.role == Role::Replica => r.upstream.as_ref().map(|u| u.offset),
             Some(r) => Some(r.master_repl_offset),
@@ -518,18 +597,29 @@ impl DeploymentState {
             .iter()
             .filter_map(|m| Some((m.name.clone(), m.cluster.clone()?)))
             .collect();
-        let mut shards: Vec<ShardView> = members_by_shard.into_iter().map(|m| self.shard_view(m)).collect();
+        let mut shards: Vec<ShardView> = members_by_shard
+            .into_iter()
+            .map(|m| self.shard_view(m))
+            .collect();
         if now > 0.0 {
             self.advance(now, &shards, cluster_views);
         }
         for shard in &mut shards {
-            if let (Some(sv), Some(m)) = (&mut shard.sentinel, self.sentinel_shards.get(&shard.name)) {
+            if let (Some(sv), Some(m)) =
+                (&mut shard.sentinel, self.sentinel_shards.get(&shard.name))
+            {
                 // Events move these between polls; polls resync them.
                 sv.sdown = m.sdown.len() as u32;
                 sv.odown = !m.odown.is_empty();
             }
-            shard.failover_in_progress = self.sentinel_shards.get(&shard.name).is_some_and(|m| m.open.is_some())
-                || self.cluster_shards.get(&shard.name).is_some_and(|m| m.open.is_some());
+            shard.failover_in_progress = self
+                .sentinel_shards
+                .get(&shard.name)
+                .is_some_and(|m| m.open.is_some())
+                || self
+                    .cluster_shards
+                    .get(&shard.name)
+                    .is_some_and(|m| m.open.is_some());
         }
         let targets = self
             .targets
@@ -556,7 +646,10 @@ impl DeploymentState {
         let subscriptions = self
             .subscriptions
             .iter()
-            .filter(|(addr, _)| self.targets.contains_key(&(TargetRole::Sentinel, (*addr).clone())))
+            .filter(|(addr, _)| {
+                self.targets
+                    .contains_key(&(TargetRole::Sentinel, (*addr).clone()))
+            })
             .map(|(a, up)| (a.clone(), *up))
             .collect();
         DeploymentView {
@@ -566,25 +659,40 @@ impl DeploymentState {
             shards,
             cluster,
             subscriptions,
-            events_total: self.events_total.iter().map(|((s, e), n)| (s.clone(), e.clone(), *n)).collect(),
+            events_total: self
+                .events_total
+                .iter()
+                .map(|((s, e), n)| (s.clone(), e.clone(), *n))
+                .collect(),
         }
     }
 
     /// Moves the failover machines on with what the polls show: settled
     /// sentinel masters, cluster views, timeouts, and two-master windows.
-    fn advance(&mut self, now: f64, shards: &[ShardView], cluster_views: Vec<(String, ClusterShardView)>) {
+    fn advance(
+        &mut self,
+        now: f64,
+        shards: &[ShardView],
+        cluster_views: Vec<(String, ClusterShardView)>,
+    ) {
         let kind = self.config.kind;
         match kind {
             Kind::Sentinel => {
                 for shard in shards {
                     let name = &shard.name;
-                    let limit = self.failover_limits.get(name).copied().unwrap_or(DEFAULT_SENTINEL_LIMIT);
+                    let limit = self
+                        .failover_limits
+                        .get(name)
+                        .copied()
+                        .unwrap_or(DEFAULT_SENTINEL_LIMIT);
                     let settled = shard
                         .sentinel
                         .as_ref()
                         .filter(|sv| sv.agreement && !self.failover_flagged(name))
                         .and_then(|sv| sv.master_addr.clone());
-                    let Some(machine) = self.sentinel_shards.get_mut(name) else { continue };
+                    let Some(machine) = self.sentinel_shards.get_mut(name) else {
+                        continue;
+                    };
                     let mut steps = vec![machine.on_tick(now, limit)];
                     if let Some(master) = settled {
                         steps.push(machine.on_settled(&master, now));
@@ -603,7 +711,10 @@ impl DeploymentState {
                         at: now,
                         reporter: "poll",
                     };
-                    let steps = [machine.on_view(&view, &ctx, self.poll_interval), machine.on_tick(now, CLUSTER_FAILOVER_LIMIT)];
+                    let steps = [
+                        machine.on_view(&view, &ctx, self.poll_interval),
+                        machine.on_tick(now, CLUSTER_FAILOVER_LIMIT),
+                    ];
                     for step in steps {
                         self.record_step(kind, &name, step);
                     }
@@ -618,7 +729,11 @@ impl DeploymentState {
                 .map(|n| n.addr.clone())
                 .collect();
             let window = if masters.len() > 1 && !self.two_masters.contains_key(&shard.name) {
-                let w = Window { start: now, end: None, nodes: masters };
+                let w = Window {
+                    start: now,
+                    end: None,
+                    nodes: masters,
+                };
                 self.two_masters.insert(shard.name.clone(), w.clone());
                 w
             } else if masters.len() <= 1 && self.two_masters.contains_key(&shard.name) {
@@ -636,8 +751,14 @@ impl DeploymentState {
     /// its latest ended one.
     fn attach_two_masters(&mut self, shard: &str, window: Window) {
         let open = match self.config.kind {
-            Kind::Sentinel => self.sentinel_shards.get_mut(shard).and_then(|m| m.open.as_mut()),
-            Kind::Cluster => self.cluster_shards.get_mut(shard).and_then(|m| m.open.as_mut()),
+            Kind::Sentinel => self
+                .sentinel_shards
+                .get_mut(shard)
+                .and_then(|m| m.open.as_mut()),
+            Kind::Cluster => self
+                .cluster_shards
+                .get_mut(shard)
+                .and_then(|m| m.open.as_mut()),
         };
         match open {
             Some(t) => {
@@ -654,7 +775,10 @@ impl DeploymentState {
     /// Whether a reachable sentinel flags a failover of this master in progress.
     fn failover_flagged(&self, shard: &str) -> bool {
         self.targets.values().any(|s| match s.fresh() {
-            Some(Reading::Sentinel(r)) => r.masters.get(shard).is_some_and(|v| v.master.flags.has("failover_in_progress")),
+            Some(Reading::Sentinel(r)) => r
+                .masters
+                .get(shard)
+                .is_some_and(|v| v.master.flags.has("failover_in_progress")),
             _ => false,
         })
     }
@@ -850,7 +974,10 @@ impl DeploymentState {
                         )
                     })
                     .map(|l| l.addr.clone());
-                let settled = self.cluster_shards.get(&name).and_then(|m| m.master.as_ref());
+                let settled = self
+                    .cluster_shards
+                    .get(&name)
+                    .and_then(|m| m.master.as_ref());
                 let cluster = cluster_shard_view(&fresh, &lines, settled, now);
                 ShardMembers {
                     name,
@@ -1025,7 +1152,13 @@ fn cluster_shard_view(
             }
         }
         if let Some((id, addr)) = settled {
-            let line = view.nodes.iter().find(|l| if id.is_empty() { l.addr == *addr } else { l.id == *id });
+            let line = view.nodes.iter().find(|l| {
+                if id.is_empty() {
+                    l.addr == *addr
+                } else {
+                    l.id == *id
+                }
+            });
             if let Some(l) = line {
                 pfail += u32::from(l.flags.pfail);
                 fail |= l.flags.fail;
@@ -1562,9 +1695,17 @@ mod event_tests {
         let s = m.snapshot();
         let timelines = &s.failovers.timelines;
         assert_eq!(timelines.len(), 1);
-        assert_eq!(timelines[0].outcome, Some(crate::timeline::Outcome::Completed));
+        assert_eq!(
+            timelines[0].outcome,
+            Some(crate::timeline::Outcome::Completed)
+        );
         let d = &s.deployments[0];
-        let count = |event: &str| d.events_total.iter().find(|(sh, e, _)| sh == "mymaster" && e == event).map(|x| x.2);
+        let count = |event: &str| {
+            d.events_total
+                .iter()
+                .find(|(sh, e, _)| sh == "mymaster" && e == event)
+                .map(|x| x.2)
+        };
         // Three sentinels publish +switch-master: counted once.
         assert_eq!(count("+switch-master"), Some(1));
         // +sdown of the master from three sentinels, and of the old master
@@ -1572,6 +1713,9 @@ mod event_tests {
         assert_eq!(count("+sdown"), Some(2));
         assert_eq!(count("+odown"), Some(1));
         assert_eq!(s.failovers.events.len(), 50);
-        assert_eq!(m.take_changed_timelines().last().unwrap().outcome, Some(crate::timeline::Outcome::Completed));
+        assert_eq!(
+            m.take_changed_timelines().last().unwrap().outcome,
+            Some(crate::timeline::Outcome::Completed)
+        );
     }
 }

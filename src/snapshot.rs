@@ -7,10 +7,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::Kind;
 use crate::failovers::{Histogram, RecordedEvent};
-use crate::timeline::{Outcome, Timeline};
 use crate::model::TargetId;
 use crate::parse::cluster::ClusterInfo;
 use crate::parse::info::Role;
+use crate::timeline::{Outcome, Timeline};
 
 /// Everything the agent knows at one moment.
 #[derive(Debug, Default)]

@@ -35,7 +35,9 @@ pub fn load(path: &Path, keep_per_shard: usize) -> std::io::Result<Vec<Timeline>
                 }
                 latest.insert(t.id.clone(), t);
             }
-            Err(e) => tracing::warn!(file = %path.display(), line = n + 1, error = %e, "skipping unreadable timeline"),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), line = n + 1, error = %e, "skipping unreadable timeline")
+            }
         }
     }
     let mut kept_per_shard: HashMap<(String, String), usize> = HashMap::new();
@@ -47,7 +49,9 @@ pub fn load(path: &Path, keep_per_shard: usize) -> std::io::Result<Vec<Timeline>
             if t.is_open() {
                 return true;
             }
-            let n = kept_per_shard.entry((t.deployment.clone(), t.shard.clone())).or_default();
+            let n = kept_per_shard
+                .entry((t.deployment.clone(), t.shard.clone()))
+                .or_default();
             *n += 1;
             *n <= keep_per_shard
         })
@@ -57,7 +61,11 @@ pub fn load(path: &Path, keep_per_shard: usize) -> std::io::Result<Vec<Timeline>
     {
         let mut out = File::create(&tmp)?;
         for t in &kept {
-            writeln!(out, "{}", serde_json::to_string(t).map_err(std::io::Error::other)?)?;
+            writeln!(
+                out,
+                "{}",
+                serde_json::to_string(t).map_err(std::io::Error::other)?
+            )?;
         }
         out.sync_all()?;
     }
@@ -110,19 +118,44 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("timelines.jsonl");
         let _ = std::fs::remove_file(&path);
-        assert!(load(&path, 2).unwrap().is_empty(), "no file yet is no timelines");
+        assert!(
+            load(&path, 2).unwrap().is_empty(),
+            "no file yet is no timelines"
+        );
         let open = timeline("a", 1.0, true);
-        append(&path, &[open.clone(), timeline("a", 2.0, false), timeline("a", 3.0, false)]).unwrap();
-        append(&path, &[timeline("a", 4.0, false), timeline("b", 5.0, false)]).unwrap();
+        append(
+            &path,
+            &[
+                open.clone(),
+                timeline("a", 2.0, false),
+                timeline("a", 3.0, false),
+            ],
+        )
+        .unwrap();
+        append(
+            &path,
+            &[timeline("a", 4.0, false), timeline("b", 5.0, false)],
+        )
+        .unwrap();
         let mut done = open.clone();
         done.outcome = Some(Outcome::Aborted);
         append(&path, &[done]).unwrap();
-        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"id\": \"torn").unwrap();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"{\"id\": \"torn")
+            .unwrap();
         let loaded = load(&path, 2).unwrap();
-        let ids: Vec<(&str, Option<Outcome>)> = loaded.iter().map(|t| (t.id.as_str(), t.outcome)).collect();
+        let ids: Vec<(&str, Option<Outcome>)> =
+            loaded.iter().map(|t| (t.id.as_str(), t.outcome)).collect();
         assert_eq!(
             ids,
-            [("d:a:3000", Some(Outcome::Completed)), ("d:a:4000", Some(Outcome::Completed)), ("d:b:5000", Some(Outcome::Completed))]
+            [
+                ("d:a:3000", Some(Outcome::Completed)),
+                ("d:a:4000", Some(Outcome::Completed)),
+                ("d:b:5000", Some(Outcome::Completed))
+            ]
         );
         // Compacted: reading again gives the same.
         assert_eq!(load(&path, 2).unwrap(), loaded);

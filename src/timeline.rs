@@ -69,7 +69,7 @@ pub struct Timeline {
     pub shard: String,
     /// Sentinel or cluster.
     pub kind: Kind,
-    /// Marks in the order they were first seen.
+    /// Marks in time order.
     pub marks: Vec<Mark>,
     /// `None` while the failover is in progress.
     pub outcome: Option<Outcome>,
@@ -135,11 +135,16 @@ impl Timeline {
         if self.at(name).is_some() {
             return false;
         }
-        self.marks.push(Mark {
-            name: name.to_string(),
-            at,
-            reporter: reporter.to_string(),
-        });
+        // Kept in time order: `last_ok` is learnt after the fact.
+        let i = self.marks.partition_point(|m| m.at <= at);
+        self.marks.insert(
+            i,
+            Mark {
+                name: name.to_string(),
+                at,
+                reporter: reporter.to_string(),
+            },
+        );
         true
     }
 
@@ -358,7 +363,9 @@ impl SentinelShard {
                 self.not_elected = true;
                 Step::Unchanged
             }
-            ("+failover-end-for-timeout", _) => self.mark(ctx, "reconf_timeout", master_addr, false),
+            ("+failover-end-for-timeout", _) => {
+                self.mark(ctx, "reconf_timeout", master_addr, false)
+            }
             _ => Step::Unchanged,
         }
     }
@@ -385,7 +392,9 @@ impl SentinelShard {
     /// in progress. Closes a timeline whose end events were missed (agent
     /// restarted, subscription lost).
     pub fn on_settled(&mut self, master: &str, at: f64) -> Step {
-        let Some(t) = &mut self.open else { return Step::Unchanged };
+        let Some(t) = &mut self.open else {
+            return Step::Unchanged;
+        };
         if t.old_master.as_deref().is_none_or(|old| old == master) {
             return Step::Unchanged;
         }
@@ -470,7 +479,11 @@ impl ClusterShard {
             }
             return Step::Unchanged;
         };
-        let moved = if settled.0.is_empty() { owner.1 != settled.1 } else { owner.0 != settled.0 };
+        let moved = if settled.0.is_empty() {
+            owner.1 != settled.1
+        } else {
+            owner.0 != settled.0
+        };
         let suspect = v.pfail > 0 || v.fail;
         if self.open.is_none() && !suspect && !moved {
             return Step::Unchanged;
@@ -486,6 +499,10 @@ impl ClusterShard {
             changed |= t.mark("pfail", v.at, ctx.reporter);
         }
         if v.fail {
+            // A node flags `fail` only after flagging `fail?`: when both
+            // happened between two polls, the first sign the agent saw of
+            // either is this view.
+            changed |= t.mark("pfail", v.at, ctx.reporter);
             changed |= t.mark("fail", v.at, ctx.reporter);
         }
         if moved {
@@ -698,16 +715,13 @@ mod tests {
         // The agent stopped listening after +odown.
         let (mut s, closed) = replay(&events[..3]);
         assert!(closed.is_empty());
+        let later = 1795314830.0;
         assert_eq!(
-            s.on_settled("127.0.0.1:7100", 20.0),
+            s.on_settled("127.0.0.1:7100", later),
             Step::Unchanged,
             "still the old master"
         );
-        s.on_event(
-            &Event::parse("+try-failover", "master mymaster 127.0.0.1 7100"),
-            &ctx(9.0, "a"),
-        );
-        let Step::Closed(t) = s.on_settled("127.0.0.1:7101", 20.0) else {
+        let Step::Closed(t) = s.on_settled("127.0.0.1:7101", later) else {
             panic!("settled")
         };
         assert_eq!(t.outcome, Some(Outcome::Completed));

@@ -195,68 +195,6 @@ fn sentinel_group_and_cluster_from_one_seed_each() {
             &[("deployment", "s"), ("node", &frozen.addr())],
         ) == Some(0.0)
     });
-
-    // docs/metrics.md and /metrics agree: same families, types and labels.
-    let m = agent.metrics();
-    check_docs_match(&m);
-}
-
-/// Every family documented in docs/metrics.md is served with the documented
-/// type and labels, and nothing undocumented is served.
-fn check_docs_match(m: &Metrics) {
-    let docs =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
-    let mut documented = std::collections::BTreeMap::new();
-    for line in docs.lines().filter(|l| l.starts_with("| `redis_ha_")) {
-        // `\|` is a pipe inside a cell: "node\|sentinel" means either label.
-        let line = line.replace("\\|", "/");
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let name = cells[1].trim_matches('`').to_string();
-        let alternatives: Vec<Vec<String>> = {
-            // "deployment, node/sentinel" -> [[deployment, node], [deployment, sentinel]]
-            let mut sets = vec![Vec::new()];
-            for label in cells[3].split(',').map(str::trim) {
-                let options: Vec<&str> = label.split('/').collect();
-                sets = sets
-                    .into_iter()
-                    .flat_map(|s| {
-                        options
-                            .iter()
-                            .map(move |o| [s.clone(), vec![o.to_string()]].concat())
-                    })
-                    .collect();
-            }
-            sets.into_iter()
-                .map(|mut s| {
-                    s.sort();
-                    s
-                })
-                .collect()
-        };
-        documented.insert(name, (cells[2].to_string(), alternatives));
-    }
-    let served: std::collections::BTreeSet<&String> = m.types.keys().collect();
-    let listed: std::collections::BTreeSet<&String> = documented.keys().collect();
-    assert_eq!(
-        served, listed,
-        "families served by /metrics vs documented in docs/metrics.md"
-    );
-    for s in &m.samples {
-        // Histograms serve _bucket (with `le`), _sum and _count series.
-        let family = ["_bucket", "_sum", "_count"]
-            .iter()
-            .filter_map(|suffix| s.name.strip_suffix(suffix))
-            .find(|base| m.types.get(*base).map(String::as_str) == Some("histogram"))
-            .unwrap_or(&s.name);
-        let (kind, alternatives) = &documented[family];
-        assert_eq!(&m.types[family], kind, "type of {family}");
-        let names: Vec<String> = s.labels.keys().filter(|k| *k != "le" || family == s.name).cloned().collect();
-        assert!(
-            alternatives.contains(&names),
-            "{} has labels {names:?}; documented: {alternatives:?}",
-            s.name
-        );
-    }
 }
 
 /// Must show 3: a frozen node goes down within 2 poll intervals, every other

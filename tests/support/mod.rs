@@ -14,6 +14,8 @@ pub struct Agent {
     pub base: String,
     dir: PathBuf,
     log: PathBuf,
+    config: PathBuf,
+    starts: usize,
 }
 
 /// Poll interval every test configures: short, so tests are quick.
@@ -52,40 +54,85 @@ impl Agent {
     }
 
     pub fn start_with_env(deployments: &str, env: &[(&str, &str)]) -> Agent {
+        Self::start_full(deployments, "", env)
+    }
+
+    /// Starts the agent with `extra` top-level YAML (e.g. a `timelines:` section).
+    pub fn start_full(deployments: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
         let port = free_port();
         let dir = temp_dir(&format!("agent-{port}"));
         let config = dir.join("agent.yaml");
+        let extra = extra.replace("$DIR", dir.to_str().unwrap());
         std::fs::write(
             &config,
             format!(
-                "listen: \"127.0.0.1:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\ndeployments:\n{deployments}",
+                "listen: \"127.0.0.1:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\n{extra}deployments:\n{deployments}",
                 POLL.as_millis(),
                 TIMEOUT.as_millis()
             ),
         )
         .unwrap();
         let log = dir.join("agent.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"))
-            .arg("--config")
-            .arg(&config)
-            .envs(env.iter().copied())
-            .env("REDIS_HA_LOG", "redis_ha_exporter=debug,info")
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.join("agent.out")).unwrap(),
-            ))
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .unwrap();
+        let child = Self::spawn(&config, &dir, &log, env);
         let agent = Agent {
             child,
             base: format!("http://127.0.0.1:{port}"),
             dir,
             log,
+            config,
+            starts: 1,
         };
         agent.wait_until("the agent is ready", Duration::from_secs(20), |a| {
             a.get("/-/ready").0 == 200
         });
         agent
+    }
+
+    fn spawn(
+        config: &std::path::Path,
+        dir: &std::path::Path,
+        log: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"))
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().copied())
+            .env("REDIS_HA_LOG", "redis_ha_exporter=debug,info")
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("agent.out")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
+            .spawn()
+            .unwrap()
+    }
+
+    /// Kills the agent (SIGKILL: no chance to flush anything) and starts it
+    /// again with the same config, waiting until it serves.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.starts += 1;
+        self.log = self.dir.join(format!("agent-{}.log", self.starts));
+        self.child = Self::spawn(&self.config, &self.dir, &self.log, &[]);
+        self.wait_until("the restarted agent serves", Duration::from_secs(20), |a| {
+            a.get("/-/healthy").0 == 200
+        });
+    }
+
+    /// A JSON document from the API.
+    pub fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// The failover timelines of a deployment, in progress first, newest first.
+    pub fn failovers(&self, deployment: &str) -> Vec<serde_json::Value> {
+        self.json(&format!("/api/v1/failovers?deployment={deployment}"))["failovers"]
+            .as_array()
+            .unwrap()
+            .clone()
     }
 
     /// Status and body of a GET.
@@ -243,5 +290,68 @@ impl Metrics {
         v.sort();
         v.dedup();
         v
+    }
+}
+
+/// Every family documented in docs/metrics.md is served with the documented
+/// type and labels, and nothing undocumented is served.
+pub fn check_docs_match(m: &Metrics) {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let mut documented = std::collections::BTreeMap::new();
+    for line in docs.lines().filter(|l| l.starts_with("| `redis_ha_")) {
+        // `\|` is a pipe inside a cell: "node\|sentinel" means either label.
+        let line = line.replace("\\|", "/");
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let name = cells[1].trim_matches('`').to_string();
+        let alternatives: Vec<Vec<String>> = {
+            // "deployment, node/sentinel" -> [[deployment, node], [deployment, sentinel]]
+            let mut sets = vec![Vec::new()];
+            for label in cells[3].split(',').map(str::trim) {
+                let options: Vec<&str> = label.split('/').collect();
+                sets = sets
+                    .into_iter()
+                    .flat_map(|s| {
+                        options
+                            .iter()
+                            .map(move |o| [s.clone(), vec![o.to_string()]].concat())
+                    })
+                    .collect();
+            }
+            sets.into_iter()
+                .map(|mut s| {
+                    s.sort();
+                    s
+                })
+                .collect()
+        };
+        documented.insert(name, (cells[2].to_string(), alternatives));
+    }
+    let served: std::collections::BTreeSet<&String> = m.types.keys().collect();
+    let listed: std::collections::BTreeSet<&String> = documented.keys().collect();
+    assert_eq!(
+        served, listed,
+        "families served by /metrics vs documented in docs/metrics.md"
+    );
+    for s in &m.samples {
+        // Histograms serve _bucket (with `le`), _sum and _count series.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| s.name.strip_suffix(suffix))
+            .find(|base| m.types.get(*base).map(String::as_str) == Some("histogram"))
+            .unwrap_or(&s.name);
+        let (kind, alternatives) = &documented[family];
+        assert_eq!(&m.types[family], kind, "type of {family}");
+        let names: Vec<String> = s
+            .labels
+            .keys()
+            .filter(|k| *k != "le" || family == s.name)
+            .cloned()
+            .collect();
+        assert!(
+            alternatives.contains(&names),
+            "{} has labels {names:?}; documented: {alternatives:?}",
+            s.name
+        );
     }
 }
