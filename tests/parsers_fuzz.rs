@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use redis_ha_exporter::parse::cluster::{parse_nodes, ClusterInfo};
+use redis_ha_exporter::parse::event::{Event, InstanceKind};
 use redis_ha_exporter::parse::info::{ReplicationInfo, SentinelInfo};
 use redis_ha_exporter::parse::sentinel::{
     parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry,
@@ -72,6 +73,36 @@ proptest! {
     #[test]
     fn line_shaped_text_never_panics(text in "([0-9a-f]{40} [0-9a-z.:@,\\[\\]<>?-]{0,30} [a-z?,]{0,20} [-0-9a-f]{0,40} [0-9-]{0,5} [0-9-]{0,5} [0-9-]{0,5} [a-z]{0,12}( [0-9<>\\[\\]-]{0,12}){0,4}\n){0,4}") {
         let _ = parse_nodes(&text);
+    }
+
+    #[test]
+    fn arbitrary_events_never_panic(channel in any::<String>(), payload in any::<String>()) {
+        let e = Event::parse(&channel, &payload);
+        let _ = e.master_name();
+        prop_assert_eq!(e.channel, channel);
+    }
+
+    #[test]
+    fn event_shaped_payloads_never_panic(
+        channel in prop::sample::select(vec!["+sdown", "-sdown", "+odown", "+switch-master", "+new-epoch", "+vote-for-leader", "+selected-slave", "-role-change", "+tilt", "+x"]),
+        payload in "((master|slave|sentinel|@|#quorum|[0-9a-z.:/]{0,12}) ){0,12}",
+    ) {
+        let _ = Event::parse(channel, &payload).master_name();
+    }
+
+    #[test]
+    fn instance_payloads_round_trip(
+        name in "[a-zA-Z0-9_-]{1,20}",
+        ip in "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+        port in 1u16..,
+        mport in 1u16..,
+    ) {
+        let e = Event::parse("+selected-slave", &format!("slave {ip}:{port} {ip} {port} @ {name} 10.0.0.1 {mport}"));
+        let i = e.instance.clone().unwrap();
+        prop_assert_eq!(i.kind, InstanceKind::Replica);
+        prop_assert_eq!(i.addr, format!("{ip}:{port}"));
+        prop_assert_eq!(e.master_name(), Some(name.as_str()));
+        prop_assert_eq!(i.master.unwrap().1, format!("10.0.0.1:{mport}"));
     }
 
     #[test]
