@@ -13,11 +13,10 @@ use prometheus::proto::{
 };
 use prometheus::TextEncoder;
 
-use crate::config::Kind;
 use crate::failovers::{Histogram, PHASE_BUCKETS};
 use crate::parse::info::Role;
 use crate::snapshot::{DeploymentView, FailoverView, ShardView, Snapshot};
-use crate::timeline::{Outcome, Timeline};
+use crate::timeline::{phase_names, Outcome, Timeline};
 
 /// One metric family's contract.
 #[derive(Debug)]
@@ -87,18 +86,6 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_failover_last_duration_seconds", GAUGE, "deployment, shard", "Total duration of the shard's last failover."),
     def("redis_ha_failover_unreplicated_bytes", GAUGE, "deployment, shard", "At the shard's last failover: the old master's offset minus the promoted replica's (writes at risk)."),
 ];
-
-/// Phases of each kind of failover, as the histogram labels them.
-const SENTINEL_PHASE_NAMES: &[&str] = &[
-    "detection",
-    "election",
-    "promotion",
-    "switch",
-    "reconfiguration",
-    "total",
-    "outage",
-];
-const CLUSTER_PHASE_NAMES: &[&str] = &["detection", "promotion", "convergence", "total", "outage"];
 
 /// Collects samples by family, in [`FAMILIES`] order.
 struct Out {
@@ -435,15 +422,11 @@ fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
             }
         }
     }
-    let phases = match d.kind {
-        Kind::Sentinel => SENTINEL_PHASE_NAMES,
-        Kind::Cluster => CLUSTER_PHASE_NAMES,
-    };
     let empty = Histogram::default();
-    for phase in phases {
+    for phase in phase_names(d.kind) {
         let h = f
             .phases
-            .get(&(dep.to_string(), d.kind, *phase))
+            .get(&(dep.to_string(), d.kind, phase))
             .unwrap_or(&empty);
         out.histogram(
             "redis_ha_failover_phase_seconds",

@@ -110,6 +110,18 @@ const CLUSTER_PHASES: &[(&str, &[&str], &str)] = &[
     ("outage", &["last_ok"], "promoted"),
 ];
 
+fn phase_table(kind: Kind) -> &'static [(&'static str, &'static [&'static str], &'static str)] {
+    match kind {
+        Kind::Sentinel => SENTINEL_PHASES,
+        Kind::Cluster => CLUSTER_PHASES,
+    }
+}
+
+/// The phases a failover of this kind has, in order.
+pub fn phase_names(kind: Kind) -> impl Iterator<Item = &'static str> {
+    phase_table(kind).iter().map(|(name, _, _)| *name)
+}
+
 impl Timeline {
     /// A new timeline opened at `at`.
     pub fn open(deployment: &str, shard: &str, kind: Kind, at: f64) -> Timeline {
@@ -175,11 +187,7 @@ impl Timeline {
 
     /// Phase durations in seconds, for the phases whose marks are both present.
     pub fn phases(&self) -> Vec<(&'static str, f64)> {
-        let table = match self.kind {
-            Kind::Sentinel => SENTINEL_PHASES,
-            Kind::Cluster => CLUSTER_PHASES,
-        };
-        table
+        phase_table(self.kind)
             .iter()
             .filter_map(|(phase, from, to)| {
                 let start = from.iter().find_map(|m| self.at(m))?;
