@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::Serialize;
 
 use crate::config::Kind;
-use crate::timeline::{Outcome, Timeline, Window};
+use crate::timeline::{worth_keeping, Outcome, Timeline, Window};
 
 /// Upper bounds of the phase histogram buckets, in seconds: from a fast
 /// manual failover (tens of ms) to a slow one (minutes).
@@ -155,13 +155,6 @@ impl Failovers {
         kept.reverse();
         self.closed = kept.into();
     }
-}
-
-/// A timeline is worth writing down once a failover really began.
-pub fn worth_keeping(t: &Timeline) -> bool {
-    ["odown", "try_failover", "fail", "promoted", "switched"]
-        .iter()
-        .any(|m| t.at(m).is_some())
 }
 
 /// One sentinel event as received, for the API.

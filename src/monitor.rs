@@ -703,6 +703,10 @@ impl DeploymentState {
                 }
             }
             Kind::Cluster => {
+                let current: BTreeSet<String> =
+                    cluster_views.iter().map(|(n, _)| n.clone()).collect();
+                self.cluster_shards
+                    .retain(|name, m| current.contains(name) || m.open.is_some());
                 for (name, view) in cluster_views {
                     let machine = self.cluster_shards.entry(name.clone()).or_default();
                     let ctx = Context {

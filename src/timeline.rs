@@ -208,6 +208,18 @@ impl Timeline {
     }
 }
 
+/// How long a timeline that is only a suspicion (`sdown`, nothing more)
+/// lives once no sentinel reports the master down.
+const SUSPICION_LIMIT: f64 = 30.0;
+
+/// A timeline is worth writing down, and counting, once a failover really
+/// began: a suspicion that clears by itself is not a failover.
+pub fn worth_keeping(t: &Timeline) -> bool {
+    ["odown", "try_failover", "fail", "promoted", "switched"]
+        .iter()
+        .any(|m| t.at(m).is_some())
+}
+
 /// What a state machine did with an input.
 #[derive(Debug, PartialEq)]
 pub enum Step {
@@ -429,7 +441,18 @@ impl SentinelShard {
         let Some(t) = &self.open else {
             return Step::Unchanged;
         };
-        if now - t.started().unwrap_or(now) <= limit {
+        let age = now - t.started().unwrap_or(now);
+        if !worth_keeping(t) {
+            // Only a suspicion: it lasts while some sentinel sees the master
+            // down, and is dropped (never counted) once the polls show none
+            // does, even if the `-sdown` events were missed.
+            if age > SUSPICION_LIMIT && self.sdown.is_empty() && self.odown.is_empty() {
+                self.open = None;
+                return Step::Dropped;
+            }
+            return Step::Unchanged;
+        }
+        if age <= limit {
             return Step::Unchanged;
         }
         if self.not_elected && t.at("switched").is_none() {
@@ -665,6 +688,23 @@ mod tests {
             (t.outcome, t.abort_reason.as_deref()),
             (Some(Outcome::Aborted), Some("master-recovered"))
         );
+    }
+
+    #[test]
+    fn a_suspicion_whose_end_was_missed_is_dropped() {
+        let mut s = SentinelShard::default();
+        s.on_event(
+            &Event::parse("+sdown", "master mymaster 127.0.0.1 7100"),
+            &ctx(1.0, "a"),
+        );
+        assert_eq!(
+            s.on_tick(20.0, 360.0),
+            Step::Unchanged,
+            "a still sees it down"
+        );
+        s.seen_by("a", false, false);
+        assert_eq!(s.on_tick(20.0, 360.0), Step::Unchanged, "too early to tell");
+        assert_eq!(s.on_tick(40.0, 360.0), Step::Dropped);
     }
 
     #[test]
