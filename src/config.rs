@@ -120,8 +120,8 @@ pub struct Auth {
     pub password: Option<Secret>,
 }
 
-/// A password. Its `Debug` and `Display` never show it, so it cannot leak
-/// through a log line or an error message by accident.
+/// A password. It has no `Display` and its `Debug` shows `***`, so it
+/// cannot leak through a log line or an error message by accident.
 #[derive(Clone, PartialEq)]
 pub struct Secret(String);
 
@@ -286,6 +286,13 @@ impl RawConfig {
 fn check_whole(config: &Config) -> Result<(), String> {
     if config.deployments.is_empty() {
         return Err("deployments: at least one deployment is needed".into());
+    }
+    const HOUR: Duration = Duration::from_secs(3600);
+    if config.poll_interval > HOUR || config.timeout > HOUR {
+        return Err("poll_interval and timeout must be at most 1h".into());
+    }
+    if config.timelines.keep_per_shard == 0 {
+        return Err("timelines.keep_per_shard must be at least 1".into());
     }
     if config.timeout >= config.poll_interval {
         return Err(format!(
@@ -548,7 +555,6 @@ mod tests {
 
     #[test]
     fn the_documented_example_parses() {
-        std::env::set_var("REDIS_HA_TEST_PW", "s3cret");
         let dir = std::env::temp_dir().join(format!("rhe-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let pw = dir.join("pw");
@@ -557,7 +563,7 @@ mod tests {
             "listen: \"127.0.0.1:9999\"\npoll_interval: 2s\ntimeout: 250ms\ndeployments:\n\
              \x20 - name: sessions\n    kind: sentinel\n    sentinels: [\"10.0.0.1:26379\", \"10.0.0.2:26379\"]\n\
              \x20   masters: [mymaster]\n    auth: {{ username: monitor, password_file: {} }}\n\
-             \x20   sentinel_auth: {{ password_env: REDIS_HA_TEST_PW }}\n\
+             \x20   sentinel_auth: {{ password_env: CARGO_PKG_NAME }}\n\
              \x20 - name: cache\n    kind: cluster\n    seeds: [\"10.0.1.1:6379\"]\n",
             pw.display()
         );
@@ -567,13 +573,14 @@ mod tests {
         assert!(s.watches_master("mymaster") && !s.watches_master("other"));
         assert_eq!(s.auth.username.as_deref(), Some("monitor"));
         assert_eq!(s.auth.password.as_ref().unwrap().expose(), "filepw");
+        // Cargo sets CARGO_PKG_NAME for tests: no set_var in a threaded test run.
         assert_eq!(
             s.sentinel_auth.password.as_ref().unwrap().expose(),
-            "s3cret"
+            env!("CARGO_PKG_NAME")
         );
         assert_eq!(c.deployments[1].kind, Kind::Cluster);
         assert!(
-            !format!("{c:?}").contains("s3cret"),
+            !format!("{c:?}").contains("filepw"),
             "secrets must not show in Debug"
         );
     }
@@ -637,6 +644,10 @@ mod tests {
         assert!(e.contains("used by another deployment"), "{e}");
         let e = err(&format!("timeout: 2s\n{MINIMAL}"));
         assert!(e.contains("shorter than poll_interval"), "{e}");
+        let e = err(&format!("poll_interval: 3000y\ntimeout: 1s\n{MINIMAL}"));
+        assert!(e.contains("at most 1h"), "{e}");
+        let e = err(&format!("timelines: {{ keep_per_shard: 0 }}\n{MINIMAL}"));
+        assert!(e.contains("keep_per_shard must be at least 1"), "{e}");
     }
 
     #[test]

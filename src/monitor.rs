@@ -57,10 +57,12 @@ pub struct Monitor {
     views: Vec<Arc<DeploymentView>>,
     failovers: Failovers,
     events: EventLog,
-    poll_interval: f64,
     /// What the last snapshot shared; rebuilt only when failovers or events change.
     shared_failovers: Arc<FailoverView>,
     failovers_dirty: bool,
+    /// Every target known at some moment had been polled. Latched: a newly
+    /// discovered target does not make a serving agent unready.
+    ready: bool,
 }
 
 impl Monitor {
@@ -73,10 +75,11 @@ impl Monitor {
     /// Starts from the configured seeds and the timelines read back from
     /// disk: ended ones are listed, open ones resume where they were.
     pub fn new(config: &Config, restored: Vec<Timeline>) -> Self {
+        let poll_interval = config.poll_interval.as_secs_f64();
         let mut deployments: Vec<DeploymentState> = config
             .deployments
             .iter()
-            .map(DeploymentState::new)
+            .map(|d| DeploymentState::new(d, poll_interval))
             .collect();
         let mut failovers = Failovers::new(config.timelines.keep_per_shard);
         let (open, ended): (Vec<Timeline>, Vec<Timeline>) =
@@ -99,64 +102,74 @@ impl Monitor {
             views,
             failovers,
             events: EventLog::new(RECENT_EVENTS),
-            poll_interval: config.poll_interval.as_secs_f64(),
             shared_failovers: Arc::default(),
             failovers_dirty: true,
+            ready: false,
         };
         monitor.share();
         monitor
     }
 
-    /// Applies one input. Inputs for targets that left the topology (a
-    /// poller finishing its last poll) are ignored.
+    /// Applies one input and derives what it changed.
     pub fn apply(&mut self, input: Input) {
-        let deployment = match &input {
-            Input::Poll(o) => &o.target.deployment,
-            Input::Event(e) => &e.target.deployment,
-            Input::Subscription { target, .. } => &target.deployment,
-        };
-        let Some(i) = self
-            .deployments
-            .iter()
-            .position(|d| *d.name == **deployment)
-        else {
-            return;
-        };
-        let d = &mut self.deployments[i];
-        let (changed, now) = match input {
-            Input::Poll(obs) => {
-                let now = unix(obs.at);
-                (d.apply(obs), now)
-            }
-            Input::Event(msg) => {
-                let now = unix(msg.at);
-                let first =
-                    self.events
-                        .record(&d.name, &msg.target.addr, &msg.channel, &msg.payload, now);
-                self.failovers_dirty = true;
-                (d.on_event(&msg, first, now), now)
-            }
-            Input::Subscription { target, up } => (d.on_subscription(&target, up), 0.0),
-        };
-        if changed {
-            let now = if now > 0.0 {
-                now
-            } else {
-                unix(SystemTime::now())
+        self.apply_all([input]);
+    }
+
+    /// Applies a batch of inputs in order, then derives each changed
+    /// deployment once: a burst of polls costs one derivation, not one each.
+    /// Inputs for targets that left the topology (a poller finishing its
+    /// last poll) are ignored.
+    pub fn apply_all(&mut self, inputs: impl IntoIterator<Item = Input>) {
+        let mut latest = 0.0_f64;
+        for input in inputs {
+            let deployment = match &input {
+                Input::Poll(o) => &o.target.deployment,
+                Input::Event(e) => &e.target.deployment,
+                Input::Subscription { target, .. } => &target.deployment,
             };
-            d.poll_interval = self.poll_interval;
+            let Some(i) = self.deployments.iter().position(|d| *d.name == **deployment) else {
+                continue;
+            };
+            let d = &mut self.deployments[i];
+            let changed = match input {
+                Input::Poll(obs) => {
+                    latest = latest.max(unix(obs.at));
+                    d.apply(obs)
+                }
+                Input::Event(msg) => {
+                    let now = unix(msg.at);
+                    latest = latest.max(now);
+                    match d.relevant(&msg) {
+                        Some(event) => {
+                            let first =
+                                self.events.record(&d.name, &msg.target.addr, &msg.channel, &msg.payload, now);
+                            self.failovers_dirty = true;
+                            d.on_event(&event, &msg.target.addr, first, now);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                Input::Subscription { target, up } => d.on_subscription(&target, up),
+            };
+            d.dirty |= changed;
+        }
+        let now = if latest > 0.0 { latest } else { unix(SystemTime::now()) };
+        for (i, d) in self.deployments.iter_mut().enumerate() {
+            if !std::mem::take(&mut d.dirty) {
+                continue;
+            }
             self.views[i] = Arc::new(d.derive(now));
             for effect in d.effects.drain(..) {
                 self.failovers_dirty = true;
                 match effect {
                     Effect::Changed(t) => self.failovers.changed(&t),
                     Effect::Closed(t) => self.failovers.closed(t),
-                    Effect::TwoMasters { shard, window } => {
-                        self.failovers.two_masters(&d.name, &shard, &window)
-                    }
+                    Effect::TwoMasters { shard, window } => self.failovers.two_masters(&d.name, &shard, &window),
                 }
             }
         }
+        self.ready |= self.views.iter().all(|d| d.targets.iter().all(|t| t.polled));
         self.share();
     }
 
@@ -193,12 +206,8 @@ impl Monitor {
 
     /// The current picture.
     pub fn snapshot(&self) -> Snapshot {
-        let ready = self
-            .views
-            .iter()
-            .all(|d| d.targets.iter().all(|t| t.polled));
         Snapshot {
-            ready,
+            ready: self.ready,
             deployments: self.views.clone(),
             failovers: self.shared_failovers.clone(),
             rendered: Default::default(),
@@ -217,9 +226,7 @@ pub async fn run(
 ) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
-        for input in batch.drain(..) {
-            monitor.apply(input);
-        }
+        monitor.apply_all(batch.drain(..));
         tx.send_replace(Arc::new(monitor.snapshot()));
         let changed = monitor.take_changed_timelines();
         if let (Some(p), false) = (&persist, changed.is_empty()) {
@@ -322,6 +329,8 @@ struct DeploymentState {
     effects: Vec<Effect>,
     /// The poll interval in seconds: the resolution of cluster timelines.
     poll_interval: f64,
+    /// Changed since the last derivation.
+    dirty: bool,
 }
 
 /// The nodes of one shard and whom to measure them against.
@@ -335,7 +344,7 @@ struct ShardMembers {
 }
 
 impl DeploymentState {
-    fn new(config: &Deployment) -> Self {
+    fn new(config: &Deployment, poll_interval: f64) -> Self {
         let role = match config.kind {
             Kind::Sentinel => TargetRole::Sentinel,
             Kind::Cluster => TargetRole::Node,
@@ -364,7 +373,8 @@ impl DeploymentState {
             events_total: BTreeMap::new(),
             two_masters: HashMap::new(),
             effects: Vec::new(),
-            poll_interval: 1.0,
+            poll_interval,
+            dirty: false,
         }
     }
 
@@ -404,25 +414,25 @@ impl DeploymentState {
         true
     }
 
-    /// Applies one sentinel event: counted if `first` (no other sentinel
-    /// published it just before), then fed to its shard's failover machine.
-    fn on_event(&mut self, msg: &EventMessage, first: bool, now: f64) -> bool {
-        if !self
-            .targets
-            .contains_key(&(TargetRole::Sentinel, msg.target.addr.clone()))
-        {
-            return false;
+    /// The parsed event, if it comes from a followed sentinel and concerns
+    /// a watched master (or no master at all).
+    fn relevant(&self, msg: &EventMessage) -> Option<Event> {
+        if !self.targets.contains_key(&(TargetRole::Sentinel, msg.target.addr.clone())) {
+            return None;
         }
         let event = Event::parse(&msg.channel, &msg.payload);
-        let shard = event.master_name().map(String::from);
-        if shard
-            .as_deref()
-            .is_some_and(|s| !self.config.watches_master(s))
-        {
-            return false;
+        match event.master_name() {
+            Some(m) if !self.config.watches_master(m) => None,
+            _ => Some(event),
         }
+    }
+
+    /// Applies one sentinel event: counted if `first` (no other sentinel
+    /// published it just before), then fed to its shard's failover machine.
+    fn on_event(&mut self, event: &Event, reporter: &str, first: bool, now: f64) {
+        let shard = event.master_name().map(String::from);
         if first {
-            let key = (shard.clone().unwrap_or_default(), msg.channel.clone());
+            let key = (shard.clone().unwrap_or_default(), event.channel.clone());
             *self.events_total.entry(key).or_default() += 1;
         }
         // Events without a master (+new-epoch, +vote-for-leader) belong to
@@ -441,51 +451,32 @@ impl DeploymentState {
                 deployment: &self.name,
                 shard: &shard,
                 at: now,
-                reporter: &msg.target.addr,
+                reporter,
             };
-            let step = self
-                .sentinel_shards
-                .entry(shard.clone())
-                .or_default()
-                .on_event(&event, &ctx);
-            self.record_step(Kind::Sentinel, &shard, step);
+            let step = self.sentinel_shards.entry(shard.clone()).or_default().on_event(event, &ctx);
+            self.record_step(&shard, step);
         }
-        true
+    }
+
+    /// The open timeline of a shard, of whichever kind this deployment is.
+    fn open_mut(&mut self, shard: &str) -> Option<&mut Timeline> {
+        match self.config.kind {
+            Kind::Sentinel => self.sentinel_shards.get_mut(shard)?.open.as_mut(),
+            Kind::Cluster => self.cluster_shards.get_mut(shard)?.open.as_mut(),
+        }
     }
 
     /// Completes what a machine step produced with what the polls know
     /// (last_ok, writes at risk) and queues it for the monitor.
-    fn record_step(&mut self, kind: Kind, shard: &str, step: Step) {
+    fn record_step(&mut self, shard: &str, step: Step) {
         match step {
             Step::Unchanged | Step::Dropped => {}
             Step::Changed => {
-                let open = match kind {
-                    Kind::Sentinel => self
-                        .sentinel_shards
-                        .get_mut(shard)
-                        .and_then(|m| m.open.take()),
-                    Kind::Cluster => self
-                        .cluster_shards
-                        .get_mut(shard)
-                        .and_then(|m| m.open.take()),
-                };
-                if let Some(mut t) = open {
-                    self.enrich(&mut t);
-                    self.effects.push(Effect::Changed(t.clone()));
-                    match kind {
-                        Kind::Sentinel => {
-                            self.sentinel_shards
-                                .entry(shard.to_string())
-                                .or_default()
-                                .open = Some(t)
-                        }
-                        Kind::Cluster => {
-                            self.cluster_shards
-                                .entry(shard.to_string())
-                                .or_default()
-                                .open = Some(t)
-                        }
-                    }
+                let Some(mut t) = self.open_mut(shard).map(|t| t.clone()) else { return };
+                self.enrich(&mut t);
+                self.effects.push(Effect::Changed(t.clone()));
+                if let Some(open) = self.open_mut(shard) {
+                    *open = t;
                 }
             }
             Step::Closed(mut t) => {
@@ -593,6 +584,10 @@ impl DeploymentState {
             Kind::Cluster => self.derive_cluster(now),
         };
         self.follow(&members);
+        if !members_by_shard.is_empty() {
+            // Nothing known (no reading yet) is no evidence that a shard is gone.
+            self.forget_shards(&members_by_shard.iter().map(|m| m.name.clone()).collect());
+        }
         let cluster_views: Vec<(String, ClusterShardView)> = members_by_shard
             .iter()
             .filter_map(|m| Some((m.name.clone(), m.cluster.clone()?)))
@@ -630,8 +625,7 @@ impl DeploymentState {
                     role: *role,
                     addr: addr.clone(),
                 },
-                exported: (s.seed && self.config.kind == Kind::Sentinel)
-                    || members.contains(&(*role, addr.clone())),
+                exported: members.contains(&(*role, addr.clone())),
                 polled: s.polled,
                 up: s.up,
                 last_duration: s.last_duration,
@@ -698,7 +692,7 @@ impl DeploymentState {
                         steps.push(machine.on_settled(&master, now));
                     }
                     for step in steps {
-                        self.record_step(kind, name, step);
+                        self.record_step(name, step);
                     }
                 }
             }
@@ -720,7 +714,7 @@ impl DeploymentState {
                         machine.on_tick(now, CLUSTER_FAILOVER_LIMIT),
                     ];
                     for step in steps {
-                        self.record_step(kind, &name, step);
+                        self.record_step(&name, step);
                     }
                 }
             }
@@ -754,20 +748,11 @@ impl DeploymentState {
     /// Records a two-masters window on the shard's open timeline, or else on
     /// its latest ended one.
     fn attach_two_masters(&mut self, shard: &str, window: Window) {
-        let open = match self.config.kind {
-            Kind::Sentinel => self
-                .sentinel_shards
-                .get_mut(shard)
-                .and_then(|m| m.open.as_mut()),
-            Kind::Cluster => self
-                .cluster_shards
-                .get_mut(shard)
-                .and_then(|m| m.open.as_mut()),
-        };
-        match open {
+        match self.open_mut(shard) {
             Some(t) => {
                 t.two_masters = Some(window);
-                self.effects.push(Effect::Changed(t.clone()));
+                let t = t.clone();
+                self.effects.push(Effect::Changed(t));
             }
             None => self.effects.push(Effect::TwoMasters {
                 shard: shard.to_string(),
@@ -788,15 +773,41 @@ impl DeploymentState {
     }
 
     /// Makes the target set equal to the members plus the seeds.
+    /// Everything kept about a target that left goes with it: its offset
+    /// history, its subscription, its part in the shards' down counts.
     fn follow(&mut self, members: &BTreeSet<(TargetRole, String)>) {
-        self.targets
-            .retain(|key, s| s.seed || members.contains(key));
+        let gone: Vec<(TargetRole, String)> = self
+            .targets
+            .iter()
+            .filter(|(key, s)| !s.seed && !members.contains(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &gone {
+            self.targets.remove(key);
+            match key.0 {
+                TargetRole::Node => {
+                    self.histories.remove(&key.1);
+                }
+                TargetRole::Sentinel => {
+                    self.subscriptions.remove(&key.1);
+                    for m in self.sentinel_shards.values_mut() {
+                        m.seen_by(&key.1, false, false);
+                    }
+                }
+            }
+        }
         for key in members {
             self.targets.entry(key.clone()).or_default();
         }
-        let targets = &self.targets;
-        self.histories
-            .retain(|addr, _| targets.contains_key(&(TargetRole::Node, addr.clone())));
+    }
+
+    /// Forgets shards that are gone (a master no sentinel lists any more, a
+    /// cluster shard without nodes) unless a failover of theirs is open.
+    fn forget_shards(&mut self, current: &BTreeSet<String>) {
+        self.sentinel_shards.retain(|name, m| current.contains(name) || m.open.is_some());
+        self.cluster_shards.retain(|name, m| current.contains(name) || m.open.is_some());
+        self.failover_limits.retain(|name, _| current.contains(name));
+        self.two_masters.retain(|name, _| current.contains(name));
     }
 
     /// Readings of one kind: the fresh ones, or if no target of that kind
@@ -1145,10 +1156,13 @@ fn cluster_shard_view(
     let (mut pfail, mut fail) = (0, false);
     for view in fresh {
         if let Some(slot) = slot {
-            let owner = view
-                .nodes
-                .iter()
-                .find(|l| l.flags.master && l.slots.iter().any(|r| r.0 <= slot && slot <= r.1));
+            // Only a node of this shard can take it over: the slot moving to
+            // another shard is resharding, not a failover.
+            let owner = view.nodes.iter().find(|l| {
+                l.flags.master
+                    && lines.iter().any(|m| m.id == l.id)
+                    && l.slots.iter().any(|r| r.0 <= slot && slot <= r.1)
+            });
             if let Some(o) = owner {
                 let e = owners.entry((o.id.as_str(), o.addr.as_str())).or_default();
                 e.0 += 1;
@@ -1185,6 +1199,15 @@ fn cluster_consensus(
     views: &[&ClusterReading],
     table: &BTreeMap<&str, &ClusterNode>,
 ) -> ClusterView {
+    if views.is_empty() {
+        // Nobody answered: no view says anything, healthy or not.
+        return ClusterView {
+            state_ok: false,
+            majority: None,
+            current_epoch: 0,
+            failing: Vec::new(),
+        };
+    }
     let ok = views.iter().filter(|v| v.info.state_ok).count();
     let mut counts: Vec<(&crate::parse::cluster::ClusterInfo, usize)> = Vec::new();
     for v in views {

@@ -549,8 +549,10 @@ impl ClusterShard {
                 self.master = Some(owner.clone());
                 return Step::Closed(Box::new(t));
             }
-        } else if !suspect {
-            // The master is back and still owns its slots.
+        } else if !suspect && t.at("promoted").is_none() {
+            // The master is back and still owns its slots. (Once a promotion
+            // was seen, views that still name the old master are only late:
+            // the failover ends at convergence or times out.)
             let mut t = self.open.take().expect("open");
             if t.at("fail").is_some() {
                 t.close(Outcome::Aborted, Some("master-recovered"));
