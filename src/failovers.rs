@@ -133,12 +133,6 @@ impl Failovers {
         self.closed.iter().rev()
     }
 
-    /// The latest ended timeline of a shard.
-    pub fn last(&self, deployment: &str, shard: &str) -> Option<&Timeline> {
-        self.ended()
-            .find(|t| t.deployment == deployment && t.shard == shard)
-    }
-
     fn trim(&mut self) {
         let mut seen: HashMap<(String, String), usize> = HashMap::new();
         let keep = self.keep_per_shard;
@@ -300,7 +294,8 @@ mod tests {
         f.closed(ended("b", 100.0));
         assert_eq!(f.totals[&("d".into(), "a".into(), Outcome::Completed)], 3);
         assert_eq!(f.ended().filter(|t| t.shard == "a").count(), 2);
-        assert_eq!(f.last("d", "a").unwrap().marks[0].at, 20.0);
+        let newest_a = f.ended().find(|t| t.shard == "a").unwrap();
+        assert_eq!(newest_a.marks[0].at, 20.0);
         assert_eq!(f.phases[&("d".into(), Kind::Sentinel, "total")].count, 4);
         assert_eq!(f.take_changed().len(), 4);
         assert!(f.take_changed().is_empty());

@@ -1,5 +1,6 @@
 //! The `redis-ha-exporter` command: runs the agent, or checks a config.
 
+use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -127,17 +128,29 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let monitor = monitor::Monitor::new(&config, restored);
     let (snap_tx, snap_rx) = watch::channel(Arc::new(monitor.snapshot()));
     let (input_tx, input_rx) = mpsc::channel(4096);
-    tokio::spawn(monitor::run(monitor, input_rx, snap_tx, persist));
-    tokio::spawn(collect::supervise(
+    let monitor_task = tokio::spawn(monitor::run(monitor, input_rx, snap_tx, persist));
+    let supervisor_task = tokio::spawn(collect::supervise(
         config.clone(),
         snap_rx.clone(),
         input_tx,
     ));
     tracing::info!(listen = %config.listen, deployments = config.deployments.len(), "serving");
-    axum::serve(listener, http::router(snap_rx))
-        .with_graceful_shutdown(shutdown())
-        .await?;
-    Ok(())
+    let server = axum::serve(listener, http::router(snap_rx)).with_graceful_shutdown(shutdown());
+    // The monitor and the supervisor run for as long as the agent does: if
+    // either ends, the metrics would go stale while looking fine, so the
+    // agent exits and its supervisor (systemd, Kubernetes) restarts it.
+    tokio::select! {
+        served = server.into_future() => Ok(served?),
+        ended = monitor_task => anyhow::bail!("the monitor stopped: {}", why(ended)),
+        ended = supervisor_task => anyhow::bail!("the poller supervisor stopped: {}", why(ended)),
+    }
+}
+
+fn why(ended: Result<(), tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(()) => "its input ended".into(),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -403,9 +403,9 @@ fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
             );
         }
         let last: Option<&Timeline> = f
-            .timelines
-            .iter()
-            .find(|t| !t.is_open() && *t.deployment == *dep && t.shard == s.name);
+            .last_ended
+            .get(&(dep.to_string(), s.name.clone()))
+            .map(|i| &f.timelines[*i]);
         if let Some(t) = last {
             if let Some(end) = t.ended() {
                 out.add("redis_ha_failover_last_end_timestamp_seconds", &labels, end);

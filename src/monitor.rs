@@ -127,7 +127,11 @@ impl Monitor {
                 Input::Event(e) => &e.target.deployment,
                 Input::Subscription { target, .. } => &target.deployment,
             };
-            let Some(i) = self.deployments.iter().position(|d| *d.name == **deployment) else {
+            let Some(i) = self
+                .deployments
+                .iter()
+                .position(|d| *d.name == **deployment)
+            else {
                 continue;
             };
             let d = &mut self.deployments[i];
@@ -141,8 +145,13 @@ impl Monitor {
                     latest = latest.max(now);
                     match d.relevant(&msg) {
                         Some(event) => {
-                            let first =
-                                self.events.record(&d.name, &msg.target.addr, &msg.channel, &msg.payload, now);
+                            let first = self.events.record(
+                                &d.name,
+                                &msg.target.addr,
+                                &msg.channel,
+                                &msg.payload,
+                                now,
+                            );
                             self.failovers_dirty = true;
                             d.on_event(&event, &msg.target.addr, first, now);
                             true
@@ -154,7 +163,11 @@ impl Monitor {
             };
             d.dirty |= changed;
         }
-        let now = if latest > 0.0 { latest } else { unix(SystemTime::now()) };
+        let now = if latest > 0.0 {
+            latest
+        } else {
+            unix(SystemTime::now())
+        };
         for (i, d) in self.deployments.iter_mut().enumerate() {
             if !std::mem::take(&mut d.dirty) {
                 continue;
@@ -165,11 +178,16 @@ impl Monitor {
                 match effect {
                     Effect::Changed(t) => self.failovers.changed(&t),
                     Effect::Closed(t) => self.failovers.closed(t),
-                    Effect::TwoMasters { shard, window } => self.failovers.two_masters(&d.name, &shard, &window),
+                    Effect::TwoMasters { shard, window } => {
+                        self.failovers.two_masters(&d.name, &shard, &window)
+                    }
                 }
             }
         }
-        self.ready |= self.views.iter().all(|d| d.targets.iter().all(|t| t.polled));
+        self.ready |= self
+            .views
+            .iter()
+            .all(|d| d.targets.iter().all(|t| t.polled));
         self.share();
     }
 
@@ -196,7 +214,14 @@ impl Monitor {
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
         timelines.extend(self.failovers.ended().cloned());
+        let mut last_ended = HashMap::new();
+        for (i, t) in timelines.iter().enumerate().filter(|(_, t)| !t.is_open()) {
+            last_ended
+                .entry((t.deployment.clone(), t.shard.clone()))
+                .or_insert(i);
+        }
         self.shared_failovers = Arc::new(FailoverView {
+            last_ended,
             timelines,
             totals: self.failovers.totals.clone(),
             phases: self.failovers.phases.clone(),
@@ -417,7 +442,10 @@ impl DeploymentState {
     /// The parsed event, if it comes from a followed sentinel and concerns
     /// a watched master (or no master at all).
     fn relevant(&self, msg: &EventMessage) -> Option<Event> {
-        if !self.targets.contains_key(&(TargetRole::Sentinel, msg.target.addr.clone())) {
+        if !self
+            .targets
+            .contains_key(&(TargetRole::Sentinel, msg.target.addr.clone()))
+        {
             return None;
         }
         let event = Event::parse(&msg.channel, &msg.payload);
@@ -453,7 +481,11 @@ impl DeploymentState {
                 at: now,
                 reporter,
             };
-            let step = self.sentinel_shards.entry(shard.clone()).or_default().on_event(event, &ctx);
+            let step = self
+                .sentinel_shards
+                .entry(shard.clone())
+                .or_default()
+                .on_event(event, &ctx);
             self.record_step(&shard, step);
         }
     }
@@ -472,7 +504,9 @@ impl DeploymentState {
         match step {
             Step::Unchanged | Step::Dropped => {}
             Step::Changed => {
-                let Some(mut t) = self.open_mut(shard).map(|t| t.clone()) else { return };
+                let Some(mut t) = self.open_mut(shard).map(|t| t.clone()) else {
+                    return;
+                };
                 self.enrich(&mut t);
                 self.effects.push(Effect::Changed(t.clone()));
                 if let Some(open) = self.open_mut(shard) {
@@ -804,9 +838,12 @@ impl DeploymentState {
     /// Forgets shards that are gone (a master no sentinel lists any more, a
     /// cluster shard without nodes) unless a failover of theirs is open.
     fn forget_shards(&mut self, current: &BTreeSet<String>) {
-        self.sentinel_shards.retain(|name, m| current.contains(name) || m.open.is_some());
-        self.cluster_shards.retain(|name, m| current.contains(name) || m.open.is_some());
-        self.failover_limits.retain(|name, _| current.contains(name));
+        self.sentinel_shards
+            .retain(|name, m| current.contains(name) || m.open.is_some());
+        self.cluster_shards
+            .retain(|name, m| current.contains(name) || m.open.is_some());
+        self.failover_limits
+            .retain(|name, _| current.contains(name));
         self.two_masters.retain(|name, _| current.contains(name));
     }
 

@@ -1,7 +1,7 @@
 //! The immutable picture the monitor publishes after every change. Outputs
 //! (/metrics, readiness, the supervisor of pollers) read only this.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
@@ -66,6 +66,9 @@ pub struct FailoverView {
     pub phases: BTreeMap<(String, Kind, &'static str), Histogram>,
     /// The last sentinel events received, oldest first.
     pub events: Vec<RecordedEvent>,
+    /// Index in `timelines` of each shard's latest ended failover, by
+    /// (deployment, shard), so a scrape finds it without a search.
+    pub last_ended: HashMap<(String, String), usize>,
 }
 
 /// One polled process.

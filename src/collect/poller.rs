@@ -34,20 +34,12 @@ pub async fn run(
         Role::Node => &deployment.auth,
         Role::Sentinel => &deployment.sentinel_auth,
     };
-    let client = match client(&target.addr, auth, settings.timeout) {
-        Ok(c) => c,
-        Err(e) => {
-            // Only an address fred refuses gets here; report it as a failed
-            // poll each interval so the target shows as down, not absent.
-            tracing::warn!(deployment = %target.deployment, target = %target.addr, error = %e, "cannot create client");
-            return report_forever(target, e, settings, tx, stop).await;
-        }
-    };
-    // Connection errors (refused, wrong password) surface here, not in the
-    // replies: the poll itself only sees its commands time out.
-    let mut errors = client.error_rx();
+    // An address fred refuses never connects: every poll reports why, so
+    // the target shows as down, not absent.
+    let client = client(&target.addr, auth, settings.timeout, Events::None);
+    let mut errors = client.as_ref().ok().map(|c| c.error_rx());
+    let connection = client.as_ref().ok().map(|c| c.connect());
     let mut connection_error = None;
-    let connection = client.connect();
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut was_up = None;
@@ -57,22 +49,30 @@ pub async fn run(
             _ = stop.changed() => break,
         }
         let started = Instant::now();
-        // Sentinels take two rounds of commands; the per-command timeout
-        // bounds each, this bounds the whole.
-        let limit = settings.timeout * 2;
-        let mut result =
-            match tokio::time::timeout(limit, poll(&client, &target, &deployment)).await {
-                Ok(r) => r,
-                Err(_) => Err(PollError::Timeout),
-            };
-        while let Ok((e, _)) = errors.try_recv() {
-            connection_error = Some(e.to_string());
-        }
-        if client.is_connected() {
-            connection_error = None;
-        } else if let (Err(PollError::Timeout), Some(e)) = (&result, &connection_error) {
-            result = Err(PollError::Connect(e.clone()));
-        }
+        let result = match &client {
+            Ok(client) => {
+                // Sentinels take two rounds of commands; the per-command
+                // timeout bounds each, this bounds the whole.
+                let limit = settings.timeout * 2;
+                let mut result =
+                    match tokio::time::timeout(limit, poll(client, &target, &deployment)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(PollError::Timeout),
+                    };
+                // Connection errors (refused, wrong password) surface here,
+                // not in the replies: the poll only sees its commands time out.
+                while let Some(Ok((e, _))) = errors.as_mut().map(|r| r.try_recv()) {
+                    connection_error = Some(e.to_string());
+                }
+                if client.is_connected() {
+                    connection_error = None;
+                } else if let (Err(PollError::Timeout), Some(e)) = (&result, &connection_error) {
+                    result = Err(PollError::Connect(e.clone()));
+                }
+                result
+            }
+            Err(e) => Err(e.clone()),
+        };
         // Log changes of state, not every failed poll: a dead node would
         // otherwise fill the log once a second.
         match (&result, was_up) {
@@ -96,41 +96,22 @@ pub async fn run(
             break;
         }
     }
-    // A frozen server may never answer QUIT: bound it, then drop the task.
-    let _ = tokio::time::timeout(settings.timeout, client.quit()).await;
-    connection.abort();
-}
-
-async fn report_forever(
-    target: TargetId,
-    error: PollError,
-    settings: PollSettings,
-    tx: mpsc::Sender<Input>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut ticker = tokio::time::interval(settings.interval);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let obs = Observation {
-            target: target.clone(),
-            at: SystemTime::now(),
-            seen: Instant::now(),
-            duration: Duration::ZERO,
-            result: Err(error.clone()),
-        };
-        if tx.send(Input::Poll(obs)).await.is_err() {
-            return;
-        }
+    if let (Ok(client), Some(connection)) = (&client, connection) {
+        // A frozen server may never answer QUIT: bound it, then drop the task.
+        let _ = tokio::time::timeout(settings.timeout, client.quit()).await;
+        connection.abort();
     }
 }
 
 /// A client for one server: one connection, reconnecting forever with
 /// backoff, every command bounded by `timeout` and never retried, so a poll
 /// reports what the server did at that moment.
-pub(super) fn client(addr: &str, auth: &Auth, timeout: Duration) -> Result<Client, PollError> {
+pub(super) fn client(
+    addr: &str,
+    auth: &Auth,
+    timeout: Duration,
+    events: Events,
+) -> Result<Client, PollError> {
     let (host, port) =
         split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
     let config = Config {
@@ -153,10 +134,29 @@ pub(super) fn client(addr: &str, auth: &Auth, timeout: Duration) -> Result<Clien
                 interval: (timeout / 2).max(Duration::from_millis(10)),
             };
         })
-        .with_performance_config(|p| p.default_command_timeout = timeout)
+        .with_performance_config(|p| {
+            p.default_command_timeout = timeout;
+            if let Events::Subscribe = events {
+                // A failover is a burst of events from each sentinel; the
+                // default of 32 could drop the ones a timeline needs.
+                p.broadcast_channel_capacity = EVENT_BUFFER;
+            }
+        })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
         .build()
         .map_err(|e| PollError::Command(e.to_string()))
+}
+
+/// Messages buffered between a sentinel's connection and its subscriber task.
+const EVENT_BUFFER: usize = 4096;
+
+/// Whether a client will carry a sentinel's event stream.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Events {
+    /// A poller's client: commands only.
+    None,
+    /// A subscriber's client: `PSUBSCRIBE *`.
+    Subscribe,
 }
 
 fn command(name: &'static str) -> CustomCommand {

@@ -3,17 +3,22 @@
 use std::time::SystemTime;
 
 use fred::prelude::*;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 
-use super::poller::client;
+use super::poller::{client, Events};
 use super::PollSettings;
 use crate::config::Deployment;
 use crate::model::{EventMessage, Input, TargetId};
 
 /// Listens to `target` until `stop`, forwarding every message and every
-/// change of the subscription's state. Re-subscribes after each reconnect;
-/// events published while disconnected are lost, and the sentinel's next
-/// poll resynchronises the state they would have changed.
+/// change of the subscription's state.
+///
+/// The subscription is up only after a `PSUBSCRIBE` succeeded on the
+/// current connection. It is made again after every reconnect, and retried
+/// every interval while connected but not subscribed (a `PSUBSCRIBE` that
+/// timed out). Events published while it was down are lost; the sentinel's
+/// next poll resynchronises the state they would have changed.
 pub async fn run(
     target: TargetId,
     deployment: Deployment,
@@ -21,50 +26,56 @@ pub async fn run(
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let Ok(client) = client(&target.addr, &deployment.sentinel_auth, settings.timeout) else {
+    let Ok(client) = client(
+        &target.addr,
+        &deployment.sentinel_auth,
+        settings.timeout,
+        Events::Subscribe,
+    ) else {
         // The poller of the same sentinel reports the bad address.
         return;
     };
     let mut messages = client.message_rx();
     let mut connected = client.reconnect_rx();
-    let mut errors = client.error_rx();
     let connection = client.connect();
     let mut check = tokio::time::interval(settings.interval);
-    let mut up = None;
+    let mut subscribed = false;
+    let mut reported = None;
     loop {
-        let now_up = tokio::select! {
+        tokio::select! {
             _ = stop.changed() => break,
-            Ok(_) = connected.recv() => {
-                match tokio::time::timeout(settings.timeout, client.psubscribe("*")).await {
-                    Ok(Ok(())) => true,
-                    Ok(Err(e)) => {
-                        tracing::warn!(deployment = %target.deployment, sentinel = %target.addr, error = %e, "cannot subscribe to sentinel events");
-                        false
+            Ok(_) = connected.recv() => subscribed = subscribe(&client, &target, settings).await,
+            message = messages.recv() => match message {
+                Ok(message) => {
+                    let event = EventMessage {
+                        target: target.clone(),
+                        at: SystemTime::now(),
+                        channel: message.channel.to_string(),
+                        payload: message.value.as_string().unwrap_or_default(),
+                    };
+                    if tx.send(Input::Event(event)).await.is_err() {
+                        break;
                     }
-                    Err(_) => false,
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(deployment = %target.deployment, sentinel = %target.addr, missed = n, "sentinel events dropped: the agent fell behind");
+                }
+                Err(RecvError::Closed) => break,
+            },
+            _ = check.tick() => {
+                if !client.is_connected() {
+                    subscribed = false;
+                } else if !subscribed {
+                    subscribed = subscribe(&client, &target, settings).await;
                 }
             }
-            Ok(message) = messages.recv() => {
-                let payload = message.value.as_string().unwrap_or_default();
-                let event = EventMessage {
-                    target: target.clone(),
-                    at: SystemTime::now(),
-                    channel: message.channel.to_string(),
-                    payload,
-                };
-                if tx.send(Input::Event(event)).await.is_err() {
-                    break;
-                }
-                continue;
-            }
-            Ok(_) = errors.recv() => false,
-            _ = check.tick() => up.unwrap_or(false) && client.is_connected(),
-        };
-        if up != Some(now_up) {
-            up = Some(now_up);
+        }
+        let up = subscribed && client.is_connected();
+        if reported != Some(up) {
+            reported = Some(up);
             let input = Input::Subscription {
                 target: target.clone(),
-                up: now_up,
+                up,
             };
             if tx.send(input).await.is_err() {
                 break;
@@ -73,4 +84,15 @@ pub async fn run(
     }
     let _ = tokio::time::timeout(settings.timeout, client.quit()).await;
     connection.abort();
+}
+
+async fn subscribe(client: &Client, target: &TargetId, settings: super::PollSettings) -> bool {
+    match tokio::time::timeout(settings.timeout, client.psubscribe("*")).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::warn!(deployment = %target.deployment, sentinel = %target.addr, error = %e, "cannot subscribe to sentinel events");
+            false
+        }
+        Err(_) => false,
+    }
 }
