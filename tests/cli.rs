@@ -149,7 +149,11 @@ fn passwords_work_and_never_leak() {
 
     let wrong = Agent::start_with_env(
         &deployment,
-        &[("RHE_TEST_PW", "wrong-Pa55word-also-secret")],
+        // Everything logged, the Redis client's own trace included.
+        &[
+            ("RHE_TEST_PW", "wrong-Pa55word-also-secret"),
+            ("REDIS_HA_LOG", "trace"),
+        ],
     );
     let m = wrong.wait_metrics(
         "the seed down with a wrong password",
@@ -158,6 +162,10 @@ fn passwords_work_and_never_leak() {
     );
     assert!(!m.text.contains("wrong-Pa55word"));
     let log = wrong.log();
+    assert!(
+        log.contains("WRONGPASS"),
+        "the log says why the node is down"
+    );
     assert!(
         !log.contains("wrong-Pa55word"),
         "the password is in the log"

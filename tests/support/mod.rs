@@ -58,34 +58,49 @@ impl Agent {
     }
 
     /// Starts the agent with `extra` top-level YAML (e.g. a `timelines:` section).
+    /// A listen port taken between choosing and binding it (tests run in
+    /// parallel) makes the agent exit at once: then it tries another port.
     pub fn start_full(deployments: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
-        let port = free_port();
-        let dir = temp_dir(&format!("agent-{port}"));
-        let config = dir.join("agent.yaml");
-        let extra = extra.replace("$DIR", dir.to_str().unwrap());
-        std::fs::write(
-            &config,
-            format!(
-                "listen: \"127.0.0.1:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\n{extra}deployments:\n{deployments}",
-                POLL.as_millis(),
-                TIMEOUT.as_millis()
-            ),
-        )
-        .unwrap();
-        let log = dir.join("agent.log");
-        let child = Self::spawn(&config, &dir, &log, env);
-        let agent = Agent {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            dir,
-            log,
-            config,
-            starts: 1,
-        };
-        agent.wait_until("the agent is ready", Duration::from_secs(20), |a| {
-            a.get("/-/ready").0 == 200
-        });
-        agent
+        for _ in 0..3 {
+            let port = free_port();
+            let dir = temp_dir(&format!("agent-{port}"));
+            let config = dir.join("agent.yaml");
+            let extra = extra.replace("$DIR", dir.to_str().unwrap());
+            std::fs::write(
+                &config,
+                format!(
+                    "listen: \"127.0.0.1:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\n{extra}deployments:\n{deployments}",
+                    POLL.as_millis(),
+                    TIMEOUT.as_millis()
+                ),
+            )
+            .unwrap();
+            let log = dir.join("agent.log");
+            let child = Self::spawn(&config, &dir, &log, env);
+            let mut agent = Agent {
+                child,
+                base: format!("http://127.0.0.1:{port}"),
+                dir,
+                log,
+                config,
+                starts: 1,
+            };
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if agent.get("/-/ready").0 == 200 {
+                    return agent;
+                }
+                if let Ok(Some(_)) = agent.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let log = agent.log();
+            if !log.contains("cannot listen") {
+                panic!("the agent did not become ready; its log:\n{log}");
+            }
+        }
+        panic!("the agent could not get a listen port in three tries");
     }
 
     fn spawn(
@@ -97,8 +112,8 @@ impl Agent {
         Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"))
             .arg("--config")
             .arg(config)
-            .envs(env.iter().copied())
             .env("REDIS_HA_LOG", "redis_ha_exporter=debug,info")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(
                 std::fs::File::create(dir.join("agent.out")).unwrap(),
             ))
@@ -153,6 +168,15 @@ impl Agent {
         Metrics::parse(&body)
     }
 
+    /// Whether the agent process is still alive (not exited, not a zombie).
+    fn running(&self) -> bool {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // The state follows the command name in parentheses.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    }
+
     /// Everything the agent logged so far.
     pub fn log(&self) -> String {
         let mut s = String::new();
@@ -168,6 +192,12 @@ impl Agent {
     pub fn wait_until(&self, what: &str, timeout: Duration, mut cond: impl FnMut(&Agent) -> bool) {
         let start = Instant::now();
         while !cond(self) {
+            if !self.running() {
+                panic!(
+                    "the agent exited while waiting for {what}; its log:\n{}",
+                    self.log()
+                );
+            }
             if start.elapsed() > timeout {
                 let log = self.log();
                 let tail: Vec<&str> = log.lines().rev().take(30).collect();
@@ -327,6 +357,30 @@ pub fn check_docs_match(m: &Metrics) {
         };
         documented.insert(name, (cells[2].to_string(), alternatives));
     }
+    // The code's own list of families says the same as the docs.
+    for def in redis_ha_exporter::metrics::FAMILIES {
+        let (kind, alternatives) = documented
+            .get(def.name)
+            .unwrap_or_else(|| panic!("{} is not in docs/metrics.md", def.name));
+        let code_kind = format!("{:?}", def.kind).to_lowercase();
+        assert_eq!(kind, &code_kind, "type of {}", def.name);
+        let code_labels = def.labels.replace('|', "/");
+        let doc_line = docs
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}`", def.name)))
+            .unwrap();
+        assert!(
+            doc_line.replace("\\|", "/").contains(&code_labels),
+            "labels of {}: {alternatives:?}",
+            def.name
+        );
+        assert!(
+            doc_line.contains(def.help),
+            "help of {} differs from docs/metrics.md",
+            def.name
+        );
+    }
+    assert_eq!(documented.len(), redis_ha_exporter::metrics::FAMILIES.len());
     let served: std::collections::BTreeSet<&String> = m.types.keys().collect();
     let listed: std::collections::BTreeSet<&String> = documented.keys().collect();
     assert_eq!(
