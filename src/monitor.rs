@@ -1446,6 +1446,63 @@ mod tests {
     }
 
     #[test]
+    fn sentinel_master_down_follows_events_between_polls() {
+        let t0 = Instant::now();
+        let mut m = after_recorded_sentinel(t0);
+        let event = |m: &mut Monitor, port: u16, channel: &str, payload: &str| {
+            m.apply(Input::Event(EventMessage {
+                target: TargetId {
+                    deployment: "d".into(),
+                    role: TargetRole::Sentinel,
+                    addr: format!("127.0.0.1:{port}"),
+                },
+                at: SystemTime::now(),
+                channel: channel.into(),
+                payload: payload.into(),
+            }));
+        };
+        let down = |m: &Monitor| {
+            let sv = m.snapshot().deployments[0].shards[0]
+                .sentinel
+                .clone()
+                .unwrap();
+            (
+                sv.sdown,
+                sv.odown,
+                m.snapshot().deployments[0].shards[0].failover_in_progress,
+            )
+        };
+        assert_eq!(down(&m), (0, false, false));
+        event(&mut m, 27101, "+sdown", "master mymaster 127.0.0.1 7101");
+        event(&mut m, 27100, "+sdown", "master mymaster 127.0.0.1 7101");
+        assert_eq!(down(&m), (2, false, true));
+        event(
+            &mut m,
+            27100,
+            "+odown",
+            "master mymaster 127.0.0.1 7101 #quorum 2/2",
+        );
+        assert_eq!(down(&m), (2, true, true));
+        // A poll of 27100 taken after it saw the master back resyncs its part.
+        m.apply(obs(
+            TargetRole::Sentinel,
+            "127.0.0.1:27100",
+            t0,
+            Ok(recorded_sentinel()),
+        ));
+        assert_eq!(down(&m), (1, false, true));
+        event(&mut m, 27101, "-sdown", "master mymaster 127.0.0.1 7101");
+        assert_eq!(
+            down(&m),
+            (0, false, false),
+            "back before any failover: aborted"
+        );
+        let s = m.snapshot();
+        let t = &s.failovers.timelines[0];
+        assert_eq!(t.abort_reason.as_deref(), Some("master-recovered"));
+    }
+
+    #[test]
     fn replica_lag_in_bytes_and_seconds() {
         let t0 = Instant::now();
         let mut m = after_recorded_sentinel(t0);
