@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::snapshot::Snapshot;
+use crate::config::Kind;
+use crate::snapshot::{ClusterView, DeploymentView, SlotsView, Snapshot};
 use crate::timeline::Timeline;
 
 type Snapshots = watch::Receiver<Arc<Snapshot>>;
@@ -30,6 +31,9 @@ pub fn router(snapshots: Snapshots) -> Router {
         .route("/api/v1/failovers", get(failovers))
         .route("/api/v1/failovers/{id}", get(failover))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/clusters/{deployment}/slots", get(cluster_slots))
+        .route("/api/v1/clusters/{deployment}/keyslot", get(keyslot))
+        .route("/api/v1/topology", get(topology))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
@@ -67,6 +71,7 @@ async fn index() -> Html<&'static str> {
         "<li><a href=\"/-/healthy\">/-/healthy</a>: the process is serving</li>",
         "<li><a href=\"/api/v1/failovers\">/api/v1/failovers</a>: failover timelines</li>",
         "<li><a href=\"/api/v1/events\">/api/v1/events</a>: recent sentinel events</li>",
+        "<li><a href=\"/api/v1/topology\">/api/v1/topology</a>: deployments, shards, nodes</li>",
         "</ul></body></html>"
     ))
 }
@@ -145,4 +150,175 @@ async fn events(State(snapshots): State<Snapshots>, Query(q): Query<EventQuery>)
     let limit = q.limit.unwrap_or(MAX_LIMIT).min(MAX_LIMIT);
     let list = &matching[matching.len().saturating_sub(limit)..];
     Json(json!({ "events": list }))
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+/// The cluster deployment called `name` and its slot map, or the error to answer.
+fn cluster<'a>(
+    snapshot: &'a Snapshot,
+    name: &str,
+) -> Result<(&'a DeploymentView, &'a SlotsView), (StatusCode, &'static str)> {
+    let d = snapshot
+        .deployments
+        .iter()
+        .find(|d| *d.name == *name && d.kind == Kind::Cluster)
+        .ok_or_else(|| {
+            error(
+                StatusCode::NOT_FOUND,
+                "no cluster deployment with this name",
+            )
+        })?;
+    let slots = d
+        .cluster
+        .as_ref()
+        .and_then(|c: &ClusterView| c.slots.as_ref())
+        .ok_or_else(|| {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no node of this cluster has answered yet",
+            )
+        })?;
+    Ok((d, slots))
+}
+
+/// The merged slot map by range, disagreements and open slots.
+async fn cluster_slots(State(snapshots): State<Snapshots>, Path(name): Path<String>) -> Response {
+    let snapshot = snapshots.borrow().clone();
+    let (d, sv) = match cluster(&snapshot, &name) {
+        Ok(found) => found,
+        Err((status, message)) => return error(status, message),
+    };
+    let now = crate::monitor::unix(std::time::SystemTime::now());
+    let ranges: Vec<Value> = sv
+        .ranges
+        .iter()
+        .map(|r| {
+            json!({ "start": r.start, "end": r.end, "slots": u32::from(r.end - r.start) + 1,
+                    "state": r.state, "shard": r.shard, "master": r.master })
+        })
+        .collect();
+    let divergences: Vec<Value> = sv
+        .divergences
+        .iter()
+        .map(|v| json!({ "node": v.node, "start": v.start, "end": v.end, "says": v.says, "majority": v.majority }))
+        .collect();
+    let open: Vec<Value> = sv
+        .open
+        .iter()
+        .map(|o| {
+            let (source, target) = match o.state {
+                "migrating" => (&o.node, &o.peer),
+                _ => (&o.peer, &o.node),
+            };
+            json!({ "node": o.node, "slot": o.slot, "state": o.state, "source": source, "target": target,
+                    "open_seconds": (now - o.since).max(0.0) })
+        })
+        .collect();
+    let shards: Vec<Value> = sv
+        .shard_slots
+        .iter()
+        .map(|(s, n)| json!({ "shard": s, "slots": n }))
+        .collect();
+    Json(json!({
+        "deployment": &*d.name,
+        "coverage_ratio": (crate::slots::SLOTS as f64 - f64::from(sv.uncovered)) / crate::slots::SLOTS as f64,
+        "uncovered": sv.uncovered,
+        "uncovered_ranges": sv.uncovered_ranges,
+        "config_views": sv.config_views,
+        "config_consistent": sv.config_views <= 1,
+        "shards": shards,
+        "ranges": ranges,
+        "divergences": divergences,
+        "open_slots": open,
+        "shards_without_replica": sv.shards_without_replica,
+        "shards_same_host": sv.shards_same_host,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct KeyQuery {
+    key: Option<String>,
+}
+
+/// Where a key lives: its slot (CRC16 with hash tags), shard and master.
+async fn keyslot(
+    State(snapshots): State<Snapshots>,
+    Path(name): Path<String>,
+    Query(q): Query<KeyQuery>,
+) -> Response {
+    let Some(key) = q.key else {
+        return error(StatusCode::BAD_REQUEST, "give the key as ?key=...");
+    };
+    let snapshot = snapshots.borrow().clone();
+    let (d, sv) = match cluster(&snapshot, &name) {
+        Ok(found) => found,
+        Err((status, message)) => return error(status, message),
+    };
+    let slot = crate::slots::key_slot(key.as_bytes());
+    let range = sv.ranges.iter().find(|r| r.start <= slot && slot <= r.end);
+    Json(json!({
+        "deployment": &*d.name,
+        "key": key,
+        "slot": slot,
+        "shard": range.and_then(|r| r.shard.clone()),
+        "master": range.and_then(|r| r.master.clone()),
+        "state": range.map(|r| r.state),
+    }))
+    .into_response()
+}
+
+/// Every deployment, shard, node and sentinel, with roles and health.
+async fn topology(State(snapshots): State<Snapshots>) -> Json<Value> {
+    let snapshot = snapshots.borrow().clone();
+    let deployments: Vec<Value> = snapshot
+        .deployments
+        .iter()
+        .map(|d| {
+            let up = |role: crate::model::Role, addr: &str| {
+                d.targets.iter().find(|t| t.id.role == role && t.id.addr == addr).map(|t| t.up)
+            };
+            let failing = |addr: &str| {
+                d.cluster.as_ref().and_then(|c| c.failing.iter().find(|f| f.node == addr)).map(|f| {
+                    if f.fail {
+                        "fail"
+                    } else if f.pfail > 0 {
+                        "pfail"
+                    } else {
+                        "ok"
+                    }
+                })
+            };
+            let shards: Vec<Value> = d
+                .shards
+                .iter()
+                .map(|s| {
+                    let nodes: Vec<Value> = s
+                        .nodes
+                        .iter()
+                        .map(|n| {
+                            json!({ "node": n.addr, "role": n.role.map(|r| r.as_str()),
+                                    "up": up(crate::model::Role::Node, &n.addr), "cluster_health": failing(&n.addr),
+                                    "link_up": n.replica.as_ref().and_then(|r| r.link.as_ref()).map(|l| l.up),
+                                    "lag_bytes": n.replica.as_ref().and_then(|r| r.lag_bytes) })
+                        })
+                        .collect();
+                    json!({ "shard": s.name, "master": s.master, "masters": s.masters,
+                            "replicas_healthy": s.replicas_healthy, "failover_in_progress": s.failover_in_progress,
+                            "nodes": nodes })
+                })
+                .collect();
+            let sentinels: Vec<Value> = d
+                .targets
+                .iter()
+                .filter(|t| t.exported && t.id.role == crate::model::Role::Sentinel)
+                .map(|t| json!({ "sentinel": t.id.addr, "up": t.up, "tilt": t.tilt }))
+                .collect();
+            json!({ "deployment": &*d.name, "kind": d.kind.as_str(), "shards": shards, "sentinels": sentinels })
+        })
+        .collect();
+    Json(json!({ "deployments": deployments }))
 }

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod parse;
+pub mod slots;
 pub mod snapshot;
 pub mod store;
 pub mod timeline;

@@ -1,4 +1,5 @@
-//! The `redis-ha-exporter` command: runs the agent, or checks a config.
+//! The `redis-ha-exporter` command: runs the agent, checks a config, or
+//! prints a cluster's slot coverage once.
 
 use std::future::IntoFuture;
 use std::io::IsTerminal;
@@ -9,8 +10,10 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use redis_ha_exporter::config::{self, Config};
+use redis_ha_exporter::snapshot::Snapshot;
 use redis_ha_exporter::{collect, http, monitor, store};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 /// Watches Redis Sentinel and Redis Cluster deployments and serves what it
 /// sees as Prometheus metrics.
@@ -44,6 +47,16 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Print a cluster's slot coverage once; exit 1 if any slot is uncovered
+    /// (no master, or a master in fail), 2 if no node answered.
+    Slots {
+        /// A node of the cluster (host:port); repeat for more seeds.
+        #[arg(long = "cluster", value_name = "ADDR", required = true)]
+        seeds: Vec<String>,
+        /// How long to wait for every node to answer.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
 }
 
 fn main() -> ExitCode {
@@ -58,6 +71,26 @@ fn main() -> ExitCode {
                 );
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    if let Some(Command::Slots { seeds, wait }) = &cli.command {
+        init_logs("warn");
+        let config = match config::from_flags(None, &[], seeds) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build();
+        return match runtime.map(|rt| rt.block_on(slots(config, *wait))) {
+            Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
@@ -84,13 +117,7 @@ fn main() -> ExitCode {
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    init_logs(&cli.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -106,11 +133,26 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let config = Arc::new(config);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+/// Logs go to stderr, plain unless it is a terminal; `filter` as in RUST_LOG.
+fn init_logs(filter: &str) {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// The running parts of the agent, without the HTTP server.
+struct Agent {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    monitor: JoinHandle<()>,
+    supervisor: JoinHandle<()>,
+}
+
+/// Starts the monitor, the pollers and (with a timeline path) the timeline file.
+fn start(config: Arc<Config>) -> Agent {
     let mut restored = Vec::new();
     let mut persist = None;
     if let Some(path) = &config.timelines.path {
@@ -126,23 +168,90 @@ async fn run(config: Config) -> anyhow::Result<()> {
         persist = Some(tx);
     }
     let monitor = monitor::Monitor::new(&config, restored);
-    let (snap_tx, snap_rx) = watch::channel(Arc::new(monitor.snapshot()));
+    let (snap_tx, snapshots) = watch::channel(Arc::new(monitor.snapshot()));
     let (input_tx, input_rx) = mpsc::channel(4096);
-    let monitor_task = tokio::spawn(monitor::run(monitor, input_rx, snap_tx, persist));
-    let supervisor_task = tokio::spawn(collect::supervise(
-        config.clone(),
-        snap_rx.clone(),
-        input_tx,
-    ));
+    Agent {
+        monitor: tokio::spawn(monitor::run(monitor, input_rx, snap_tx, persist)),
+        supervisor: tokio::spawn(collect::supervise(config, snapshots.clone(), input_tx)),
+        snapshots,
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let agent = start(config.clone());
     tracing::info!(listen = %config.listen, deployments = config.deployments.len(), "serving");
-    let server = axum::serve(listener, http::router(snap_rx)).with_graceful_shutdown(shutdown());
+    let server =
+        axum::serve(listener, http::router(agent.snapshots)).with_graceful_shutdown(shutdown());
     // The monitor and the supervisor run for as long as the agent does: if
     // either ends, the metrics would go stale while looking fine, so the
     // agent exits and its supervisor (systemd, Kubernetes) restarts it.
     tokio::select! {
         served = server.into_future() => Ok(served?),
-        ended = monitor_task => anyhow::bail!("the monitor stopped: {}", why(ended)),
-        ended = supervisor_task => anyhow::bail!("the poller supervisor stopped: {}", why(ended)),
+        ended = agent.monitor => anyhow::bail!("the monitor stopped: {}", why(ended)),
+        ended = agent.supervisor => anyhow::bail!("the poller supervisor stopped: {}", why(ended)),
+    }
+}
+
+/// `slots`: polls the cluster until every node it finds has answered (or
+/// `wait` passes), prints the merged slot map by range, and says by its exit
+/// code whether every slot is covered.
+async fn slots(config: Config, wait: std::time::Duration) -> ExitCode {
+    let seeds = config.deployments[0].seeds.join(", ");
+    let mut agent = start(Arc::new(config));
+    let _ = tokio::time::timeout(wait, agent.snapshots.wait_for(|s| s.ready)).await;
+    let snapshot = agent.snapshots.borrow().clone();
+    let Some(sv) = snapshot.deployments[0]
+        .cluster
+        .as_ref()
+        .and_then(|c| c.slots.as_ref())
+    else {
+        eprintln!(
+            "error: no node of the cluster at {seeds} answered within {}",
+            humantime::format_duration(wait)
+        );
+        return ExitCode::from(2);
+    };
+    let covered = redis_ha_exporter::slots::SLOTS as u32 - sv.uncovered;
+    println!(
+        "cluster at {seeds}: {covered}/{} slots covered, {} uncovered range(s), {} slot map(s), {} open slot(s)",
+        redis_ha_exporter::slots::SLOTS,
+        sv.uncovered_ranges,
+        sv.config_views,
+        sv.open.len()
+    );
+    println!(
+        "{:<6} {:<6} {:<6} {:<10} {:<14} MASTER",
+        "START", "END", "SLOTS", "STATE", "SHARD"
+    );
+    for r in &sv.ranges {
+        println!(
+            "{:<6} {:<6} {:<6} {:<10} {:<14} {}",
+            r.start,
+            r.end,
+            u32::from(r.end - r.start) + 1,
+            r.state,
+            r.shard.as_deref().unwrap_or("-"),
+            r.master.as_deref().unwrap_or("-")
+        );
+    }
+    for d in &sv.divergences {
+        println!(
+            "differs: {} says {}-{} is served by {}, most nodes say {}",
+            d.node,
+            d.start,
+            d.end,
+            d.says.as_deref().unwrap_or("nobody"),
+            d.majority.as_deref().unwrap_or("nobody")
+        );
+    }
+    if sv.uncovered > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -5,7 +5,7 @@
 //! its last value. [`FAMILIES`] is the one list of names, types, labels and
 //! help; docs/metrics.md is checked against it and against /metrics.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily,
@@ -78,6 +78,14 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_cluster_known_nodes", GAUGE, "deployment", "cluster_known_nodes of the majority view."),
     def("redis_ha_cluster_current_epoch", GAUGE, "deployment", "The highest current epoch a node reports."),
     def("redis_ha_cluster_node_failing", GAUGE, "deployment, node, state", "state=pfail: nodes that flag it fail?; state=fail: 1 if any node flags it fail."),
+    def("redis_ha_cluster_slot_coverage_ratio", GAUGE, "deployment", "Slots served by a master not in fail, over 16384."),
+    def("redis_ha_cluster_uncovered_ranges", GAUGE, "deployment", "Contiguous ranges of slots with no master or a master in fail."),
+    def("redis_ha_cluster_shard_slots", GAUGE, "deployment, shard", "Slots the shard owns in the merged slot map."),
+    def("redis_ha_cluster_open_slots", GAUGE, "deployment, state", "Slots in migration: state=migrating or importing, as the nodes doing it report."),
+    def("redis_ha_cluster_config_consistent", GAUGE, "deployment", "1 if every answering node holds the same slot map."),
+    def("redis_ha_cluster_config_views", GAUGE, "deployment", "Distinct slot maps among the answering nodes."),
+    def("redis_ha_cluster_shards_without_replica", GAUGE, "deployment", "Shards owning slots with no replica whose link is up."),
+    def("redis_ha_cluster_shards_same_host", GAUGE, "deployment", "Shards whose master and every replica share one host."),
     def("redis_ha_sentinel_events_total", COUNTER, "deployment, shard, event", "Sentinel events, counted once per event however many sentinels publish it."),
     def("redis_ha_failover_in_progress", GAUGE, "deployment, shard", "1 from the first sign of failure until the failover ends."),
     def("redis_ha_failovers_total", COUNTER, "deployment, shard, outcome", "Failovers ended since the agent started, by outcome (completed, aborted, timed_out)."),
@@ -279,6 +287,69 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
                     f64::from(n),
                 );
             }
+        }
+        if let Some(sv) = &c.slots {
+            out.add(
+                "redis_ha_cluster_slots",
+                &[("deployment", dep), ("state", "uncovered")],
+                f64::from(sv.uncovered),
+            );
+            let covered = crate::slots::SLOTS as f64 - f64::from(sv.uncovered);
+            out.add(
+                "redis_ha_cluster_slot_coverage_ratio",
+                &labels,
+                covered / crate::slots::SLOTS as f64,
+            );
+            out.add(
+                "redis_ha_cluster_uncovered_ranges",
+                &labels,
+                f64::from(sv.uncovered_ranges),
+            );
+            for shard in &d.shards {
+                let n = sv
+                    .shard_slots
+                    .iter()
+                    .find(|(s, _)| *s == shard.name)
+                    .map_or(0, |(_, n)| *n);
+                out.add(
+                    "redis_ha_cluster_shard_slots",
+                    &[("deployment", dep), ("shard", shard.name.as_str())],
+                    f64::from(n),
+                );
+            }
+            for state in ["migrating", "importing"] {
+                let slots: BTreeSet<u16> = sv
+                    .open
+                    .iter()
+                    .filter(|o| o.state == state)
+                    .map(|o| o.slot)
+                    .collect();
+                out.add(
+                    "redis_ha_cluster_open_slots",
+                    &[("deployment", dep), ("state", state)],
+                    slots.len() as f64,
+                );
+            }
+            out.add(
+                "redis_ha_cluster_config_consistent",
+                &labels,
+                flag(sv.config_views <= 1),
+            );
+            out.add(
+                "redis_ha_cluster_config_views",
+                &labels,
+                f64::from(sv.config_views),
+            );
+            out.add(
+                "redis_ha_cluster_shards_without_replica",
+                &labels,
+                f64::from(sv.shards_without_replica),
+            );
+            out.add(
+                "redis_ha_cluster_shards_same_host",
+                &labels,
+                f64::from(sv.shards_same_host),
+            );
         }
         for f in &c.failing {
             let node = f.node.as_str();

@@ -21,9 +21,11 @@ use crate::model::{
 use crate::parse::cluster::ClusterNode;
 use crate::parse::event::Event;
 use crate::parse::info::Role;
+use crate::slots;
 use crate::snapshot::{
-    ClusterView, DeploymentView, FailingView, FailoverView, LinkView, NodeView, ReplicaView,
-    SentinelShardView, ShardView, Snapshot, TargetView,
+    ClusterView, DeploymentView, Divergence, FailingView, FailoverView, LinkView, NodeView,
+    OpenSlot, ReplicaView, SentinelShardView, ShardView, SlotRangeView, SlotsView, Snapshot,
+    TargetView,
 };
 use crate::timeline::{
     ClusterShard, ClusterShardView, Context, SentinelShard, Step, Timeline, Window,
@@ -356,6 +358,9 @@ struct DeploymentState {
     poll_interval: f64,
     /// Changed since the last derivation.
     dirty: bool,
+    /// When each open (migrating/importing) slot was first seen, by (node,
+    /// slot, state). A cell: it is updated while the readings are borrowed.
+    open_since: std::cell::RefCell<HashMap<(String, u16, &'static str), f64>>,
 }
 
 /// The nodes of one shard and whom to measure them against.
@@ -400,6 +405,7 @@ impl DeploymentState {
             effects: Vec::new(),
             poll_interval,
             dirty: false,
+            open_since: Default::default(),
         }
     }
 
@@ -613,7 +619,7 @@ impl DeploymentState {
     /// Derives the view, and follows the topology: targets that appeared are
     /// added (unpolled), targets that left are dropped with their state.
     fn derive(&mut self, now: f64) -> DeploymentView {
-        let (members_by_shard, cluster, members) = match self.config.kind {
+        let (members_by_shard, mut cluster, members) = match self.config.kind {
             Kind::Sentinel => self.derive_sentinel(),
             Kind::Cluster => self.derive_cluster(now),
         };
@@ -632,6 +638,13 @@ impl DeploymentState {
             .collect();
         if now > 0.0 {
             self.advance(now, &shards, cluster_views);
+        }
+        if let Some(sv) = cluster.as_mut().and_then(|c| c.slots.as_mut()) {
+            let owns_slots = |name: &str| sv.shard_slots.iter().any(|(n, c)| n == name && *c > 0);
+            sv.shards_without_replica = shards
+                .iter()
+                .filter(|sh| owns_slots(&sh.name) && sh.replicas_healthy == 0)
+                .count() as u32;
         }
         for shard in &mut shards {
             if let (Some(sv), Some(m)) =
@@ -1003,15 +1016,16 @@ impl DeploymentState {
         for (id, line) in &table {
             groups.entry(labels[*id].clone()).or_default().push(line);
         }
-        let fresh: Vec<&ClusterReading> = member_views
+        let fresh_named: Vec<(&str, &ClusterReading)> = member_views
             .iter()
             .filter(|(a, _)| {
                 self.targets
                     .get(&(TargetRole::Node, a.to_string()))
                     .is_some_and(|s| s.up)
             })
-            .map(|(_, v)| *v)
+            .copied()
             .collect();
+        let fresh: Vec<&ClusterReading> = fresh_named.iter().map(|(_, v)| *v).collect();
         let shards = groups
             .into_iter()
             .map(|(name, lines)| {
@@ -1041,7 +1055,18 @@ impl DeploymentState {
             })
             .collect();
 
-        let cluster = cluster_consensus(&fresh, &table);
+        let mut cluster = cluster_consensus(&fresh, &table);
+        if !fresh.is_empty() {
+            let mut slots = slot_view(
+                &fresh_named,
+                &table,
+                &labels,
+                &mut self.open_since.borrow_mut(),
+                now,
+            );
+            slots.shards_same_host = same_host_shards(&table, &labels);
+            cluster.slots = Some(slots);
+        }
         self.shard_labels = labels;
         let members = member_addrs
             .into_iter()
@@ -1231,6 +1256,155 @@ fn cluster_shard_view(
     }
 }
 
+/// The merged slot map, agreement between the nodes' maps, and open slots.
+/// `open_since` remembers when each open slot was first seen.
+fn slot_view(
+    views: &[(&str, &ClusterReading)],
+    table: &BTreeMap<&str, &ClusterNode>,
+    labels: &HashMap<String, String>,
+    open_since: &mut HashMap<(String, u16, &'static str), f64>,
+    now: f64,
+) -> SlotsView {
+    let addr_of = |id: &str| {
+        table
+            .get(id)
+            .map_or_else(|| id.to_string(), |l| l.addr.clone())
+    };
+    // Health of each node id across the answering views.
+    let mut health: HashMap<&str, (bool, bool)> = HashMap::new();
+    for line in views.iter().flat_map(|(_, v)| &v.nodes) {
+        let h = health.entry(line.id.as_str()).or_default();
+        h.0 |= line.flags.pfail;
+        h.1 |= line.flags.fail;
+    }
+    let merged = slots::owners(table.values().copied());
+    let per_slot: Vec<(&'static str, Option<&str>)> = merged
+        .iter()
+        .map(|owner| match owner {
+            None => ("uncovered", None),
+            Some(id) => match health.get(id).copied().unwrap_or_default() {
+                (_, true) => ("fail", Some(*id)),
+                (true, false) => ("pfail", Some(*id)),
+                _ => ("ok", Some(*id)),
+            },
+        })
+        .collect();
+    let uncovered_per_slot: Vec<bool> = per_slot
+        .iter()
+        .map(|(state, _)| matches!(*state, "uncovered" | "fail"))
+        .collect();
+    let mut shard_slots: BTreeMap<String, u32> = BTreeMap::new();
+    for id in merged.iter().flatten() {
+        if let Some(label) = labels.get(*id) {
+            *shard_slots.entry(label.clone()).or_default() += 1;
+        }
+    }
+    let ranges = slots::runs(&per_slot)
+        .into_iter()
+        .map(|(start, end, (state, owner))| SlotRangeView {
+            start,
+            end,
+            state,
+            shard: owner.and_then(|id| labels.get(id).cloned()),
+            master: owner.map(addr_of),
+        })
+        .collect();
+
+    let slices: Vec<(&str, &[ClusterNode])> = views
+        .iter()
+        .map(|(a, v)| (*a, v.nodes.as_slice()))
+        .collect();
+    let groups = slots::by_signature(&slices);
+    let mut divergences = Vec::new();
+    if let Some((_, majority)) = groups.first() {
+        let reference = slices
+            .iter()
+            .find(|(a, _)| *a == majority[0])
+            .map(|(_, v)| slots::owners(v.iter()))
+            .unwrap_or_default();
+        for (_, members) in groups.iter().skip(1) {
+            for node in members {
+                let view = slices
+                    .iter()
+                    .find(|(a, _)| a == node)
+                    .map(|(_, v)| *v)
+                    .unwrap_or_default();
+                for (start, end, says, majority) in
+                    slots::differences(&slots::owners(view.iter()), &reference)
+                {
+                    divergences.push(Divergence {
+                        node: node.to_string(),
+                        start,
+                        end,
+                        says: says.map(addr_of),
+                        majority: majority.map(addr_of),
+                    });
+                }
+            }
+        }
+    }
+
+    let mut open = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (addr, view) in views {
+        for line in view.nodes.iter().filter(|l| l.flags.myself) {
+            let entries = line.migrating.iter().map(|(s, p)| (*s, p, "migrating"));
+            let entries = entries.chain(line.importing.iter().map(|(s, p)| (*s, p, "importing")));
+            for (slot, peer, state) in entries {
+                let key = (addr.to_string(), slot, state);
+                let since = *open_since.entry(key.clone()).or_insert(now);
+                seen.insert(key);
+                open.push(OpenSlot {
+                    node: addr.to_string(),
+                    slot,
+                    state,
+                    peer: addr_of(peer),
+                    since,
+                });
+            }
+        }
+    }
+    open_since.retain(|k, _| seen.contains(k));
+
+    SlotsView {
+        ranges,
+        uncovered: uncovered_per_slot.iter().filter(|u| **u).count() as u32,
+        uncovered_ranges: slots::runs(&uncovered_per_slot)
+            .iter()
+            .filter(|(_, _, u)| *u)
+            .count() as u32,
+        shard_slots: shard_slots.into_iter().collect(),
+        config_views: groups.len() as u32,
+        divergences,
+        open,
+        shards_without_replica: 0,
+        shards_same_host: 0,
+    }
+}
+
+/// Shards with at least one replica whose master and replicas all share
+/// one host (announced hostname, else IP): one machine failing loses them.
+fn same_host_shards(table: &BTreeMap<&str, &ClusterNode>, labels: &HashMap<String, String>) -> u32 {
+    let host = |l: &ClusterNode| {
+        l.hostname.clone().unwrap_or_else(|| {
+            crate::parse::split_addr(&l.addr).map_or_else(|| l.addr.clone(), |(h, _)| h.to_string())
+        })
+    };
+    let mut hosts: BTreeMap<&str, (BTreeSet<String>, usize)> = BTreeMap::new();
+    for line in table.values() {
+        let Some(label) = labels.get(&line.id) else {
+            continue;
+        };
+        let e = hosts.entry(label.as_str()).or_default();
+        e.0.insert(host(line));
+        e.1 += 1;
+    }
+    hosts
+        .values()
+        .filter(|(h, n)| *n > 1 && h.len() == 1)
+        .count() as u32
+}
+
 /// Cluster-wide figures from the views of the reachable members.
 fn cluster_consensus(
     views: &[&ClusterReading],
@@ -1243,6 +1417,7 @@ fn cluster_consensus(
             majority: None,
             current_epoch: 0,
             failing: Vec::new(),
+            slots: None,
         };
     }
     let ok = views.iter().filter(|v| v.info.state_ok).count();
@@ -1291,6 +1466,7 @@ fn cluster_consensus(
             .max()
             .unwrap_or(0),
         failing,
+        slots: None,
     }
 }
 
@@ -1301,11 +1477,17 @@ fn shard_labels(
     table: &BTreeMap<&str, &ClusterNode>,
     previous: &HashMap<String, String>,
 ) -> HashMap<String, String> {
+    // The server's own shard id (Redis 7.2+) wins; else the name the shard
+    // had, else the node's id.
     let own = |id: &str| {
-        previous
-            .get(id)
-            .cloned()
-            .unwrap_or_else(|| id.chars().take(12).collect())
+        let shard_id = table.get(id).and_then(|l| l.shard_id.as_deref());
+        match shard_id {
+            Some(sid) => sid.chars().take(12).collect(),
+            None => previous
+                .get(id)
+                .cloned()
+                .unwrap_or_else(|| id.chars().take(12).collect()),
+        }
     };
     let mut labels: HashMap<String, String> = table
         .values()
@@ -1316,11 +1498,14 @@ fn shard_labels(
         .values()
         .filter(|l| !(l.flags.master || l.master_id.is_none()))
     {
-        let label = line
-            .master_id
-            .as_deref()
-            .and_then(|m| labels.get(m).cloned())
-            .unwrap_or_else(|| own(&line.id));
+        let label = match line.shard_id {
+            Some(_) => own(&line.id),
+            None => line
+                .master_id
+                .as_deref()
+                .and_then(|m| labels.get(m).cloned())
+                .unwrap_or_else(|| own(&line.id)),
+        };
         labels.insert(line.id.clone(), label);
     }
     labels

@@ -181,6 +181,76 @@ pub struct ClusterView {
     pub current_epoch: u64,
     /// Per member node: how many views flag it `fail?`, and whether any flags it `fail`.
     pub failing: Vec<FailingView>,
+    /// The slot map; `None` while no member answers.
+    pub slots: Option<SlotsView>,
+}
+
+/// The agent's merged slot map, and how the nodes' own maps compare.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SlotsView {
+    /// Contiguous ranges with the same state, shard and master.
+    pub ranges: Vec<SlotRangeView>,
+    /// Slots with no master, or whose master is in `fail`.
+    pub uncovered: u32,
+    /// Contiguous runs of uncovered slots.
+    pub uncovered_ranges: u32,
+    /// Slots each shard owns.
+    pub shard_slots: Vec<(String, u32)>,
+    /// Distinct slot maps among the answering nodes.
+    pub config_views: u32,
+    /// Where a node's map differs from the map most nodes hold.
+    pub divergences: Vec<Divergence>,
+    /// Slots a node is migrating or importing.
+    pub open: Vec<OpenSlot>,
+    /// Shards (owning slots) without a replica whose link is up.
+    pub shards_without_replica: u32,
+    /// Shards whose master and every replica share one host.
+    pub shards_same_host: u32,
+}
+
+/// One range of the merged slot map.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotRangeView {
+    /// First slot.
+    pub start: u16,
+    /// Last slot (inclusive).
+    pub end: u16,
+    /// `ok`, `pfail`, `fail` or `uncovered` (no master at all).
+    pub state: &'static str,
+    /// The owning shard.
+    pub shard: Option<String>,
+    /// The owning master, `host:port`.
+    pub master: Option<String>,
+}
+
+/// A node whose slot map differs from the majority's on a range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Divergence {
+    /// The node, `host:port`.
+    pub node: String,
+    /// First slot.
+    pub start: u16,
+    /// Last slot (inclusive).
+    pub end: u16,
+    /// The master this node names for the range.
+    pub says: Option<String>,
+    /// The master the majority names.
+    pub majority: Option<String>,
+}
+
+/// A slot in migration, as the node doing it reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpenSlot {
+    /// The node reporting it.
+    pub node: String,
+    /// The slot.
+    pub slot: u16,
+    /// `migrating` (to `peer`) or `importing` (from `peer`).
+    pub state: &'static str,
+    /// The other node, `host:port` (or its id if unknown).
+    pub peer: String,
+    /// When the agent first saw it open (unix seconds).
+    pub since: f64,
 }
 
 /// How the cluster sees one node's health.

@@ -124,6 +124,15 @@ pub struct ClusterNode {
     pub connected: bool,
     /// Slots the node serves.
     pub slots: Vec<SlotRange>,
+    /// The shard id (Redis 7.2+, in the address's auxiliary fields): stable
+    /// across failovers, the best shard identity when present.
+    pub shard_id: Option<String>,
+    /// On the answering node's own line: slots it is migrating, with the
+    /// target node id.
+    pub migrating: Vec<(u16, String)>,
+    /// On the answering node's own line: slots it is importing, with the
+    /// source node id.
+    pub importing: Vec<(u16, String)>,
 }
 
 impl ClusterNode {
@@ -150,12 +159,19 @@ fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
         return Err(ParseError::invalid("id", id));
     }
     let address = next("address")?;
-    // `ip:port@cport[,hostname]`; Redis 3.x lines have no `@cport`.
-    let (endpoint, hostname) = match address.split_once(',') {
-        Some((e, h)) if !h.is_empty() => (e, Some(h.to_string())),
-        Some((e, _)) => (e, None),
-        None => (address, None),
-    };
+    // `ip:port@cport[,hostname[,key=value...]]`; Redis 3.x lines have no
+    // `@cport`, 7.2+ add auxiliary fields such as `shard-id=...`.
+    let mut address_parts = address.split(',');
+    let endpoint = address_parts.next().unwrap_or_default();
+    let hostname = address_parts
+        .next()
+        .filter(|h| !h.is_empty() && !h.contains('='))
+        .map(String::from);
+    let shard_id = address
+        .split(',')
+        .filter_map(|kv| kv.strip_prefix("shard-id="))
+        .find(|v| !v.is_empty())
+        .map(String::from);
     let addr = endpoint.split_once('@').map_or(endpoint, |(a, _)| a);
     let (_, port) = addr
         .rsplit_once(':')
@@ -175,9 +191,17 @@ fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
         other => return Err(ParseError::invalid("link-state", other)),
     };
     let mut slots = Vec::new();
+    let (mut migrating, mut importing) = (Vec::new(), Vec::new());
     for token in parts {
         // `[slot->-id]` / `[slot-<-id]`: migrating / importing, not owned.
-        if token.starts_with('[') {
+        if let Some(entry) = token.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
+            if let Some((slot, target)) = entry.split_once("->-") {
+                migrating.push((open_slot(slot)?, target.to_string()));
+            } else if let Some((slot, source)) = entry.split_once("-<-") {
+                importing.push((open_slot(slot)?, source.to_string()));
+            } else {
+                return Err(ParseError::invalid("slot", token));
+            }
             continue;
         }
         let range = match token.split_once('-') {
@@ -201,7 +225,18 @@ fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
         config_epoch,
         connected,
         slots,
+        shard_id,
+        migrating,
+        importing,
     })
+}
+
+fn open_slot(text: &str) -> Result<u16, ParseError> {
+    let slot = num::<u16>("slot", text)?;
+    if slot > MAX_SLOT {
+        return Err(ParseError::invalid("slot", text));
+    }
+    Ok(slot)
 }
 
 #[cfg(test)]
@@ -291,6 +326,26 @@ mod tests {
         assert_eq!(n.addr, "10.0.0.5:30001");
         assert_eq!(n.hostname.as_deref(), Some("redis-1.example"));
         assert_eq!(n.slots, vec![(0, 0), (2, 3)]);
+        assert_eq!(
+            n.migrating,
+            vec![(4, "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f".to_string())]
+        );
+        assert_eq!(
+            n.importing,
+            vec![(5, "292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f".to_string())]
+        );
+        assert_eq!(n.shard_id, None);
+        // Redis 7.2+: auxiliary fields after the hostname (which may be empty).
+        let aux = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@40001,,tls-port=0,shard-id=9d0c3e3b0a8f2b1c4e5d6f708192a3b4c5d6e7f8 master - 0 0 1 connected 0-5460";
+        let n = parse_nodes(aux).unwrap().remove(0);
+        assert_eq!(
+            (n.addr.as_str(), n.hostname.as_deref()),
+            ("127.0.0.1:30001", None)
+        );
+        assert_eq!(
+            n.shard_id.as_deref(),
+            Some("9d0c3e3b0a8f2b1c4e5d6f708192a3b4c5d6e7f8")
+        );
         let old =
             "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected";
         assert_eq!(parse_nodes(old).unwrap()[0].addr, "127.0.0.1:30001");
@@ -306,6 +361,8 @@ mod tests {
             "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1",
             "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected 9-2",
             "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 master - 0 0 1 connected 16384",
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 myself,master - 0 0 1 connected [16384->-x]",
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001 myself,master - 0 0 1 connected [5=x]",
             "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:x master - 0 0 1 connected",
             "zzz 127.0.0.1:30001 master - 0 0 1 connected",
         ] {
