@@ -165,22 +165,18 @@ fn cluster<'a>(
         .deployments
         .iter()
         .find(|d| *d.name == *name && d.kind == Kind::Cluster)
-        .ok_or_else(|| {
-            error(
-                StatusCode::NOT_FOUND,
-                "no cluster deployment with this name",
-            )
-        })?;
+        .ok_or((
+            StatusCode::NOT_FOUND,
+            "no cluster deployment with this name",
+        ))?;
     let slots = d
         .cluster
         .as_ref()
         .and_then(|c: &ClusterView| c.slots.as_ref())
-        .ok_or_else(|| {
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no node of this cluster has answered yet",
-            )
-        })?;
+        .ok_or((
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no node of this cluster has answered yet",
+        ))?;
     Ok((d, slots))
 }
 
