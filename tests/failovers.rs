@@ -41,6 +41,24 @@ fn mark_at(t: &Value, name: &str) -> Option<f64> {
         .map(|(_, at)| at)
 }
 
+/// The shard a node belongs to, from /api/v1/topology.
+fn shard_of(agent: &Agent, node: &str) -> String {
+    let topo = agent.json("/api/v1/topology");
+    for d in topo["deployments"].as_array().unwrap() {
+        for s in d["shards"].as_array().unwrap() {
+            if s["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|n| n["node"] == node)
+            {
+                return s["shard"].as_str().unwrap().to_string();
+            }
+        }
+    }
+    String::new()
+}
+
 /// Waits for an ended timeline of `deployment` matching `pick`, returns it.
 fn ended(agent: &Agent, deployment: &str, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
     let mut found = None;
@@ -394,6 +412,8 @@ fn cluster_failover_timelines() {
     });
     // Replica i of master m is nodes[masters + m * replicas + i].
     let (old, replica) = (&cluster.nodes[0], &cluster.nodes[3]);
+    let shard_before = shard_of(&agent, &old.addr());
+    assert_eq!(shard_of(&agent, &replica.addr()), shard_before);
     old.freeze();
     let t = ended(&agent, "c", "the cluster failover's timeline", |t| {
         t["old_master"] == old.addr().as_str()
@@ -417,6 +437,12 @@ fn cluster_failover_timelines() {
         );
     }
     let shard_name = t["shard"].as_str().unwrap().to_string();
+    // Must show 5 of the slots issue: the shard keeps its name.
+    assert_eq!(shard_name, shard_before);
+    agent.wait_until("the old master back in the topology", LONG, |a| {
+        shard_of(a, &old.addr()) == shard_before
+    });
+    assert_eq!(shard_of(&agent, &replica.addr()), shard_before);
     let detail = agent.json(&format!("/api/v1/failovers/{}", t["id"].as_str().unwrap()));
     assert_eq!(detail["id"], t["id"]);
     assert_eq!(agent.get("/api/v1/failovers/nope").0, 404);

@@ -352,6 +352,9 @@ mod tests {
         let noaddr =
             "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca :0@0 master,noaddr - 0 0 1 disconnected";
         assert!(!parse_nodes(noaddr).unwrap()[0].is_member());
+        let handshake = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30002@40002 handshake - 1795315037557 0 0 disconnected";
+        let n = parse_nodes(handshake).unwrap().remove(0);
+        assert!(n.flags.handshake && !n.is_member());
     }
 
     #[test]
