@@ -172,3 +172,20 @@ fn passwords_work_and_never_leak() {
     );
     assert!(!log.contains(SECRET));
 }
+
+/// `slots` against an address where nothing listens: exit 2, and says why.
+#[test]
+fn slots_check_with_no_cluster_fails_clearly() {
+    let out = agent()
+        .args(["slots", "--cluster", "127.0.0.1:1", "--wait", "2s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no node of the cluster at 127.0.0.1:1 answered within 2s"),
+        "{stderr}"
+    );
+    let out = agent().args(["slots"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "--cluster is required");
+}
