@@ -7,7 +7,7 @@
 //! deserialized (field types, durations, addresses, secrets, the fields each
 //! `kind` allows), so every error names the key path and the line.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,93 @@ pub struct Config {
     pub deployments: Vec<Deployment>,
     /// Where failover timelines are kept.
     pub timelines: Timelines,
+    /// Changes to the built-in alert rules.
+    pub alerts: Alerts,
+}
+
+/// The built-in alert rules, each by name, and what to change from their
+/// defaults (docs/alerts.md lists them).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Alerts {
+    /// Per rule: what differs from its defaults.
+    #[serde(default)]
+    pub rules: BTreeMap<RuleName, RuleConfig>,
+}
+
+/// The built-in rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[allow(missing_docs)] // the names are the documentation: docs/alerts.md
+pub enum RuleName {
+    FailoverStarted,
+    FailoverCompleted,
+    FailoverAborted,
+    MultipleMasters,
+    NoMaster,
+    SentinelQuorumLost,
+    SentinelsDisagree,
+    SentinelTilt,
+    SlotCoverageLost,
+    ClusterStateFail,
+    ClusterConfigDiverged,
+    OpenSlotsStuck,
+    ReplicaLagHigh,
+    ReplicaLinkDown,
+    ShardWithoutReplica,
+    TargetDown,
+}
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Page someone.
+    Critical,
+    /// Look at it soon.
+    Warning,
+    /// For the record.
+    Info,
+}
+
+impl Severity {
+    /// The `severity` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// What a configuration changes in one rule; unset fields keep the default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// `false` turns the rule off.
+    pub enabled: Option<bool>,
+    /// The severity label.
+    pub severity: Option<Severity>,
+    /// How long the condition must hold before the alert fires.
+    #[serde(default, rename = "for", deserialize_with = "opt_duration")]
+    pub for_: Option<Duration>,
+    /// ReplicaLagHigh: fire above this many bytes behind.
+    pub lag_bytes: Option<u64>,
+    /// ReplicaLagHigh: fire above this many seconds behind.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub lag_time: Option<Duration>,
+    /// OpenSlotsStuck: fire when a slot stays open longer than this.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub open_for: Option<Duration>,
+    /// FailoverCompleted / FailoverAborted: how long the event stays firing.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub hold: Option<Duration>,
+    /// Extra labels on every alert of the rule.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations, e.g. `runbook_url`.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Where failover timelines are kept across restarts.
@@ -236,6 +323,7 @@ pub fn from_flags(
         timeout: DEFAULT_TIMEOUT,
         deployments,
         timelines: Timelines::default(),
+        alerts: Alerts::default(),
     };
     check_whole(&config).map_err(invalid)?;
     Ok(config)
@@ -244,7 +332,7 @@ pub fn from_flags(
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with listen, poll_interval, timeout, deployments and timelines"
+    expecting = "a mapping with listen, poll_interval, timeout, deployments, timelines and alerts"
 )]
 struct RawConfig {
     #[serde(default = "default_listen", deserialize_with = "listen_addr")]
@@ -256,6 +344,8 @@ struct RawConfig {
     deployments: Vec<Deployment>,
     #[serde(default)]
     timelines: Timelines,
+    #[serde(default)]
+    alerts: Alerts,
 }
 
 fn default_listen() -> SocketAddr {
@@ -276,6 +366,7 @@ impl RawConfig {
             timeout: self.timeout,
             deployments: self.deployments,
             timelines: self.timelines,
+            alerts: self.alerts,
         };
         check_whole(&config)?;
         Ok(config)
@@ -290,6 +381,37 @@ fn check_whole(config: &Config) -> Result<(), String> {
     const HOUR: Duration = Duration::from_secs(3600);
     if config.poll_interval > HOUR || config.timeout > HOUR {
         return Err("poll_interval and timeout must be at most 1h".into());
+    }
+    for (name, rule) in &config.alerts.rules {
+        let takes = |field: &str, given: bool, rules: &[RuleName]| {
+            if given && !rules.contains(name) {
+                Err(format!(
+                    "alerts.rules.{name:?}.{field}: only {rules:?} take it"
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        takes(
+            "lag_bytes",
+            rule.lag_bytes.is_some(),
+            &[RuleName::ReplicaLagHigh],
+        )?;
+        takes(
+            "lag_time",
+            rule.lag_time.is_some(),
+            &[RuleName::ReplicaLagHigh],
+        )?;
+        takes(
+            "open_for",
+            rule.open_for.is_some(),
+            &[RuleName::OpenSlotsStuck],
+        )?;
+        takes(
+            "hold",
+            rule.hold.is_some(),
+            &[RuleName::FailoverCompleted, RuleName::FailoverAborted],
+        )?;
     }
     if config.timelines.keep_per_shard == 0 {
         return Err("timelines.keep_per_shard must be at least 1".into());
@@ -347,6 +469,10 @@ impl<'de, R: Deserialize<'de>, T> serde::de::Visitor<'de> for CheckedMap<R, T> {
         let raw = R::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
         (self.check)(raw).map_err(serde::de::Error::custom)
     }
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 fn listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
@@ -670,6 +796,42 @@ mod tests {
             "{MINIMAL}    sentinel_auth: {{ password_env: REDIS_HA_TEST_UNSET_VAR }}\n"
         ));
         assert!(e.contains("REDIS_HA_TEST_UNSET_VAR is not set"), "{e}");
+    }
+
+    #[test]
+    fn alert_rules_are_checked_where_written() {
+        let c = parse(
+            &format!("alerts:\n  rules:\n    ReplicaLagHigh: {{ for: 1m, lag_bytes: 1000, severity: critical, annotations: {{ runbook_url: \"https://x\" }} }}\n    TargetDown: {{ enabled: false }}\n{MINIMAL}"),
+            "t",
+        )
+        .unwrap();
+        let lag = &c.alerts.rules[&RuleName::ReplicaLagHigh];
+        assert_eq!(
+            (lag.for_, lag.lag_bytes, lag.severity),
+            (
+                Some(Duration::from_secs(60)),
+                Some(1000),
+                Some(Severity::Critical)
+            )
+        );
+        assert_eq!(c.alerts.rules[&RuleName::TargetDown].enabled, Some(false));
+        let e = err(&format!(
+            "alerts:\n  rules:\n    ReplicaLagHi: {{ for: 1m }}\n{MINIMAL}"
+        ));
+        assert!(
+            e.contains("alerts.rules")
+                && e.contains("unknown variant `ReplicaLagHi`")
+                && e.contains("line 3"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "alerts:\n  rules:\n    NoMaster: {{ lag_bytes: 5 }}\n{MINIMAL}"
+        ));
+        assert!(e.contains("NoMaster") && e.contains("lag_bytes"), "{e}");
+        let e = err(&format!(
+            "alerts:\n  rules:\n    NoMaster: {{ severity: urgent }}\n{MINIMAL}"
+        ));
+        assert!(e.contains("severity") && e.contains("line 3"), "{e}");
     }
 
     #[test]

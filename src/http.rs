@@ -34,6 +34,7 @@ pub fn router(snapshots: Snapshots) -> Router {
         .route("/api/v1/clusters/{deployment}/slots", get(cluster_slots))
         .route("/api/v1/clusters/{deployment}/keyslot", get(keyslot))
         .route("/api/v1/topology", get(topology))
+        .route("/api/v1/alerts", get(alerts))
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(|| async { "OK\n" }))
         .route("/-/ready", get(ready))
@@ -72,6 +73,7 @@ async fn index() -> Html<&'static str> {
         "<li><a href=\"/api/v1/failovers\">/api/v1/failovers</a>: failover timelines</li>",
         "<li><a href=\"/api/v1/events\">/api/v1/events</a>: recent sentinel events</li>",
         "<li><a href=\"/api/v1/topology\">/api/v1/topology</a>: deployments, shards, nodes</li>",
+        "<li><a href=\"/api/v1/alerts\">/api/v1/alerts</a>: alerts firing now</li>",
         "</ul></body></html>"
     ))
 }
@@ -317,4 +319,16 @@ async fn topology(State(snapshots): State<Snapshots>) -> Json<Value> {
         })
         .collect();
     Json(json!({ "deployments": deployments }))
+}
+
+/// Alerts firing now, oldest first.
+async fn alerts(State(snapshots): State<Snapshots>) -> Json<Value> {
+    let snapshot = snapshots.borrow().clone();
+    let mut firing = snapshot.alerts.firing.clone();
+    firing.sort_by(|a, b| {
+        a.since
+            .partial_cmp(&b.since)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Json(json!({ "alerts": firing }))
 }

@@ -6,6 +6,7 @@
 //! after each change; the HTTP server renders metrics from the latest
 //! snapshot and never talks to Redis.
 
+pub mod alert;
 pub mod collect;
 pub mod config;
 pub mod failovers;

@@ -93,6 +93,7 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_failover_last_end_timestamp_seconds", GAUGE, "deployment, shard", "When the shard's last failover ended (unix time)."),
     def("redis_ha_failover_last_duration_seconds", GAUGE, "deployment, shard", "Total duration of the shard's last failover."),
     def("redis_ha_failover_unreplicated_bytes", GAUGE, "deployment, shard", "At the shard's last failover: the old master's offset minus the promoted replica's (writes at risk)."),
+    def("redis_ha_alerts_firing", GAUGE, "alertname, severity", "Alerts of the agent's built-in rules firing now."),
 ];
 
 /// Collects samples by family, in [`FAMILIES`] order.
@@ -201,6 +202,19 @@ pub fn render(snapshot: &Snapshot) -> String {
     for d in &snapshot.deployments {
         deployment(&mut out, d);
         failovers(&mut out, d, &snapshot.failovers);
+    }
+    for (name, severity) in &snapshot.alerts.rules {
+        let n = snapshot
+            .alerts
+            .firing
+            .iter()
+            .filter(|a| a.alertname == *name)
+            .count();
+        out.add(
+            "redis_ha_alerts_firing",
+            &[("alertname", name.as_str()), ("severity", severity)],
+            n as f64,
+        );
     }
     let mut text = String::new();
     TextEncoder::new()

@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::alert::Engine;
 use crate::config::{Config, Deployment, Kind};
 use crate::failovers::{EventLog, Failovers};
 use crate::model::{
@@ -23,9 +24,9 @@ use crate::parse::event::Event;
 use crate::parse::info::Role;
 use crate::slots;
 use crate::snapshot::{
-    ClusterView, DeploymentView, Divergence, FailingView, FailoverView, LinkView, NodeView,
-    OpenSlot, ReplicaView, SentinelShardView, ShardView, SlotRangeView, SlotsView, Snapshot,
-    TargetView,
+    AlertsView, ClusterView, DeploymentView, Divergence, FailingView, FailoverView, LinkView,
+    NodeView, OpenSlot, ReplicaView, SentinelShardView, ShardView, SlotRangeView, SlotsView,
+    Snapshot, TargetView,
 };
 use crate::timeline::{
     ClusterShard, ClusterShardView, Context, SentinelShard, Step, Timeline, Window,
@@ -62,6 +63,10 @@ pub struct Monitor {
     /// What the last snapshot shared; rebuilt only when failovers or events change.
     shared_failovers: Arc<FailoverView>,
     failovers_dirty: bool,
+    /// The alert rules.
+    alerts: Engine,
+    /// What the last snapshot shared about alerts.
+    shared_alerts: Arc<AlertsView>,
     /// Every target known at some moment had been polled. Latched: a newly
     /// discovered target does not make a serving agent unready.
     ready: bool,
@@ -106,6 +111,8 @@ impl Monitor {
             events: EventLog::new(RECENT_EVENTS),
             shared_failovers: Arc::default(),
             failovers_dirty: true,
+            alerts: Engine::new(&config.alerts),
+            shared_alerts: Arc::default(),
             ready: false,
         };
         monitor.share();
@@ -191,6 +198,13 @@ impl Monitor {
             .iter()
             .all(|d| d.targets.iter().all(|t| t.polled));
         self.share();
+        let snapshot = self.snapshot();
+        if self.alerts.evaluate(&snapshot, now) || self.shared_alerts.rules.is_empty() {
+            self.shared_alerts = Arc::new(AlertsView {
+                firing: self.alerts.firing(),
+                rules: self.alerts.rules().collect(),
+            });
+        }
     }
 
     /// Timelines to append to the store since the last call.
@@ -237,6 +251,7 @@ impl Monitor {
             ready: self.ready,
             deployments: self.views.clone(),
             failovers: self.shared_failovers.clone(),
+            alerts: self.shared_alerts.clone(),
             rendered: Default::default(),
         }
     }
@@ -2022,6 +2037,146 @@ mod event_tests {
         assert_eq!(
             m.take_changed_timelines().last().unwrap().outcome,
             Some(crate::timeline::Outcome::Completed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod alert_tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::model::{MasterView, PollError};
+    use crate::parse::event::tests::recorded;
+    use crate::parse::sentinel::tests::recorded_maps;
+    use crate::parse::sentinel::{MasterEntry, ReplicaEntry, SentinelEntry};
+
+    const SENTINELS: &str = "deployments:\n  - name: d\n    kind: sentinel\n    sentinels: [\"127.0.0.1:27100\", \"127.0.0.1:27101\", \"127.0.0.1:27102\"]\n";
+
+    fn at(secs: f64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs_f64(secs)
+    }
+
+    fn sentinel_reading() -> Reading {
+        let view = MasterView {
+            master: MasterEntry::parse(&recorded_maps("sentinel masters")[0]).unwrap(),
+            replicas: recorded_maps("sentinel replicas")
+                .iter()
+                .map(|m| ReplicaEntry::parse(m).unwrap())
+                .collect(),
+            sentinels: recorded_maps("sentinel sentinels")
+                .iter()
+                .map(|m| SentinelEntry::parse(m).unwrap())
+                .collect(),
+            quorum_ok: true,
+        };
+        Reading::Sentinel(SentinelReading {
+            info: crate::parse::info::SentinelInfo { tilt: false },
+            masters: [("mymaster".to_string(), view)].into(),
+        })
+    }
+
+    fn poll(m: &mut Monitor, secs: f64, result: Result<Reading, PollError>) {
+        m.apply(Input::Poll(Observation {
+            target: TargetId {
+                deployment: "d".into(),
+                role: TargetRole::Sentinel,
+                addr: "127.0.0.1:27100".into(),
+            },
+            at: at(secs),
+            seen: Instant::now(),
+            duration: Duration::from_millis(1),
+            result,
+        }));
+    }
+
+    fn firing(m: &Monitor) -> Vec<String> {
+        m.snapshot()
+            .alerts
+            .firing
+            .iter()
+            .map(|a| a.alertname.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_condition_fires_after_its_for_and_resolves_when_it_stops() {
+        let config = crate::config::parse(
+            &format!("alerts:\n  rules:\n    TargetDown: {{ for: 2s }}\n{SENTINELS}"),
+            "t",
+        )
+        .unwrap();
+        let mut m = Monitor::new(&config, Vec::new());
+        poll(&mut m, 100.0, Err(PollError::Timeout));
+        assert!(firing(&m).is_empty(), "not before its `for`");
+        poll(&mut m, 101.0, Err(PollError::Timeout));
+        assert!(firing(&m).is_empty());
+        poll(&mut m, 102.5, Err(PollError::Timeout));
+        assert_eq!(firing(&m), ["TargetDown"]);
+        let alert = m.snapshot().alerts.firing[0].clone();
+        assert_eq!(alert.since, 100.0, "firing since the condition began");
+        assert_eq!(
+            (alert.severity, alert.labels["sentinel"].as_str()),
+            ("warning", "127.0.0.1:27100")
+        );
+        assert_eq!(m.snapshot().alerts.rules.len(), 16);
+        poll(&mut m, 103.0, Ok(sentinel_reading()));
+        assert!(firing(&m).is_empty(), "resolved once it answers");
+        // Down again: the same alert (same fingerprint), a new `since`.
+        poll(&mut m, 110.0, Err(PollError::Timeout));
+        poll(&mut m, 113.0, Err(PollError::Timeout));
+        let again = m.snapshot().alerts.firing[0].clone();
+        assert_eq!((again.fingerprint, again.since), (alert.fingerprint, 110.0));
+    }
+
+    #[test]
+    fn an_ended_failover_is_an_event_alert_that_resolves_itself() {
+        let config = crate::config::parse(
+            &format!("alerts:\n  rules:\n    FailoverCompleted: {{ hold: 60s, annotations: {{ runbook_url: \"https://runbooks/failover\" }} }}\n    FailoverStarted: {{ enabled: false }}\n{SENTINELS}"),
+            "t",
+        )
+        .unwrap();
+        let mut m = Monitor::new(&config, Vec::new());
+        let events = recorded();
+        let end = events.last().unwrap().0;
+        for (secs, port, channel, payload) in events {
+            m.apply(Input::Event(EventMessage {
+                target: TargetId {
+                    deployment: "d".into(),
+                    role: TargetRole::Sentinel,
+                    addr: format!("127.0.0.1:{port}"),
+                },
+                at: at(secs),
+                channel,
+                payload,
+            }));
+        }
+        let s = m.snapshot();
+        let alerts = &s.alerts.firing;
+        assert_eq!(alerts.len(), 1, "{alerts:?}");
+        let a = &alerts[0];
+        assert_eq!(a.alertname, "FailoverCompleted");
+        assert_eq!(a.labels["shard"], "mymaster");
+        assert!(
+            a.annotations["summary"].contains("127.0.0.1:7100 -> 127.0.0.1:7101"),
+            "{:?}",
+            a.annotations
+        );
+        assert_eq!(a.annotations["runbook_url"], "https://runbooks/failover");
+        assert!(a.annotations.contains_key("phase_total_seconds"));
+        assert!(
+            !s.alerts.rules.iter().any(|(n, _)| n == "FailoverStarted"),
+            "disabled"
+        );
+        poll(&mut m, end + 30.0, Ok(sentinel_reading()));
+        assert!(
+            firing(&m).contains(&"FailoverCompleted".to_string()),
+            "held for 60 s"
+        );
+        poll(&mut m, end + 61.0, Ok(sentinel_reading()));
+        assert!(
+            !firing(&m).contains(&"FailoverCompleted".to_string()),
+            "then resolved by itself"
         );
     }
 }

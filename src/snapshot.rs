@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use crate::alert::Alert;
 use crate::config::Kind;
 use crate::failovers::{Histogram, RecordedEvent};
 use crate::model::TargetId;
@@ -21,6 +22,8 @@ pub struct Snapshot {
     pub deployments: Vec<Arc<DeploymentView>>,
     /// Failovers and events; shared between snapshots until they change.
     pub failovers: Arc<FailoverView>,
+    /// Alerts firing now; shared between snapshots until they change.
+    pub alerts: Arc<AlertsView>,
     /// The /metrics body, rendered on the first scrape of this snapshot and
     /// reused by later ones, so scrapes cost nothing between changes.
     pub(crate) rendered: OnceLock<axum::body::Bytes>,
@@ -53,6 +56,15 @@ pub struct DeploymentView {
     /// Sentinel events counted once each: (shard, event, count). Events
     /// about no master (`+new-epoch`, `+tilt`) have an empty shard.
     pub events_total: Vec<(String, String, u64)>,
+}
+
+/// The alert rules and what fires.
+#[derive(Debug, Default)]
+pub struct AlertsView {
+    /// Alerts firing now.
+    pub firing: Vec<Alert>,
+    /// Every enabled rule and its severity.
+    pub rules: Vec<(String, &'static str)>,
 }
 
 /// Failover timelines and sentinel events, for the API and metrics.
