@@ -1577,7 +1577,7 @@ mod tests {
         }))
     }
 
-    fn recorded_sentinel() -> Reading {
+    pub(super) fn recorded_sentinel() -> Reading {
         let master = MasterEntry::parse(&recorded_maps("sentinel masters")[0]).unwrap();
         let view = MasterView {
             replicas: recorded_maps("sentinel replicas")
@@ -2045,35 +2045,15 @@ mod event_tests {
 mod alert_tests {
     use std::time::Duration;
 
+    use super::tests::recorded_sentinel;
     use super::*;
-    use crate::model::{MasterView, PollError};
+    use crate::model::PollError;
     use crate::parse::event::tests::recorded;
-    use crate::parse::sentinel::tests::recorded_maps;
-    use crate::parse::sentinel::{MasterEntry, ReplicaEntry, SentinelEntry};
 
     const SENTINELS: &str = "deployments:\n  - name: d\n    kind: sentinel\n    sentinels: [\"127.0.0.1:27100\", \"127.0.0.1:27101\", \"127.0.0.1:27102\"]\n";
 
     fn at(secs: f64) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs_f64(secs)
-    }
-
-    fn sentinel_reading() -> Reading {
-        let view = MasterView {
-            master: MasterEntry::parse(&recorded_maps("sentinel masters")[0]).unwrap(),
-            replicas: recorded_maps("sentinel replicas")
-                .iter()
-                .map(|m| ReplicaEntry::parse(m).unwrap())
-                .collect(),
-            sentinels: recorded_maps("sentinel sentinels")
-                .iter()
-                .map(|m| SentinelEntry::parse(m).unwrap())
-                .collect(),
-            quorum_ok: true,
-        };
-        Reading::Sentinel(SentinelReading {
-            info: crate::parse::info::SentinelInfo { tilt: false },
-            masters: [("mymaster".to_string(), view)].into(),
-        })
     }
 
     fn poll(m: &mut Monitor, secs: f64, result: Result<Reading, PollError>) {
@@ -2120,7 +2100,7 @@ mod alert_tests {
             ("warning", "127.0.0.1:27100")
         );
         assert_eq!(m.snapshot().alerts.rules.len(), 16);
-        poll(&mut m, 103.0, Ok(sentinel_reading()));
+        poll(&mut m, 103.0, Ok(recorded_sentinel()));
         assert!(firing(&m).is_empty(), "resolved once it answers");
         // Down again: the same alert (same fingerprint), a new `since`.
         poll(&mut m, 110.0, Err(PollError::Timeout));
@@ -2168,12 +2148,12 @@ mod alert_tests {
             !s.alerts.rules.iter().any(|(n, _)| n == "FailoverStarted"),
             "disabled"
         );
-        poll(&mut m, end + 30.0, Ok(sentinel_reading()));
+        poll(&mut m, end + 30.0, Ok(recorded_sentinel()));
         assert!(
             firing(&m).contains(&"FailoverCompleted".to_string()),
             "held for 60 s"
         );
-        poll(&mut m, end + 61.0, Ok(sentinel_reading()));
+        poll(&mut m, end + 61.0, Ok(recorded_sentinel()));
         assert!(
             !firing(&m).contains(&"FailoverCompleted".to_string()),
             "then resolved by itself"
