@@ -77,9 +77,8 @@ pub struct Engine {
     firing: BTreeMap<String, Alert>,
     /// Event alerts (a failover ended): fingerprint -> (alert, until).
     events: BTreeMap<String, (Alert, f64)>,
-    /// Ended failovers already turned into events (or present at start).
+    /// Ended failovers already turned into events (or ended before start).
     seen_ended: HashSet<String>,
-    started: bool,
 }
 
 /// One condition that holds now.
@@ -90,8 +89,10 @@ struct Candidate {
 }
 
 impl Engine {
-    /// The rules with the configured changes applied.
-    pub fn new(config: &Alerts) -> Self {
+    /// The rules with the configured changes applied. `history` holds the
+    /// ids of failovers that had ended before the agent started: they are
+    /// not news, and raise no event alert.
+    pub fn new(config: &Alerts, history: HashSet<String>) -> Self {
         let rules = DEFAULTS
             .iter()
             .filter_map(|(name, severity, for_)| {
@@ -111,8 +112,7 @@ impl Engine {
             pending: HashMap::new(),
             firing: BTreeMap::new(),
             events: BTreeMap::new(),
-            seen_ended: HashSet::new(),
-            started: false,
+            seen_ended: history,
         }
     }
 
@@ -149,7 +149,12 @@ impl Engine {
         for alert in candidates {
             let for_ = self.rules.get(&alert.rule).map_or(0.0, |r| r.for_);
             holding.insert(alert.fingerprint.clone());
-            if self.firing.contains_key(&alert.fingerprint) {
+            if let Some(firing) = self.firing.get_mut(&alert.fingerprint) {
+                // Same alert, current figures.
+                if firing.annotations != alert.annotations {
+                    firing.annotations = alert.annotations;
+                    changed = true;
+                }
                 continue;
             }
             let first = *self.pending.entry(alert.fingerprint.clone()).or_insert(now);
@@ -161,9 +166,29 @@ impl Engine {
                 changed = true;
             }
         }
+        // While no node of a cluster answers, its slot map is unknown, not
+        // healthy: the cluster-wide alerts keep their state.
+        let unknown: HashSet<&str> = snapshot
+            .deployments
+            .iter()
+            .filter(|d| d.cluster.as_ref().is_some_and(|c| c.slots.is_none()))
+            .map(|d| &*d.name)
+            .collect();
+        let held = |a: &Alert| {
+            matches!(
+                a.rule,
+                RuleName::SlotCoverageLost
+                    | RuleName::ClusterStateFail
+                    | RuleName::ClusterConfigDiverged
+                    | RuleName::OpenSlotsStuck
+            ) && a
+                .labels
+                .get("deployment")
+                .is_some_and(|d| unknown.contains(d.as_str()))
+        };
         self.pending.retain(|fp, _| holding.contains(fp));
         let before = self.firing.len();
-        self.firing.retain(|fp, _| holding.contains(fp));
+        self.firing.retain(|fp, a| holding.contains(fp) || held(a));
         changed |= self.firing.len() != before;
         expire_events(&mut self.events, now, &mut changed);
         changed
@@ -202,10 +227,20 @@ impl Engine {
     /// first evaluation (read back from disk) are history, not news.
     fn failover_events(&mut self, snapshot: &Snapshot, now: f64) -> bool {
         let mut changed = false;
+        let ended: HashSet<&str> = snapshot
+            .failovers
+            .timelines
+            .iter()
+            .filter(|t| !t.is_open())
+            .map(|t| t.id.as_str())
+            .collect();
+        // Bounded like the timelines themselves.
+        self.seen_ended.retain(|id| ended.contains(id.as_str()));
         for t in snapshot.failovers.timelines.iter().filter(|t| !t.is_open()) {
-            if !self.seen_ended.insert(t.id.clone()) || !self.started {
+            if self.seen_ended.contains(&t.id) {
                 continue;
             }
+            self.seen_ended.insert(t.id.clone());
             let name = match t.outcome {
                 Some(Outcome::Completed) => RuleName::FailoverCompleted,
                 _ => RuleName::FailoverAborted,
@@ -249,7 +284,6 @@ impl Engine {
                 .insert(alert.fingerprint.clone(), (alert, now + hold));
             changed = true;
         }
-        self.started = true;
         changed
     }
 
@@ -354,9 +388,18 @@ impl Engine {
                     );
                 }
             }
-            let open = snapshot.failovers.timelines.iter().find(|t| {
-                t.is_open() && *t.deployment == *d.name && t.shard == s.name && worth_keeping(t)
-            });
+            // Only shards with a failover in progress are looked up.
+            let open = s
+                .failover_in_progress
+                .then(|| {
+                    snapshot.failovers.timelines.iter().find(|t| {
+                        t.is_open()
+                            && *t.deployment == *d.name
+                            && t.shard == s.name
+                            && worth_keeping(t)
+                    })
+                })
+                .flatten();
             if let Some(t) = open {
                 add(
                     RuleName::FailoverStarted,

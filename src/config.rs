@@ -412,6 +412,16 @@ fn check_whole(config: &Config) -> Result<(), String> {
             rule.hold.is_some(),
             &[RuleName::FailoverCompleted, RuleName::FailoverAborted],
         )?;
+        if rule.for_.is_some()
+            && matches!(
+                name,
+                RuleName::FailoverCompleted | RuleName::FailoverAborted
+            )
+        {
+            return Err(format!(
+                "alerts.rules.{name:?}.for: an event alert fires when the failover ends; `hold` says for how long"
+            ));
+        }
     }
     if config.timelines.keep_per_shard == 0 {
         return Err("timelines.keep_per_shard must be at least 1".into());

@@ -177,7 +177,7 @@ fn cluster<'a>(
         .and_then(|c: &ClusterView| c.slots.as_ref())
         .ok_or((
             StatusCode::SERVICE_UNAVAILABLE,
-            "no node of this cluster has answered yet",
+            "no node of this cluster answers",
         ))?;
     Ok((d, slots))
 }

@@ -204,6 +204,12 @@ async fn slots(config: Config, wait: std::time::Duration) -> ExitCode {
     let mut agent = start(Arc::new(config));
     let _ = tokio::time::timeout(wait, agent.snapshots.wait_for(|s| s.ready)).await;
     let snapshot = agent.snapshots.borrow().clone();
+    if !snapshot.ready {
+        eprintln!(
+            "warning: not every node answered within {}: the map below is partial",
+            humantime::format_duration(wait)
+        );
+    }
     let Some(sv) = snapshot.deployments[0]
         .cluster
         .as_ref()

@@ -65,6 +65,8 @@ pub struct Monitor {
     failovers_dirty: bool,
     /// The alert rules.
     alerts: Engine,
+    /// The latest time any batch carried: time never moves backwards.
+    last_now: f64,
     /// What the last snapshot shared about alerts.
     shared_alerts: Arc<AlertsView>,
     /// Every target known at some moment had been polled. Latched: a newly
@@ -91,6 +93,7 @@ impl Monitor {
         let mut failovers = Failovers::new(config.timelines.keep_per_shard);
         let (open, ended): (Vec<Timeline>, Vec<Timeline>) =
             restored.into_iter().partition(Timeline::is_open);
+        let restored_ended = ended.iter().map(|t| t.id.clone()).collect();
         failovers.restore(ended);
         for t in open {
             if let Some(d) = deployments
@@ -111,7 +114,8 @@ impl Monitor {
             events: EventLog::new(RECENT_EVENTS),
             shared_failovers: Arc::default(),
             failovers_dirty: true,
-            alerts: Engine::new(&config.alerts),
+            alerts: Engine::new(&config.alerts, restored_ended),
+            last_now: 0.0,
             shared_alerts: Arc::default(),
             ready: false,
         };
@@ -177,6 +181,9 @@ impl Monitor {
         } else {
             unix(SystemTime::now())
         };
+        // A batch holding only a slow poll must not move time backwards.
+        let now = now.max(self.last_now);
+        self.last_now = now;
         for (i, d) in self.deployments.iter_mut().enumerate() {
             if !std::mem::take(&mut d.dirty) {
                 continue;
@@ -1020,7 +1027,11 @@ impl DeploymentState {
                 .filter(|l| l.is_member() && member_addrs.contains(&l.addr))
             {
                 let slot = table.entry(line.id.as_str()).or_insert(line);
-                if line.flags.myself {
+                // A node's own line wins; for a node that did not answer, the
+                // line with the newest config (highest epoch) wins over stale ones.
+                if line.flags.myself
+                    || (!slot.flags.myself && line.config_epoch > slot.config_epoch)
+                {
                     *slot = line;
                 }
             }
@@ -1041,6 +1052,11 @@ impl DeploymentState {
             .copied()
             .collect();
         let fresh: Vec<&ClusterReading> = fresh_named.iter().map(|(_, v)| *v).collect();
+        // Each answering view by node id, built once for every shard's lookups.
+        let indexed: Vec<HashMap<&str, &ClusterNode>> = fresh
+            .iter()
+            .map(|v| v.nodes.iter().map(|l| (l.id.as_str(), l)).collect())
+            .collect();
         let shards = groups
             .into_iter()
             .map(|(name, lines)| {
@@ -1059,7 +1075,7 @@ impl DeploymentState {
                     .cluster_shards
                     .get(&name)
                     .and_then(|m| m.master.as_ref());
-                let cluster = cluster_shard_view(&fresh, &lines, settled, now);
+                let cluster = cluster_shard_view(&indexed, &lines, settled, now);
                 ShardMembers {
                     name,
                     master,
@@ -1223,7 +1239,7 @@ fn sentinel_consensus<'a>(
 /// What the answering views say about one cluster shard: who serves its
 /// first slot, and whether they suspect the settled master.
 fn cluster_shard_view(
-    fresh: &[&ClusterReading],
+    fresh: &[HashMap<&str, &ClusterNode>],
     lines: &[&ClusterNode],
     settled: Option<&(String, String)>,
     at: f64,
@@ -1235,11 +1251,10 @@ fn cluster_shard_view(
         if let Some(slot) = slot {
             // Only a node of this shard can take it over: the slot moving to
             // another shard is resharding, not a failover.
-            let owner = view.nodes.iter().find(|l| {
-                l.flags.master
-                    && lines.iter().any(|m| m.id == l.id)
-                    && l.slots.iter().any(|r| r.0 <= slot && slot <= r.1)
-            });
+            let owner = lines
+                .iter()
+                .filter_map(|m| view.get(m.id.as_str()))
+                .find(|l| l.flags.master && l.slots.iter().any(|r| r.0 <= slot && slot <= r.1));
             if let Some(o) = owner {
                 let e = owners.entry((o.id.as_str(), o.addr.as_str())).or_default();
                 e.0 += 1;
@@ -1247,20 +1262,19 @@ fn cluster_shard_view(
             }
         }
         if let Some((id, addr)) = settled {
-            let line = view.nodes.iter().find(|l| {
-                if id.is_empty() {
-                    l.addr == *addr
-                } else {
-                    l.id == *id
-                }
-            });
+            let line = if id.is_empty() {
+                view.values().find(|l| l.addr == *addr).copied()
+            } else {
+                view.get(id.as_str()).copied()
+            };
             if let Some(l) = line {
                 pfail += u32::from(l.flags.pfail);
                 fail |= l.flags.fail;
             }
         }
     }
-    let top = owners.iter().max_by_key(|(_, (n, _))| *n);
+    // Most views, then the newest config.
+    let top = owners.iter().max_by_key(|(_, (n, epoch))| (*n, *epoch));
     ClusterShardView {
         at,
         owner: top.map(|((id, addr), _)| (id.to_string(), addr.to_string())),
@@ -1379,7 +1393,10 @@ fn slot_view(
             }
         }
     }
-    open_since.retain(|k, _| seen.contains(k));
+    // Forget only what an answering node no longer reports: a node that
+    // missed a poll keeps its slots' clocks.
+    let answered: std::collections::HashSet<&str> = views.iter().map(|(a, _)| *a).collect();
+    open_since.retain(|k, _| seen.contains(k) || !answered.contains(k.0.as_str()));
 
     SlotsView {
         ranges,

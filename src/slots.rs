@@ -129,7 +129,6 @@ mod tests {
         assert_eq!(key_slot(b"{user1000}.following"), 3443);
         assert_eq!(key_slot(b"{user1000}.followers"), 3443);
         assert_eq!(key_slot(b"foo{}bar"), 14292);
-        assert_eq!(key_slot(b"foo{}bar"), key_slot(b"foo{}bar"));
         assert_eq!(key_slot(b"foo{{bar}}zap"), key_slot(b"{bar"));
         assert_eq!(key_slot(b"foo{bar}{zap}"), key_slot(b"bar"));
         assert_eq!(key_slot(b""), 0);

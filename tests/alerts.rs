@@ -11,7 +11,7 @@ use support::{cluster_deployment, sentinel_deployment, Agent};
 
 const LONG: Duration = Duration::from_secs(40);
 
-const RULES: &str = "alerts:\n  rules:\n    ReplicaLagHigh: { for: 1s, lag_bytes: 1000 }\n    SentinelQuorumLost: { for: 1s }\n    TargetDown: { for: 1s }\n    SlotCoverageLost: { annotations: { runbook_url: \"https://runbooks/coverage\" } }\n";
+const RULES: &str = "alerts:\n  rules:\n    ReplicaLagHigh: { for: 1s, lag_bytes: 10000 }\n    SentinelQuorumLost: { for: 1s }\n    TargetDown: { for: 1s }\n    SlotCoverageLost: { annotations: { runbook_url: \"https://runbooks/coverage\" } }\n";
 
 fn firing(agent: &Agent, name: &str) -> Vec<Value> {
     agent.json("/api/v1/alerts")["alerts"]
@@ -53,7 +53,9 @@ fn lag_and_quorum_rules_fire_and_resolve() {
 
     let replica = &group.nodes[1];
     replica.freeze();
-    for i in 0..100 {
+    // ~300 writes of ~70 bytes each: well over the 10000-byte threshold,
+    // far above the replication noise of sentinel hellos.
+    for i in 0..300 {
         group.nodes[0]
             .cmd(&["SET", &format!("k{i}"), "a value that has to be replicated"])
             .unwrap();
