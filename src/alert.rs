@@ -511,14 +511,14 @@ fn expire_events(events: &mut BTreeMap<String, (Alert, f64)>, now: f64, changed:
     *changed |= events.len() != before;
 }
 
-/// FNV-1a over the sorted labels: stable across restarts and versions.
+/// A hash of the sorted labels: stable across restarts and versions.
 fn fingerprint(labels: &BTreeMap<String, String>) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = crate::slots::Fnv::default();
     for (k, v) in labels {
-        for byte in k.bytes().chain([0xff]).chain(v.bytes()).chain([0xfe]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+        h.write(k.as_bytes());
+        h.write(&[0xff]);
+        h.write(v.as_bytes());
+        h.write(&[0xfe]);
     }
-    format!("{hash:016x}")
+    format!("{:016x}", h.0)
 }

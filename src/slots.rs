@@ -69,18 +69,48 @@ pub fn owners<'a>(view: impl IntoIterator<Item = &'a ClusterNode>) -> Vec<Option
 }
 
 /// The `redis-cli --cluster check` signature of a view: the sorted
-/// `id:slots` of every line that owns slots. Equal signatures, same slot map.
-pub fn signature(view: &[ClusterNode]) -> String {
-    let mut parts: Vec<String> = view
+/// `id:slots` of every line that owns slots, reduced to a hash (each line
+/// hashed, the hashes sorted, then combined) so that comparing large
+/// clusters builds no large strings. Equal signatures, same slot map.
+pub fn signature(view: &[ClusterNode]) -> u64 {
+    let mut lines: Vec<u64> = view
         .iter()
         .filter(|l| !l.slots.is_empty())
         .map(|l| {
-            let ranges: Vec<String> = l.slots.iter().map(|(a, b)| format!("{a}-{b}")).collect();
-            format!("{}:{}", l.id, ranges.join(","))
+            let mut h = Fnv::default();
+            h.write(l.id.as_bytes());
+            for (a, b) in &l.slots {
+                h.write(&a.to_le_bytes());
+                h.write(&b.to_le_bytes());
+            }
+            h.0
         })
         .collect();
-    parts.sort();
-    parts.join("|")
+    lines.sort_unstable();
+    let mut h = Fnv::default();
+    for line in lines {
+        h.write(&line.to_le_bytes());
+    }
+    h.0
+}
+
+/// FNV-1a, 64 bits: stable across runs and versions (signatures, alert
+/// fingerprints), and cheap.
+pub(crate) struct Fnv(pub(crate) u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    pub(crate) fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
 }
 
 /// Where one view's slot map differs from another: `(start, end, this
@@ -102,13 +132,13 @@ pub fn differences<'a>(
 }
 
 /// Groups views by signature: the most common first (ties: the one seen first).
-pub fn by_signature<K: Clone>(views: &[(K, &[ClusterNode])]) -> Vec<(String, Vec<K>)> {
-    let mut groups: BTreeMap<String, (usize, Vec<K>)> = BTreeMap::new();
+pub fn by_signature<K: Clone>(views: &[(K, &[ClusterNode])]) -> Vec<(u64, Vec<K>)> {
+    let mut groups: BTreeMap<u64, (usize, Vec<K>)> = BTreeMap::new();
     for (i, (key, view)) in views.iter().enumerate() {
         let g = groups.entry(signature(view)).or_insert((i, Vec::new()));
         g.1.push(key.clone());
     }
-    let mut out: Vec<(usize, String, Vec<K>)> = groups
+    let mut out: Vec<(usize, u64, Vec<K>)> = groups
         .into_iter()
         .map(|(s, (first, keys))| (first, s, keys))
         .collect();
