@@ -1843,6 +1843,85 @@ mod tests {
             .collect()
     }
 
+    /// The slot view of a cluster whose nodes' views are given, by node.
+    fn slots_of(views: &[(&str, &str, &str)]) -> SlotsView {
+        let mut m = Monitor::new_for_test(&config("cluster", views[0].0));
+        for (addr, nodes, info) in views {
+            m.apply(obs(
+                TargetRole::Node,
+                addr,
+                Instant::now(),
+                cluster_reading(&fixture(nodes), &fixture(info)),
+            ));
+        }
+        m.snapshot().deployments[0]
+            .cluster
+            .clone()
+            .unwrap()
+            .slots
+            .unwrap()
+    }
+
+    #[test]
+    fn slot_map_of_a_lost_shard_and_of_diverging_views() {
+        let sv = slots_of(&[(
+            "127.0.0.1:7200",
+            "cluster-nodes-shard-down.txt",
+            "cluster-info-shard-down.txt",
+        )]);
+        let ranges: Vec<(u16, u16, &str, Option<&str>)> = sv
+            .ranges
+            .iter()
+            .map(|r| (r.start, r.end, r.state, r.master.as_deref()))
+            .collect();
+        assert_eq!(
+            ranges,
+            [
+                (0, 5460, "ok", Some("127.0.0.1:7200")),
+                (5461, 10922, "ok", Some("127.0.0.1:7204")),
+                (10923, 16383, "fail", Some("127.0.0.1:7202")),
+            ]
+        );
+        assert_eq!(
+            (sv.uncovered, sv.uncovered_ranges, sv.config_views),
+            (5461, 1, 1)
+        );
+        assert_eq!(sv.shard_slots.iter().map(|(_, n)| n).sum::<u32>(), 16384);
+        assert!(sv.divergences.is_empty() && sv.open.is_empty());
+
+        // 7203 still holds the map from before the failover; 7200 and 7201 the new one.
+        let ok = "cluster-info-ok.txt";
+        let sv = slots_of(&[
+            ("127.0.0.1:7200", "cluster-nodes-after-failover.txt", ok),
+            ("127.0.0.1:7201", "cluster-nodes-after-failover.txt", ok),
+            ("127.0.0.1:7203", "cluster-nodes-ok.txt", ok),
+        ]);
+        assert_eq!(sv.config_views, 2);
+        let d: Vec<(&str, u16, u16, Option<&str>, Option<&str>)> = sv
+            .divergences
+            .iter()
+            .map(|d| {
+                (
+                    d.node.as_str(),
+                    d.start,
+                    d.end,
+                    d.says.as_deref(),
+                    d.majority.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            d,
+            [(
+                "127.0.0.1:7203",
+                5461,
+                10922,
+                Some("127.0.0.1:7201"),
+                Some("127.0.0.1:7204")
+            )]
+        );
+    }
+
     #[test]
     fn cluster_discovery_views_and_stable_shard_names() {
         let mut m = Monitor::new_for_test(&config("cluster", "127.0.0.1:7200"));
