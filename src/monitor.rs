@@ -1897,28 +1897,15 @@ mod tests {
             ("127.0.0.1:7203", "cluster-nodes-ok.txt", ok),
         ]);
         assert_eq!(sv.config_views, 2);
-        let d: Vec<(&str, u16, u16, Option<&str>, Option<&str>)> = sv
-            .divergences
-            .iter()
-            .map(|d| {
-                (
-                    d.node.as_str(),
-                    d.start,
-                    d.end,
-                    d.says.as_deref(),
-                    d.majority.as_deref(),
-                )
-            })
-            .collect();
         assert_eq!(
-            d,
-            [(
-                "127.0.0.1:7203",
-                5461,
-                10922,
-                Some("127.0.0.1:7201"),
-                Some("127.0.0.1:7204")
-            )]
+            sv.divergences,
+            [Divergence {
+                node: "127.0.0.1:7203".into(),
+                start: 5461,
+                end: 10922,
+                says: Some("127.0.0.1:7201".into()),
+                majority: Some("127.0.0.1:7204".into()),
+            }]
         );
     }
 
