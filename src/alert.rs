@@ -362,7 +362,9 @@ impl Engine {
                     format!("no reachable node of {} reports role master", s.name),
                 );
             }
-            if s.replicas_healthy == 0 && answered && owns_slots(&s.name) {
+            // Same predicate as `redis_ha_cluster_shards_without_replica`: a
+            // shard whose nodes all stopped answering has no healthy replica either.
+            if s.replicas_healthy == 0 && owns_slots(&s.name) {
                 add(
                     RuleName::ShardWithoutReplica,
                     shard.clone(),
