@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{Alerts, RuleConfig, RuleName, Severity};
 use crate::model::Role as TargetRole;
@@ -49,15 +49,13 @@ const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(600);
 const DEFAULT_HOLD: Duration = Duration::from_secs(300);
 
 /// An alert firing now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
-    /// The rule, typed.
-    #[serde(skip)]
+    /// The rule.
+    #[serde(rename = "alertname")]
     pub rule: RuleName,
-    /// The rule's name.
-    pub alertname: String,
     /// `critical`, `warning` or `info`.
-    pub severity: &'static str,
+    pub severity: Severity,
     /// Identifying labels (alertname and severity included).
     pub labels: BTreeMap<String, String>,
     /// Summary and description, plus configured extras.
@@ -66,6 +64,17 @@ pub struct Alert {
     pub since: f64,
     /// Stable id from the labels: the same condition is the same alert.
     pub fingerprint: String,
+}
+
+/// An alert that started firing, or stopped: one notification each.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Transition {
+    /// The alert as it was at the transition.
+    pub alert: Alert,
+    /// When it resolved (unix seconds); `None` when it started firing.
+    pub resolved_at: Option<f64>,
+    /// Event alerts: when they resolve by themselves.
+    pub until: Option<f64>,
 }
 
 /// Evaluates the rules and remembers what fires.
@@ -79,6 +88,12 @@ pub struct Engine {
     events: BTreeMap<String, (Alert, f64)>,
     /// Ended failovers already turned into events (or ended before start).
     seen_ended: HashSet<String>,
+    /// Alerts that were firing when the agent stopped: they stay firing,
+    /// without a new notification, until the first complete picture says
+    /// whether they still hold.
+    restored: HashSet<String>,
+    /// Transitions not yet taken by [`Engine::take_transitions`].
+    transitions: Vec<Transition>,
 }
 
 /// One condition that holds now.
@@ -91,8 +106,9 @@ struct Candidate {
 impl Engine {
     /// The rules with the configured changes applied. `history` holds the
     /// ids of failovers that had ended before the agent started: they are
-    /// not news, and raise no event alert.
-    pub fn new(config: &Alerts, history: HashSet<String>) -> Self {
+    /// not news, and raise no event alert. `firing` is what was firing when
+    /// the agent stopped (as the delivery side recorded it).
+    pub fn new(config: &Alerts, history: HashSet<String>, firing: Vec<Transition>) -> Self {
         let rules = DEFAULTS
             .iter()
             .filter_map(|(name, severity, for_)| {
@@ -107,20 +123,40 @@ impl Engine {
                 })
             })
             .collect();
-        Engine {
+        let mut engine = Engine {
             rules,
             pending: HashMap::new(),
             firing: BTreeMap::new(),
             events: BTreeMap::new(),
             seen_ended: history,
+            restored: HashSet::new(),
+            transitions: Vec::new(),
+        };
+        for t in firing.into_iter().filter(|t| t.resolved_at.is_none()) {
+            let fp = t.alert.fingerprint.clone();
+            match t.until {
+                Some(until) => {
+                    engine.events.insert(fp, (t.alert, until));
+                }
+                None => {
+                    engine.restored.insert(fp.clone());
+                    engine.firing.insert(fp, t.alert);
+                }
+            }
         }
+        engine
+    }
+
+    /// The transitions since the last call, in the order they happened.
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.transitions)
     }
 
     /// The enabled rules and their severities, for the firing gauge.
     pub fn rules(&self) -> impl Iterator<Item = (String, &'static str)> + '_ {
         self.rules
             .iter()
-            .map(|(n, r)| (format!("{n:?}"), r.severity.as_str()))
+            .map(|(n, r)| (n.to_string(), r.severity.as_str()))
     }
 
     /// Alerts firing now, by fingerprint order.
@@ -150,6 +186,7 @@ impl Engine {
             let for_ = self.rules.get(&alert.rule).map_or(0.0, |r| r.for_);
             holding.insert(alert.fingerprint.clone());
             if let Some(firing) = self.firing.get_mut(&alert.fingerprint) {
+                self.restored.remove(&alert.fingerprint);
                 // Same alert, current figures.
                 if firing.annotations != alert.annotations {
                     firing.annotations = alert.annotations;
@@ -162,7 +199,12 @@ impl Engine {
                 let mut alert = alert;
                 alert.since = first;
                 self.pending.remove(&alert.fingerprint);
-                self.firing.insert(alert.fingerprint.clone(), alert);
+                self.firing.insert(alert.fingerprint.clone(), alert.clone());
+                self.transitions.push(Transition {
+                    alert,
+                    resolved_at: None,
+                    until: None,
+                });
                 changed = true;
             }
         }
@@ -187,11 +229,36 @@ impl Engine {
                 .is_some_and(|d| unknown.contains(d.as_str()))
         };
         self.pending.retain(|fp, _| holding.contains(fp));
-        let before = self.firing.len();
-        self.firing.retain(|fp, a| holding.contains(fp) || held(a));
-        changed |= self.firing.len() != before;
-        expire_events(&mut self.events, now, &mut changed);
+        // Restored alerts wait for every target to have answered once.
+        let restored = (!snapshot.ready).then_some(&self.restored);
+        let (keep, resolved): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.firing)
+            .into_iter()
+            .partition(|(fp, a)| {
+                holding.contains(fp) || held(a) || restored.is_some_and(|r| r.contains(fp))
+            });
+        self.firing = keep;
+        for (fp, alert) in resolved {
+            self.restored.remove(&fp);
+            self.resolve(alert, now, None);
+            changed = true;
+        }
+        let (keep, expired): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut self.events)
+            .into_iter()
+            .partition(|(_, (_, until))| now < *until);
+        self.events = keep;
+        for (_, (alert, until)) in expired {
+            self.resolve(alert, now, Some(until));
+            changed = true;
+        }
         changed
+    }
+
+    fn resolve(&mut self, alert: Alert, now: f64, until: Option<f64>) {
+        self.transitions.push(Transition {
+            alert,
+            resolved_at: Some(now),
+            until,
+        });
     }
 
     fn alert(
@@ -202,9 +269,8 @@ impl Engine {
         summary: String,
         now: f64,
     ) -> Alert {
-        let alertname = format!("{name:?}");
         let mut all: BTreeMap<String, String> = rule.config.labels.clone();
-        all.insert("alertname".into(), alertname.clone());
+        all.insert("alertname".into(), name.to_string());
         all.insert("severity".into(), rule.severity.as_str().into());
         for (k, v) in labels {
             all.insert(k.to_string(), v.clone());
@@ -214,8 +280,7 @@ impl Engine {
         Alert {
             fingerprint: fingerprint(&all),
             rule: name,
-            alertname,
-            severity: rule.severity.as_str(),
+            severity: rule.severity,
             labels: all,
             annotations,
             since: now,
@@ -279,9 +344,14 @@ impl Engine {
                     .annotations
                     .insert("unreplicated_bytes".into(), bytes.to_string());
             }
-            let hold = rule.config.hold.unwrap_or(DEFAULT_HOLD).as_secs_f64();
+            let until = now + rule.config.hold.unwrap_or(DEFAULT_HOLD).as_secs_f64();
+            self.transitions.push(Transition {
+                alert: alert.clone(),
+                resolved_at: None,
+                until: Some(until),
+            });
             self.events
-                .insert(alert.fingerprint.clone(), (alert, now + hold));
+                .insert(alert.fingerprint.clone(), (alert, until));
             changed = true;
         }
         changed
@@ -504,13 +574,6 @@ impl Engine {
         }
         out
     }
-}
-
-/// Resolves event alerts whose hold has passed.
-fn expire_events(events: &mut BTreeMap<String, (Alert, f64)>, now: f64, changed: &mut bool) {
-    let before = events.len();
-    events.retain(|_, (_, until)| now < *until);
-    *changed |= events.len() != before;
 }
 
 /// A hash of the sorted labels: stable across restarts and versions.

@@ -40,17 +40,154 @@ pub struct Config {
 }
 
 /// The built-in alert rules, each by name, and what to change from their
-/// defaults (docs/alerts.md lists them).
+/// defaults (docs/alerts.md lists them); where notifications go.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Alerts {
     /// Per rule: what differs from its defaults.
     #[serde(default)]
     pub rules: BTreeMap<RuleName, RuleConfig>,
+    /// Where delivery queues and the set of firing alerts are kept across
+    /// restarts; required as soon as there is a receiver, so that a restart
+    /// never loses a notification.
+    pub state_dir: Option<PathBuf>,
+    /// The agent's own URL as on-call people reach it, for links in
+    /// notifications.
+    pub external_url: Option<String>,
+    /// Where notifications are delivered.
+    #[serde(default)]
+    pub receivers: Vec<Receiver>,
+    /// Which alerts go to which receiver; none: every alert to every receiver.
+    #[serde(default)]
+    pub routes: Vec<Route>,
 }
 
-/// The built-in rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+/// The payload a receiver gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReceiverKind {
+    /// The Alertmanager webhook JSON (version 4), optionally signed.
+    Webhook,
+    /// A Slack incoming webhook.
+    Slack,
+    /// PagerDuty Events API v2.
+    Pagerduty,
+    /// Pushed to `POST /api/v2/alerts` of every listed Alertmanager.
+    Alertmanager,
+}
+
+impl ReceiverKind {
+    /// The `type` as written in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiverKind::Webhook => "webhook",
+            ReceiverKind::Slack => "slack",
+            ReceiverKind::Pagerduty => "pagerduty",
+            ReceiverKind::Alertmanager => "alertmanager",
+        }
+    }
+}
+
+/// Where PagerDuty receives events when the config names no URL.
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+const DEFAULT_RECEIVER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(60);
+const DEFAULT_QUEUE_SIZE: usize = 10_000;
+/// How often firing alerts are pushed again to an Alertmanager, which
+/// resolves an alert that is not re-sent within its `resolve_timeout`.
+const DEFAULT_ALERTMANAGER_RESEND: Duration = Duration::from_secs(60);
+
+/// One destination for notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receiver {
+    /// Its name in routes, metrics, logs and file names.
+    pub name: String,
+    /// The payload it gets.
+    pub kind: ReceiverKind,
+    /// Where to send: one URL, or one per Alertmanager, each delivered to on
+    /// its own. Secret because Slack and others put a token in the URL.
+    pub urls: Vec<Secret>,
+    /// Signs each request with the Standard Webhooks headers (webhook only).
+    pub signing_key: Option<SigningKey>,
+    /// PagerDuty's integration key.
+    pub routing_key: Option<Secret>,
+    /// How long one request may take.
+    pub timeout: Duration,
+    /// Notify again while an alert keeps firing; for Alertmanager, how
+    /// often firing alerts are pushed again (default 1m).
+    pub repeat_interval: Option<Duration>,
+    /// Notifications kept waiting per URL; beyond it the oldest is dropped.
+    pub queue_size: usize,
+    /// The longest wait between two attempts.
+    pub max_backoff: Duration,
+    /// Extra trust for HTTPS receivers.
+    pub tls: ReceiverTls,
+}
+
+/// TLS settings of a receiver (HTTPS is verified against the bundled
+/// Mozilla roots by default).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiverTls {
+    /// A PEM file of extra CA certificates to trust.
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate: for tests only.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+}
+
+/// A Standard Webhooks signing secret, decoded. Its `Debug` shows `***`.
+#[derive(Clone, PartialEq)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    /// A Standard Webhooks secret: `whsec_` then base64 (the prefix may be
+    /// left out).
+    pub fn parse(text: &str) -> Option<Self> {
+        use base64::Engine as _;
+        let encoded = text.trim();
+        let encoded = encoded.strip_prefix("whsec_").unwrap_or(encoded);
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()
+            .filter(|k| !k.is_empty())
+            .map(SigningKey)
+    }
+
+    /// The key bytes, for the HMAC only.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SigningKey(***)")
+    }
+}
+
+/// Sends the alerts that match every given list to `receiver`; an empty
+/// list matches anything.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    /// The receiver's name.
+    pub receiver: String,
+    /// Only these severities.
+    #[serde(default)]
+    pub severity: Vec<Severity>,
+    /// Only alerts of these deployments.
+    #[serde(default)]
+    pub deployment: Vec<String>,
+    /// Only these rules.
+    #[serde(default)]
+    pub alertname: Vec<RuleName>,
+}
+
+/// The built-in rules; the name is the `alertname` label.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[allow(missing_docs)] // the names are the documentation: docs/alerts.md
 pub enum RuleName {
     FailoverStarted,
@@ -71,8 +208,16 @@ pub enum RuleName {
     TargetDown,
 }
 
+impl fmt::Display for RuleName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
 /// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Page someone.
@@ -423,6 +568,7 @@ fn check_whole(config: &Config) -> Result<(), String> {
             ));
         }
     }
+    check_delivery(config)?;
     if config.timelines.keep_per_shard == 0 {
         return Err("timelines.keep_per_shard must be at least 1".into());
     }
@@ -441,6 +587,45 @@ fn check_whole(config: &Config) -> Result<(), String> {
                 d.name
             ));
         }
+    }
+    Ok(())
+}
+
+/// Receivers and routes: names unique, routes pointing at receivers and
+/// deployments that exist, somewhere to keep the queues.
+fn check_delivery(config: &Config) -> Result<(), String> {
+    let a = &config.alerts;
+    let mut names = HashSet::new();
+    for (i, r) in a.receivers.iter().enumerate() {
+        if !names.insert(&r.name) {
+            return Err(format!(
+                "alerts.receivers[{i}].name: {:?} is used by another receiver; names must be unique",
+                r.name
+            ));
+        }
+    }
+    if !a.receivers.is_empty() && a.state_dir.is_none() {
+        return Err("alerts.state_dir: needed with receivers, to keep undelivered notifications across restarts".into());
+    }
+    for (i, route) in a.routes.iter().enumerate() {
+        if !names.contains(&route.receiver) {
+            return Err(format!(
+                "alerts.routes[{i}].receiver: no receiver is called {:?}",
+                route.receiver
+            ));
+        }
+        if let Some(d) = route
+            .deployment
+            .iter()
+            .find(|d| !config.deployments.iter().any(|c| c.name == **d))
+        {
+            return Err(format!(
+                "alerts.routes[{i}].deployment: no deployment is called {d:?}"
+            ));
+        }
+    }
+    if let Some(url) = &a.external_url {
+        check_url(url).map_err(|e| format!("alerts.external_url: {e}"))?;
     }
     Ok(())
 }
@@ -628,24 +813,203 @@ impl<'de> Deserialize<'de> for Auth {
 
 impl RawAuth {
     fn into_auth(self) -> Result<Auth, String> {
-        let raw = self;
-        let password = match (raw.password, raw.password_file, raw.password_env) {
-            (Some(_), _, _) => {
-                return Err(
-                    "`password` is not accepted: put it in a file (`password_file`) or an environment variable (`password_env`)"
-                        .into(),
-                )
-            }
-            (None, Some(_), Some(_)) => return Err("give `password_file` or `password_env`, not both".into()),
-            (None, Some(path), None) => Some(read_password_file(&path)?),
-            (None, None, Some(var)) => Some(read_password_env(&var)?),
-            (None, None, None) => None,
-        };
+        if self.password.is_some() {
+            return Err(
+                "`password` is not accepted: put it in a file (`password_file`) or an environment variable (`password_env`)"
+                    .into(),
+            );
+        }
         Ok(Auth {
-            username: raw.username,
-            password,
+            username: self.username,
+            password: secret_from(
+                None,
+                self.password_file.as_deref(),
+                self.password_env.as_deref(),
+                "password",
+            )?,
         })
     }
+}
+
+/// The YAML shape of a receiver; `type` decides which fields it takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReceiver {
+    name: String,
+    #[serde(rename = "type")]
+    kind: ReceiverKind,
+    url: Option<String>,
+    url_file: Option<PathBuf>,
+    url_env: Option<String>,
+    urls: Option<Vec<String>>,
+    secret_file: Option<PathBuf>,
+    routing_key_file: Option<PathBuf>,
+    routing_key_env: Option<String>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    timeout: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    repeat_interval: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    max_backoff: Option<Duration>,
+    queue_size: Option<usize>,
+    #[serde(default)]
+    tls: ReceiverTls,
+}
+
+impl<'de> Deserialize<'de> for Receiver {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(CheckedMap {
+            check: RawReceiver::into_receiver,
+            expecting: "a receiver mapping with name, type and url",
+        })
+    }
+}
+
+impl RawReceiver {
+    fn into_receiver(self) -> Result<Receiver, String> {
+        let name = self.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(format!(
+                "receiver name {name:?}: use letters, digits, '-', '_' and '.' only (it names files and metric labels)"
+            ));
+        }
+        let kind = self.kind;
+        let only = |given: bool, field: &str, kinds: &[ReceiverKind]| {
+            if given && !kinds.contains(&kind) {
+                let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                Err(format!(
+                    "receiver {name:?} is type {}: `{field}` applies to {} only",
+                    kind.as_str(),
+                    kinds.join(", ")
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        only(
+            self.secret_file.is_some(),
+            "secret_file",
+            &[ReceiverKind::Webhook],
+        )?;
+        for (given, field) in [
+            (self.routing_key_file.is_some(), "routing_key_file"),
+            (self.routing_key_env.is_some(), "routing_key_env"),
+        ] {
+            only(given, field, &[ReceiverKind::Pagerduty])?;
+        }
+        only(self.urls.is_some(), "urls", &[ReceiverKind::Alertmanager])?;
+        let one_url = secret_from(
+            self.url.map(Secret),
+            self.url_file.as_deref(),
+            self.url_env.as_deref(),
+            "url",
+        )?;
+        let urls = match (kind, one_url) {
+            (ReceiverKind::Alertmanager, Some(_)) => {
+                return Err(format!(
+                    "receiver {name:?} is type alertmanager: list every Alertmanager under `urls` (not behind a load balancer)"
+                ))
+            }
+            (ReceiverKind::Alertmanager, None) => {
+                let urls: Vec<Secret> = self.urls.unwrap_or_default().into_iter().map(Secret).collect();
+                if urls.is_empty() {
+                    return Err(format!("receiver {name:?} needs at least one URL under `urls`"));
+                }
+                urls
+            }
+            (_, Some(url)) => vec![url],
+            (ReceiverKind::Pagerduty, None) => vec![Secret(PAGERDUTY_URL.into())],
+            (_, None) => {
+                return Err(format!(
+                    "receiver {name:?} needs `url`, `url_file` or `url_env`"
+                ))
+            }
+        };
+        for url in &urls {
+            // The URL itself may hold a token: say what is wrong, not what it is.
+            check_url(url.expose()).map_err(|e| format!("receiver {name:?}: {e}"))?;
+        }
+        let routing_key = secret_from(
+            None,
+            self.routing_key_file.as_deref(),
+            self.routing_key_env.as_deref(),
+            "routing_key",
+        )?;
+        if kind == ReceiverKind::Pagerduty && routing_key.is_none() {
+            return Err(format!(
+                "receiver {name:?} is type pagerduty: it needs `routing_key_file` or `routing_key_env`"
+            ));
+        }
+        let signing_key = self
+            .secret_file
+            .as_deref()
+            .map(read_signing_key)
+            .transpose()?;
+        let queue_size = self.queue_size.unwrap_or(DEFAULT_QUEUE_SIZE);
+        if queue_size == 0 {
+            return Err(format!("receiver {name:?}: queue_size must be at least 1"));
+        }
+        let repeat_interval = match kind {
+            ReceiverKind::Alertmanager => {
+                Some(self.repeat_interval.unwrap_or(DEFAULT_ALERTMANAGER_RESEND))
+            }
+            _ => self.repeat_interval,
+        };
+        Ok(Receiver {
+            name,
+            kind,
+            urls,
+            signing_key,
+            routing_key,
+            timeout: self.timeout.unwrap_or(DEFAULT_RECEIVER_TIMEOUT),
+            repeat_interval,
+            queue_size,
+            max_backoff: self.max_backoff.unwrap_or(DEFAULT_MAX_BACKOFF),
+            tls: self.tls,
+        })
+    }
+}
+
+/// An http or https URL.
+fn check_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err("the URL must be http:// or https:// with a host".into()),
+        Err(e) => Err(format!("invalid URL: {e}")),
+    }
+}
+
+/// A secret given inline (only where it is not one), in a file or in an
+/// environment variable: at most one of them.
+fn secret_from(
+    inline: Option<Secret>,
+    file: Option<&Path>,
+    env: Option<&str>,
+    key: &str,
+) -> Result<Option<Secret>, String> {
+    match (inline, file, env) {
+        (None, None, None) => Ok(None),
+        (Some(s), None, None) => Ok(Some(s)),
+        (None, Some(path), None) => read_password_file(path).map(Some),
+        (None, None, Some(var)) => read_password_env(var).map(Some),
+        (None, Some(_), Some(_)) => Err(format!("give `{key}_file` or `{key}_env`, not both")),
+        _ => Err(format!(
+            "give only one of `{key}`, `{key}_file` or `{key}_env`"
+        )),
+    }
+}
+
+fn read_signing_key(path: &Path) -> Result<SigningKey, String> {
+    SigningKey::parse(read_password_file(path)?.expose()).ok_or_else(|| {
+        format!(
+            "secret file {}: expected a Standard Webhooks secret, whsec_ then base64",
+            path.display()
+        )
+    })
 }
 
 fn read_password_file(path: &Path) -> Result<Secret, String> {

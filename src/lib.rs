@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
+pub mod notify;
 pub mod parse;
 pub mod slots;
 pub mod snapshot;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use redis_ha_exporter::config::{self, Config};
 use redis_ha_exporter::snapshot::Snapshot;
-use redis_ha_exporter::{collect, http, monitor, store};
+use redis_ha_exporter::{collect, http, monitor, notify, store};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -151,10 +151,11 @@ struct Agent {
     supervisor: JoinHandle<()>,
 }
 
-/// Starts the monitor, the pollers and (with a timeline path) the timeline file.
-fn start(config: Arc<Config>) -> Agent {
+/// Starts the monitor, the pollers, the receivers' delivery and (with a
+/// timeline path) the timeline file.
+fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
     let mut restored = Vec::new();
-    let mut persist = None;
+    let mut outputs = monitor::Outputs::default();
     if let Some(path) = &config.timelines.path {
         match store::load(path, config.timelines.keep_per_shard) {
             Ok(t) => restored = t,
@@ -165,16 +166,25 @@ fn start(config: Arc<Config>) -> Agent {
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(store::write(path.clone(), rx));
-        persist = Some(tx);
+        outputs.timelines = Some(tx);
     }
-    let monitor = monitor::Monitor::new(&config, restored);
+    let firing = notify::load_firing(&config.alerts);
+    let mut deliveries = Arc::default();
+    if !config.alerts.receivers.is_empty() {
+        let (dispatcher, stats) = notify::Dispatcher::start(&config.alerts, firing.clone())?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(notify::run(dispatcher, rx));
+        outputs.transitions = Some(tx);
+        deliveries = Arc::new(stats);
+    }
+    let monitor = monitor::Monitor::new(&config, restored, firing, deliveries);
     let (snap_tx, snapshots) = watch::channel(Arc::new(monitor.snapshot()));
     let (input_tx, input_rx) = mpsc::channel(4096);
-    Agent {
-        monitor: tokio::spawn(monitor::run(monitor, input_rx, snap_tx, persist)),
+    Ok(Agent {
+        monitor: tokio::spawn(monitor::run(monitor, input_rx, snap_tx, outputs)),
         supervisor: tokio::spawn(collect::supervise(config, snapshots.clone(), input_tx)),
         snapshots,
-    }
+    })
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -182,7 +192,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let agent = start(config.clone());
+    let agent = start(config.clone())?;
     tracing::info!(listen = %config.listen, deployments = config.deployments.len(), "serving");
     let server =
         axum::serve(listener, http::router(agent.snapshots)).with_graceful_shutdown(shutdown());
@@ -201,7 +211,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
 /// code whether every slot is covered.
 async fn slots(config: Config, wait: std::time::Duration) -> ExitCode {
     let seeds = config.deployments[0].seeds.join(", ");
-    let mut agent = start(Arc::new(config));
+    let mut agent = match start(Arc::new(config)) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let _ = tokio::time::timeout(wait, agent.snapshots.wait_for(|s| s.ready)).await;
     let snapshot = agent.snapshots.borrow().clone();
     if !snapshot.ready {

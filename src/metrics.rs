@@ -6,6 +6,7 @@
 //! help; docs/metrics.md is checked against it and against /metrics.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::Ordering;
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily,
@@ -94,6 +95,8 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_failover_last_duration_seconds", GAUGE, "deployment, shard", "Total duration of the shard's last failover."),
     def("redis_ha_failover_unreplicated_bytes", GAUGE, "deployment, shard", "At the shard's last failover: the old master's offset minus the promoted replica's (writes at risk)."),
     def("redis_ha_alerts_firing", GAUGE, "alertname, severity", "Alerts of the agent's built-in rules firing now."),
+    def("redis_ha_webhook_deliveries_total", COUNTER, "receiver, endpoint, result", "Notification deliveries by result: delivered, retried (an attempt failed, it will be retried), refused (the receiver answered 4xx: given up), dropped (the queue was full)."),
+    def("redis_ha_webhook_queue_length", GAUGE, "receiver, endpoint", "Notifications waiting to be delivered to this receiver URL."),
 ];
 
 /// Collects samples by family, in [`FAMILIES`] order.
@@ -208,12 +211,32 @@ pub fn render(snapshot: &Snapshot) -> String {
             .alerts
             .firing
             .iter()
-            .filter(|a| a.alertname == *name)
+            .filter(|a| a.rule.to_string() == *name)
             .count();
         out.add(
             "redis_ha_alerts_firing",
             &[("alertname", name.as_str()), ("severity", severity)],
             n as f64,
+        );
+    }
+    for e in snapshot.deliveries.iter() {
+        let endpoint = [("receiver", &*e.receiver), ("endpoint", &*e.endpoint)];
+        for (result, n) in [
+            ("delivered", &e.delivered),
+            ("retried", &e.retried),
+            ("refused", &e.refused),
+            ("dropped", &e.dropped),
+        ] {
+            out.add(
+                "redis_ha_webhook_deliveries_total",
+                &[endpoint[0], endpoint[1], ("result", result)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
+        out.add(
+            "redis_ha_webhook_queue_length",
+            &endpoint,
+            e.queued.load(Ordering::Relaxed) as f64,
         );
     }
     let mut text = String::new();

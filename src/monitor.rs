@@ -12,13 +12,14 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::alert::Engine;
+use crate::alert::{Engine, Transition};
 use crate::config::{Config, Deployment, Kind};
 use crate::failovers::{EventLog, Failovers};
 use crate::model::{
     ClusterReading, EventMessage, Input, NodeReading, Observation, Reading, Role as TargetRole,
     SentinelReading, TargetId,
 };
+use crate::notify::Deliveries;
 use crate::parse::cluster::ClusterNode;
 use crate::parse::event::Event;
 use crate::parse::info::Role;
@@ -69,6 +70,8 @@ pub struct Monitor {
     last_now: f64,
     /// What the last snapshot shared about alerts.
     shared_alerts: Arc<AlertsView>,
+    /// Delivery counters, shared with every snapshot.
+    deliveries: Arc<Deliveries>,
     /// Every target known at some moment had been polled. Latched: a newly
     /// discovered target does not make a serving agent unready.
     ready: bool,
@@ -78,12 +81,18 @@ impl Monitor {
     /// A monitor with nothing restored, for tests.
     #[cfg(test)]
     fn new_for_test(config: &Config) -> Self {
-        Self::new(config, Vec::new())
+        Self::new(config, Vec::new(), Vec::new(), Arc::default())
     }
 
     /// Starts from the configured seeds and the timelines read back from
     /// disk: ended ones are listed, open ones resume where they were.
-    pub fn new(config: &Config, restored: Vec<Timeline>) -> Self {
+    /// `firing` is what alerts were firing when the agent stopped.
+    pub fn new(
+        config: &Config,
+        restored: Vec<Timeline>,
+        firing: Vec<Transition>,
+        deliveries: Arc<Deliveries>,
+    ) -> Self {
         let poll_interval = config.poll_interval.as_secs_f64();
         let mut deployments: Vec<DeploymentState> = config
             .deployments
@@ -114,9 +123,10 @@ impl Monitor {
             events: EventLog::new(RECENT_EVENTS),
             shared_failovers: Arc::default(),
             failovers_dirty: true,
-            alerts: Engine::new(&config.alerts, restored_ended),
+            alerts: Engine::new(&config.alerts, restored_ended, firing),
             last_now: 0.0,
             shared_alerts: Arc::default(),
+            deliveries,
             ready: false,
         };
         monitor.share();
@@ -214,6 +224,11 @@ impl Monitor {
         }
     }
 
+    /// Alert transitions since the last call, to notify.
+    pub fn take_transitions(&mut self) -> Vec<Transition> {
+        self.alerts.take_transitions()
+    }
+
     /// Timelines to append to the store since the last call.
     pub fn take_changed_timelines(&mut self) -> Vec<Timeline> {
         self.failovers.take_changed()
@@ -259,26 +274,41 @@ impl Monitor {
             deployments: self.views.clone(),
             failovers: self.shared_failovers.clone(),
             alerts: self.shared_alerts.clone(),
+            deliveries: self.deliveries.clone(),
             rendered: Default::default(),
         }
     }
 }
 
+/// Where the monitor hands what must outlive it.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Changed timelines, for the timeline file.
+    pub timelines: Option<mpsc::UnboundedSender<Vec<Timeline>>>,
+    /// Alert transitions, for the receivers.
+    pub transitions: Option<mpsc::UnboundedSender<Vec<Transition>>>,
+}
+
 /// Runs the monitor until every sender is gone: applies every input
-/// waiting, then publishes one snapshot for the batch and hands changed
-/// timelines to `persist`.
+/// waiting, then hands alert transitions on (first: they are what pages
+/// someone), publishes one snapshot for the batch and hands changed
+/// timelines on.
 pub async fn run(
     mut monitor: Monitor,
     mut rx: mpsc::Receiver<Input>,
     tx: watch::Sender<Arc<Snapshot>>,
-    persist: Option<mpsc::UnboundedSender<Vec<Timeline>>>,
+    outputs: Outputs,
 ) {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 256).await > 0 {
         monitor.apply_all(batch.drain(..));
+        let transitions = monitor.take_transitions();
+        if let (Some(n), false) = (&outputs.transitions, transitions.is_empty()) {
+            let _ = n.send(transitions);
+        }
         tx.send_replace(Arc::new(monitor.snapshot()));
         let changed = monitor.take_changed_timelines();
-        if let (Some(p), false) = (&persist, changed.is_empty()) {
+        if let (Some(p), false) = (&outputs.timelines, changed.is_empty()) {
             let _ = p.send(changed);
         }
     }
@@ -2083,7 +2113,7 @@ mod event_tests {
             "t",
         )
         .unwrap();
-        let mut m = Monitor::new(&config, Vec::new());
+        let mut m = Monitor::new_for_test(&config);
         for (at, port, channel, payload) in recorded() {
             m.apply(Input::Event(EventMessage {
                 target: TargetId {
@@ -2158,7 +2188,14 @@ mod alert_tests {
             .alerts
             .firing
             .iter()
-            .map(|a| a.alertname.clone())
+            .map(|a| a.rule.to_string())
+            .collect()
+    }
+
+    fn transitions(m: &mut Monitor) -> Vec<(String, bool)> {
+        m.take_transitions()
+            .into_iter()
+            .map(|t| (t.alert.rule.to_string(), t.resolved_at.is_some()))
             .collect()
     }
 
@@ -2169,22 +2206,30 @@ mod alert_tests {
             "t",
         )
         .unwrap();
-        let mut m = Monitor::new(&config, Vec::new());
+        let mut m = Monitor::new_for_test(&config);
         poll(&mut m, 100.0, Err(PollError::Timeout));
         assert!(firing(&m).is_empty(), "not before its `for`");
         poll(&mut m, 101.0, Err(PollError::Timeout));
         assert!(firing(&m).is_empty());
+        assert!(transitions(&mut m).is_empty());
         poll(&mut m, 102.5, Err(PollError::Timeout));
         assert_eq!(firing(&m), ["TargetDown"]);
+        assert_eq!(transitions(&mut m), [("TargetDown".into(), false)]);
         let alert = m.snapshot().alerts.firing[0].clone();
         assert_eq!(alert.since, 100.0, "firing since the condition began");
         assert_eq!(
-            (alert.severity, alert.labels["sentinel"].as_str()),
+            (alert.severity.as_str(), alert.labels["sentinel"].as_str()),
             ("warning", "127.0.0.1:27100")
         );
         assert_eq!(m.snapshot().alerts.rules.len(), 16);
+        poll(&mut m, 102.8, Err(PollError::Timeout));
+        assert!(
+            transitions(&mut m).is_empty(),
+            "one notification per transition"
+        );
         poll(&mut m, 103.0, Ok(recorded_sentinel()));
         assert!(firing(&m).is_empty(), "resolved once it answers");
+        assert_eq!(transitions(&mut m), [("TargetDown".into(), true)]);
         // Down again: the same alert (same fingerprint), a new `since`.
         poll(&mut m, 110.0, Err(PollError::Timeout));
         poll(&mut m, 113.0, Err(PollError::Timeout));
@@ -2199,7 +2244,7 @@ mod alert_tests {
             "t",
         )
         .unwrap();
-        let mut m = Monitor::new(&config, Vec::new());
+        let mut m = Monitor::new_for_test(&config);
         let events = recorded();
         let end = events.last().unwrap().0;
         for (secs, port, channel, payload) in events {
@@ -2218,7 +2263,7 @@ mod alert_tests {
         let alerts = &s.alerts.firing;
         assert_eq!(alerts.len(), 1, "{alerts:?}");
         let a = &alerts[0];
-        assert_eq!(a.alertname, "FailoverCompleted");
+        assert_eq!(a.rule, crate::config::RuleName::FailoverCompleted);
         assert_eq!(a.labels["shard"], "mymaster");
         assert!(
             a.annotations["summary"].contains("127.0.0.1:7100 -> 127.0.0.1:7101"),
@@ -2241,5 +2286,55 @@ mod alert_tests {
             !firing(&m).contains(&"FailoverCompleted".to_string()),
             "then resolved by itself"
         );
+    }
+
+    /// What was firing when the agent stopped stays firing without a new
+    /// notification while the condition holds; once every target has
+    /// answered, what no longer holds resolves.
+    #[test]
+    fn restored_alerts_are_not_notified_twice_and_resolve_once_ready() {
+        let config = crate::config::parse(
+            &format!("alerts:\n  rules:\n    TargetDown: {{ for: 2s }}\n{SENTINELS}"),
+            "t",
+        )
+        .unwrap();
+        let mut before = Monitor::new_for_test(&config);
+        poll(&mut before, 100.0, Err(PollError::Timeout));
+        poll(&mut before, 103.0, Err(PollError::Timeout));
+        let was_firing = before.take_transitions();
+        assert_eq!(was_firing.len(), 1);
+
+        let mut still = Monitor::new(&config, Vec::new(), was_firing.clone(), Arc::default());
+        poll(&mut still, 200.0, Err(PollError::Timeout));
+        assert_eq!(firing(&still), ["TargetDown"], "no new `for` wait");
+        assert!(transitions(&mut still).is_empty(), "not notified again");
+        assert_eq!(still.snapshot().alerts.firing[0].since, 100.0);
+
+        let mut healed = Monitor::new(&config, Vec::new(), was_firing, Arc::default());
+        poll(&mut healed, 200.0, Ok(recorded_sentinel()));
+        assert_eq!(
+            firing(&healed),
+            ["TargetDown"],
+            "kept until every target has answered"
+        );
+        // Every other target answers too (or fails: a poll all the same).
+        let others: Vec<TargetId> = healed
+            .snapshot()
+            .targets()
+            .filter(|t| t.addr != "127.0.0.1:27100")
+            .cloned()
+            .collect();
+        for target in others {
+            healed.apply(Input::Poll(Observation {
+                target,
+                at: at(200.5),
+                seen: Instant::now(),
+                duration: Duration::from_millis(1),
+                result: Err(PollError::Timeout),
+            }));
+        }
+        assert!(healed.snapshot().ready);
+        assert!(firing(&healed).is_empty());
+        assert_eq!(transitions(&mut healed), [("TargetDown".into(), true)]);
     }
 }

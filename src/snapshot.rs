@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub failovers: Arc<FailoverView>,
     /// Alerts firing now; shared between snapshots until they change.
     pub alerts: Arc<AlertsView>,
+    /// Delivery counters of every receiver URL. Live counters: a snapshot's
+    /// cached /metrics body shows them as of its first scrape, at most one
+    /// poll interval old.
+    pub deliveries: Arc<crate::notify::Deliveries>,
     /// The /metrics body, rendered on the first scrape of this snapshot and
     /// reused by later ones, so scrapes cost nothing between changes.
     pub(crate) rendered: OnceLock<axum::body::Bytes>,

@@ -1,0 +1,253 @@
+//! The request body each kind of receiver expects, for one transition (or,
+//! for Alertmanager, the alerts firing now).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::alert::{Alert, Transition};
+use crate::config::ReceiverKind;
+
+/// Alertmanager's "not set" time: a firing alert's `endsAt`.
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+/// PagerDuty refuses a longer summary.
+const PAGERDUTY_SUMMARY_MAX: usize = 1024;
+
+/// RFC 3339 with milliseconds, as Alertmanager writes times.
+pub fn rfc3339(unix: f64) -> String {
+    let t = UNIX_EPOCH + Duration::from_secs_f64(unix.max(0.0));
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Seconds since the epoch now.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn status(t: &Transition) -> &'static str {
+    if t.resolved_at.is_some() {
+        "resolved"
+    } else {
+        "firing"
+    }
+}
+
+fn summary(a: &Alert) -> &str {
+    a.annotations.get("summary").map_or("", String::as_str)
+}
+
+fn generator_url(external_url: &str) -> String {
+    if external_url.is_empty() {
+        String::new()
+    } else {
+        format!("{}/api/v1/alerts", external_url.trim_end_matches('/'))
+    }
+}
+
+/// The body for one transition. PagerDuty's `routing_key` is added when
+/// sending ([`with_routing_key`]), so that it is never written to disk.
+pub fn render(kind: ReceiverKind, receiver: &str, t: &Transition, external_url: &str) -> Value {
+    match kind {
+        ReceiverKind::Webhook => webhook(receiver, t, external_url),
+        ReceiverKind::Slack => slack(t),
+        ReceiverKind::Pagerduty => pagerduty(t, external_url),
+        ReceiverKind::Alertmanager => {
+            json!([alertmanager_alert(&t.alert, t.resolved_at, external_url)])
+        }
+    }
+}
+
+/// The Alertmanager webhook JSON, version 4, one alert per notification.
+fn webhook(receiver: &str, t: &Transition, external_url: &str) -> Value {
+    let a = &t.alert;
+    json!({
+        "version": "4",
+        "groupKey": format!("{{}}/{receiver}:{{fingerprint=\"{}\"}}", a.fingerprint),
+        "truncatedAlerts": 0,
+        "status": status(t),
+        "receiver": receiver,
+        "groupLabels": { "alertname": a.rule.to_string() },
+        "commonLabels": a.labels,
+        "commonAnnotations": a.annotations,
+        "externalURL": external_url,
+        "alerts": [{
+            "status": status(t),
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "startsAt": rfc3339(a.since),
+            "endsAt": t.resolved_at.map_or(ZERO_TIME.to_string(), rfc3339),
+            "generatorURL": generator_url(external_url),
+            "fingerprint": a.fingerprint,
+        }],
+    })
+}
+
+/// A Slack incoming-webhook message: `text` for notifications and clients
+/// without blocks, `blocks` for the channel.
+fn slack(t: &Transition) -> Value {
+    let a = &t.alert;
+    let state = status(t).to_uppercase();
+    let text = format!(
+        "[{state}] {} ({}): {}",
+        a.rule,
+        a.severity.as_str(),
+        summary(a)
+    );
+    let mut fields: Vec<Value> = a
+        .labels
+        .iter()
+        .filter(|(k, _)| *k != "alertname")
+        .map(|(k, v)| json!({ "type": "mrkdwn", "text": format!("*{k}*\n{v}") }))
+        .collect();
+    // Slack takes at most 10 fields per section.
+    fields.truncate(10);
+    let mut context = format!("since {}", rfc3339(a.since));
+    if let Some(end) = t.resolved_at {
+        context.push_str(&format!(", resolved {}", rfc3339(end)));
+    }
+    if let Some(url) = a.annotations.get("runbook_url") {
+        context.push_str(&format!(" | <{url}|runbook>"));
+    }
+    json!({
+        "text": text,
+        "blocks": [
+            { "type": "header", "text": { "type": "plain_text", "text": format!("{state}: {}", a.rule) } },
+            { "type": "section", "text": { "type": "mrkdwn", "text": summary(a) } },
+            { "type": "section", "fields": fields },
+            { "type": "context", "elements": [ { "type": "mrkdwn", "text": context } ] },
+        ],
+    })
+}
+
+/// A PagerDuty Events API v2 event: trigger, or resolve by `dedup_key`.
+fn pagerduty(t: &Transition, external_url: &str) -> Value {
+    let a = &t.alert;
+    if t.resolved_at.is_some() {
+        return json!({ "event_action": "resolve", "dedup_key": a.fingerprint });
+    }
+    let mut summary = format!("{}: {}", a.rule, summary(a));
+    if summary.len() > PAGERDUTY_SUMMARY_MAX {
+        let mut end = PAGERDUTY_SUMMARY_MAX;
+        while !summary.is_char_boundary(end) {
+            end -= 1;
+        }
+        summary.truncate(end);
+    }
+    let label = |k: &str| a.labels.get(k).cloned();
+    let component = label("node")
+        .or_else(|| label("sentinel"))
+        .or_else(|| label("shard"));
+    let mut event = json!({
+        "event_action": "trigger",
+        "dedup_key": a.fingerprint,
+        "payload": {
+            "summary": summary,
+            "source": label("deployment").unwrap_or_else(|| "redis-ha-exporter".into()),
+            "severity": a.severity.as_str(),
+            "timestamp": rfc3339(a.since),
+            "component": component,
+            "group": label("deployment"),
+            "class": a.rule.to_string(),
+            "custom_details": { "labels": a.labels, "annotations": a.annotations },
+        },
+        "client": "redis-ha-exporter",
+    });
+    if !external_url.is_empty() {
+        event["client_url"] = external_url.into();
+    }
+    event
+}
+
+/// Adds PagerDuty's routing key to a stored event.
+pub fn with_routing_key(body: &str, key: &str) -> Option<String> {
+    let mut v: Map<String, Value> = serde_json::from_str(body).ok()?;
+    v.insert("routing_key".into(), key.into());
+    serde_json::to_string(&v).ok()
+}
+
+/// One alert as `POST /api/v2/alerts` takes it. A firing alert has no
+/// `endsAt`: Alertmanager then resolves it by itself if the agent stops
+/// re-sending it (after its `resolve_timeout`).
+pub fn alertmanager_alert(a: &Alert, resolved_at: Option<f64>, external_url: &str) -> Value {
+    let mut v = json!({
+        "labels": a.labels,
+        "annotations": a.annotations,
+        "startsAt": rfc3339(a.since),
+        "generatorURL": generator_url(external_url),
+    });
+    if let Some(end) = resolved_at {
+        v["endsAt"] = rfc3339(end).into();
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{RuleName, Severity};
+
+    fn transition(resolved_at: Option<f64>) -> Transition {
+        let alert = Alert {
+            rule: RuleName::TargetDown,
+            severity: Severity::Warning,
+            labels: [
+                ("alertname", "TargetDown"),
+                ("severity", "warning"),
+                ("deployment", "d"),
+                ("node", "127.0.0.1:7000"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            annotations: [("summary".to_string(), "x".repeat(2000))].into(),
+            since: 1_700_000_000.5,
+            fingerprint: "00112233aabbccdd".into(),
+        };
+        Transition {
+            alert,
+            resolved_at,
+            until: None,
+        }
+    }
+
+    #[test]
+    fn times_are_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339(1_700_000_000.5), "2023-11-14T22:13:20.500Z");
+    }
+
+    #[test]
+    fn pagerduty_summary_is_cut_to_its_limit_and_resolve_is_minimal() {
+        let v = render(ReceiverKind::Pagerduty, "p", &transition(None), "");
+        assert_eq!(v["payload"]["summary"].as_str().unwrap().len(), 1024);
+        assert_eq!(v["payload"]["component"], "127.0.0.1:7000");
+        let r = render(ReceiverKind::Pagerduty, "p", &transition(Some(1.0)), "");
+        assert_eq!(
+            r,
+            json!({ "event_action": "resolve", "dedup_key": "00112233aabbccdd" })
+        );
+        let keyed: Value =
+            serde_json::from_str(&with_routing_key(&r.to_string(), "KEY").unwrap()).unwrap();
+        assert_eq!(keyed["routing_key"], "KEY");
+    }
+
+    #[test]
+    fn alertmanager_alerts_end_only_when_resolved() {
+        let firing = render(
+            ReceiverKind::Alertmanager,
+            "a",
+            &transition(None),
+            "http://x/",
+        );
+        assert!(firing[0].get("endsAt").is_none());
+        assert_eq!(firing[0]["generatorURL"], "http://x/api/v1/alerts");
+        let resolved = render(
+            ReceiverKind::Alertmanager,
+            "a",
+            &transition(Some(1_700_000_001.0)),
+            "",
+        );
+        assert_eq!(resolved[0]["endsAt"], "2023-11-14T22:13:21.000Z");
+    }
+}
