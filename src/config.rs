@@ -1209,6 +1209,111 @@ mod tests {
     }
 
     #[test]
+    fn receivers_and_routes_are_checked_where_written() {
+        let with = |receivers: &str, rest: &str| {
+            format!("alerts:\n  state_dir: /tmp/x\n  receivers:\n{receivers}{rest}{MINIMAL}")
+        };
+        let hook = "    - { name: hook, type: webhook, url: \"http://127.0.0.1:1/h\" }\n";
+        let c = parse(&with(hook, ""), "t").unwrap();
+        let r = &c.alerts.receivers[0];
+        assert_eq!(
+            (r.kind, r.urls.len(), r.repeat_interval),
+            (ReceiverKind::Webhook, 1, None)
+        );
+        assert_eq!(
+            (r.timeout, r.queue_size),
+            (DEFAULT_RECEIVER_TIMEOUT, DEFAULT_QUEUE_SIZE)
+        );
+
+        let am = "    - { name: am, type: alertmanager, urls: [\"http://a:9093\", \"http://b:9093\"] }\n";
+        let c = parse(&with(am, ""), "t").unwrap();
+        let r = &c.alerts.receivers[0];
+        assert_eq!(
+            (r.urls.len(), r.repeat_interval),
+            (2, Some(DEFAULT_ALERTMANAGER_RESEND))
+        );
+
+        std::env::set_var("RHE_CONFIG_TEST_PD", "key");
+        let pd = "    - { name: pd, type: pagerduty, routing_key_env: RHE_CONFIG_TEST_PD }\n";
+        let c = parse(&with(pd, ""), "t").unwrap();
+        assert_eq!(c.alerts.receivers[0].urls[0].expose(), PAGERDUTY_URL);
+        assert_eq!(
+            format!("{:?}", c.alerts.receivers[0].routing_key),
+            "Some(Secret(***))"
+        );
+
+        for (receivers, rest, want) in [
+            (hook, "", ""),
+            (
+                "    - { name: pd, type: pagerduty }\n",
+                "",
+                "needs `routing_key_file` or `routing_key_env`",
+            ),
+            (
+                "    - { name: s, type: slack }\n",
+                "",
+                "needs `url`, `url_file` or `url_env`",
+            ),
+            (
+                "    - { name: s, type: slack, url: \"ftp://x/y\" }\n",
+                "",
+                "http:// or https://",
+            ),
+            (
+                "    - { name: \"a b\", type: slack, url: \"http://x/\" }\n",
+                "",
+                "letters, digits",
+            ),
+            (
+                "    - { name: s, type: slack, url: \"http://x/\", secret_file: /x }\n",
+                "",
+                "`secret_file` applies to webhook only",
+            ),
+            (
+                "    - { name: a, type: alertmanager, url: \"http://x/\" }\n",
+                "",
+                "under `urls`",
+            ),
+            (
+                "    - { name: s, type: teams, url: \"http://x/\" }\n",
+                "",
+                "unknown variant `teams`",
+            ),
+            (
+                hook,
+                "  routes:\n    - { receiver: nobody }\n",
+                "alerts.routes[0].receiver: no receiver is called \"nobody\"",
+            ),
+            (
+                hook,
+                "  routes:\n    - { receiver: hook, deployment: [b] }\n",
+                "no deployment is called \"b\"",
+            ),
+            (
+                hook,
+                "  routes:\n    - { receiver: hook, severity: [page] }\n",
+                "unknown variant `page`",
+            ),
+        ] {
+            let text = with(receivers, rest);
+            if want.is_empty() {
+                // Without a state directory, receivers are refused.
+                let e = err(&text.replace("  state_dir: /tmp/x\n", ""));
+                assert!(e.contains("alerts.state_dir: needed with receivers"), "{e}");
+                continue;
+            }
+            let e = err(&text);
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        // Wherever the URL is wrong, the message does not repeat it.
+        let e = err(&with(
+            "    - { name: s, type: slack, url: \"http//hooks/T0/SECRETTOKEN\" }\n",
+            "",
+        ));
+        assert!(!e.contains("SECRETTOKEN") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
     fn flags_make_a_config() {
         let c = from_flags(
             None,

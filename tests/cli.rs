@@ -87,10 +87,14 @@ fn the_shipped_example_configs_pass_check_config() {
             .unwrap();
     let pw = dir.join("pw");
     std::fs::write(&pw, "x\n").unwrap();
+    let hook = dir.join("webhook");
+    std::fs::write(&hook, "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n").unwrap();
     let path = dir.join("example.yaml");
     std::fs::write(
         &path,
-        example.replace("/run/secrets/redis", pw.to_str().unwrap()),
+        example
+            .replace("/run/secrets/redis", pw.to_str().unwrap())
+            .replace("/run/secrets/webhook", hook.to_str().unwrap()),
     )
     .unwrap();
     let out = agent()
@@ -98,6 +102,11 @@ fn the_shipped_example_configs_pass_check_config() {
         .arg(&path)
         .env("SENTINEL_PASSWORD", "a")
         .env("REDIS_PASSWORD", "b")
+        .env(
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T/B/x",
+        )
+        .env("PAGERDUTY_ROUTING_KEY", "k")
         .output()
         .unwrap();
     assert!(

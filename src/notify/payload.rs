@@ -175,8 +175,11 @@ pub fn alertmanager_alert(a: &Alert, resolved_at: Option<f64>, external_url: &st
         "labels": a.labels,
         "annotations": a.annotations,
         "startsAt": rfc3339(a.since),
-        "generatorURL": generator_url(external_url),
     });
+    // Alertmanager checks the field as a URI: an empty one is refused.
+    if !external_url.is_empty() {
+        v["generatorURL"] = generator_url(external_url).into();
+    }
     if let Some(end) = resolved_at {
         v["endsAt"] = rfc3339(end).into();
     }

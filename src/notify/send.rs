@@ -127,9 +127,14 @@ async fn attempt(client: &reqwest::Client, ep: &Endpoint, r: &Receiver, msg: &Me
         },
         _ => msg.body.clone(),
     };
-    let mut req = client
-        .post(ep.url.expose())
-        .header(CONTENT_TYPE, "application/json");
+    let url = match r.kind {
+        // `urls` lists Alertmanagers as their users know them: base URLs.
+        ReceiverKind::Alertmanager => {
+            format!("{}/api/v2/alerts", ep.url.expose().trim_end_matches('/'))
+        }
+        _ => ep.url.expose().to_string(),
+    };
+    let mut req = client.post(url).header(CONTENT_TYPE, "application/json");
     if r.kind == ReceiverKind::Webhook {
         req = req.header("webhook-id", &msg.id);
         if let Some(key) = &r.signing_key {

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod receiver;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
