@@ -92,11 +92,20 @@ fn automatic_sentinel_failover_timeline() {
         replicas_per_master: 0,
         ..ClusterOpts::default()
     });
-    let agent = Agent::start(&format!(
-        "{}{}",
-        sentinel_deployment("s", &[group.sentinels[0].addr()]),
-        cluster_deployment("c", &[cluster.nodes[0].addr()])
-    ));
+    // A receiver, so that the delivery families are served too.
+    let hook = support::receiver::Receiver::start();
+    let agent = Agent::start_full(
+        &format!(
+            "{}{}",
+            sentinel_deployment("s", &[group.sentinels[0].addr()]),
+            cluster_deployment("c", &[cluster.nodes[0].addr()])
+        ),
+        &format!(
+            "alerts:\n  state_dir: \"$DIR/state\"\n  receivers:\n    - {{ name: hook, type: webhook, url: \"{}\" }}\n",
+            hook.url("/")
+        ),
+        &[],
+    );
     agent.wait_metrics("all subscriptions up and replicas linked", LONG, |m| {
         all_subscribed(m, "s", 3)
             && m.find("redis_ha_replica_link_up", &[("deployment", "s")])
