@@ -11,7 +11,7 @@ use base64::Engine as _;
 use redis_ha_lab::{SentinelGroup, SentinelOpts};
 use serde_json::Value;
 use support::receiver::{Mode, Receiver, Request};
-use support::{sentinel_deployment, temp_dir, Agent};
+use support::{free_port, sentinel_deployment, temp_dir, Agent};
 
 const LONG: Duration = Duration::from_secs(60);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -239,6 +239,15 @@ fn webhook_config(url: &str, extra: &str) -> String {
     )
 }
 
+/// A sentinel group whose sentinels freeze and resume in a test without a
+/// failover (down-after 60 s).
+fn quiet_group() -> SentinelGroup {
+    SentinelGroup::start(SentinelOpts {
+        down_after_ms: 60_000,
+        ..SentinelOpts::default()
+    })
+}
+
 fn firing_now(agent: &Agent, alertname: &str, sentinel: &str) -> bool {
     agent.json("/api/v1/alerts")["alerts"]
         .as_array()
@@ -266,10 +275,7 @@ fn sentinel_alerts(got: &[Request]) -> Vec<(String, String)> {
 /// by webhook-id.
 #[test]
 fn a_failing_receiver_gets_everything_in_order_once_it_recovers() {
-    let group = SentinelGroup::start(SentinelOpts {
-        down_after_ms: 60_000,
-        ..SentinelOpts::default()
-    });
+    let group = quiet_group();
     let hook = Receiver::start();
     hook.set(Mode::Fail(500, None));
     let failing_since = Instant::now();
@@ -339,15 +345,8 @@ fn a_failing_receiver_gets_everything_in_order_once_it_recovers() {
 /// once, and the alert that still fires is not notified a second time.
 #[test]
 fn queued_notifications_survive_a_kill() {
-    let group = SentinelGroup::start(SentinelOpts {
-        down_after_ms: 60_000,
-        ..SentinelOpts::default()
-    });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let group = quiet_group();
+    let port = free_port();
     let mut agent = Agent::start_full(
         &sentinel_deployment("s", &[group.sentinels[0].addr()]),
         &webhook_config(&format!("http://127.0.0.1:{port}/"), ""),
@@ -397,10 +396,7 @@ fn queued_notifications_survive_a_kill() {
 /// receiver nor the agent's polls.
 #[test]
 fn a_hanging_receiver_delays_nobody() {
-    let group = SentinelGroup::start(SentinelOpts {
-        down_after_ms: 60_000,
-        ..SentinelOpts::default()
-    });
+    let group = quiet_group();
     let slow = Receiver::start();
     slow.set(Mode::Hang);
     let fast = Receiver::start();
@@ -514,10 +510,7 @@ impl Alertmanager {
 #[test]
 fn two_agents_push_one_alert_to_alertmanager() {
     let am = Alertmanager::start();
-    let group = SentinelGroup::start(SentinelOpts {
-        down_after_ms: 60_000,
-        ..SentinelOpts::default()
-    });
+    let group = quiet_group();
     let extra = format!(
         "alerts:\n  state_dir: \"$DIR/state\"\n{RULES}  receivers:\n    - {{ name: am, type: alertmanager, urls: [\"{}\"], repeat_interval: 2s }}\n",
         am.url

@@ -25,7 +25,8 @@ pub const POLL: Duration = Duration::from_millis(500);
 /// Per-command timeout every test configures.
 pub const TIMEOUT: Duration = Duration::from_millis(250);
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
