@@ -459,11 +459,7 @@ impl Drop for Alertmanager {
 
 impl Alertmanager {
     fn start() -> Alertmanager {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = temp_dir(&format!("alertmanager-{port}"));
         std::fs::write(
             dir.join("am.yml"),
