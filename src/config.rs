@@ -929,9 +929,17 @@ impl RawReceiver {
                 ))
             }
         };
+        let mut endpoints = HashSet::new();
         for url in &urls {
             // The URL itself may hold a token: say what is wrong, not what it is.
             check_url(url.expose()).map_err(|e| format!("receiver {name:?}: {e}"))?;
+            // Each URL has its own queue and metric series, named by host:port.
+            let endpoint = endpoint_label(url.expose());
+            if !endpoints.insert(endpoint.clone()) {
+                return Err(format!(
+                    "receiver {name:?}: {endpoint} is listed twice in `urls`"
+                ));
+            }
         }
         let routing_key = secret_from(
             None,
@@ -972,6 +980,15 @@ impl RawReceiver {
             tls: self.tls,
         })
     }
+}
+
+/// `host:port` of a URL: how metrics and logs name it (its path and query
+/// may hold a token).
+pub fn endpoint_label(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
+        .unwrap_or_default()
 }
 
 /// An http or https URL.

@@ -149,6 +149,8 @@ struct Agent {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     monitor: JoinHandle<()>,
     supervisor: JoinHandle<()>,
+    /// Alert delivery, when there are receivers.
+    delivery: Option<JoinHandle<()>>,
 }
 
 /// Starts the monitor, the pollers, the receivers' delivery and (with a
@@ -168,12 +170,16 @@ fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
         tokio::spawn(store::write(path.clone(), rx));
         outputs.timelines = Some(tx);
     }
-    let firing = notify::load_firing(&config.alerts);
+    // Without receivers nothing keeps the firing set up to date: a file
+    // left from an earlier configuration is not read.
+    let mut firing = Vec::new();
     let mut deliveries = Arc::default();
+    let mut delivery = None;
     if !config.alerts.receivers.is_empty() {
+        firing = notify::load_firing(&config.alerts);
         let (dispatcher, stats) = notify::Dispatcher::start(&config.alerts, firing.clone())?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(notify::run(dispatcher, rx));
+        delivery = Some(tokio::spawn(notify::run(dispatcher, rx)));
         outputs.transitions = Some(tx);
         deliveries = Arc::new(stats);
     }
@@ -184,6 +190,7 @@ fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
         monitor: tokio::spawn(monitor::run(monitor, input_rx, snap_tx, outputs)),
         supervisor: tokio::spawn(collect::supervise(config, snapshots.clone(), input_tx)),
         snapshots,
+        delivery,
     })
 }
 
@@ -203,6 +210,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         served = server.into_future() => Ok(served?),
         ended = agent.monitor => anyhow::bail!("the monitor stopped: {}", why(ended)),
         ended = agent.supervisor => anyhow::bail!("the poller supervisor stopped: {}", why(ended)),
+        ended = async move {
+            match agent.delivery {
+                Some(d) => d.await,
+                None => std::future::pending().await,
+            }
+        } => anyhow::bail!("alert delivery stopped: {}", why(ended)),
     }
 }
 

@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
 use crate::alert::{Alert, Transition};
-use crate::config::{Alerts, Receiver, ReceiverKind, Route, Secret};
+use crate::config::{endpoint_label, Alerts, Receiver, ReceiverKind, Route, Secret};
 use payload::{render, unix_now};
 use queue::{Message, Queue};
 
@@ -96,8 +96,8 @@ struct Target {
     /// Firing alerts routed here: fingerprint -> when last notified, for
     /// `repeat_interval`.
     last_sent: HashMap<String, f64>,
-    /// Alertmanager: when firing alerts were last pushed again.
-    last_resend: f64,
+    /// Alertmanager: per URL, when firing alerts were last pushed again.
+    last_resend: Vec<f64>,
 }
 
 /// Routes transitions to receivers' queues; owns what is firing.
@@ -107,6 +107,8 @@ pub struct Dispatcher {
     external_url: String,
     firing: BTreeMap<String, Transition>,
     firing_file: Option<PathBuf>,
+    /// One delivery task per URL; none may end.
+    workers: tokio::task::JoinSet<()>,
 }
 
 /// The firing alerts recorded when the agent last ran (none without a
@@ -141,14 +143,6 @@ fn matches(route: &Route, alert: &Alert) -> bool {
                 .is_some_and(|d| route.deployment.contains(d)))
 }
 
-/// host:port of a URL checked by the config.
-fn endpoint_label(url: &str) -> String {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| Some(format!("{}:{}", u.host_str()?, u.port_or_known_default()?)))
-        .unwrap_or_default()
-}
-
 /// A notification's id: the same alert never changes state twice in a
 /// microsecond.
 fn message_id(fingerprint: &str, what: &str, now: f64) -> String {
@@ -167,6 +161,7 @@ impl Dispatcher {
         }
         let mut stats = Vec::new();
         let mut targets = Vec::new();
+        let mut workers = tokio::task::JoinSet::new();
         for r in &alerts.receivers {
             let client = send::client(r)?;
             let mut endpoints = Vec::new();
@@ -191,14 +186,14 @@ impl Dispatcher {
                     tracing::info!(receiver = %r.name, endpoint = %endpoint.stats.endpoint, queued, "resuming delivery of queued notifications");
                 }
                 stats.push(endpoint.stats.clone());
-                tokio::spawn(send::deliver(endpoint.clone(), client.clone(), r.clone()));
+                workers.spawn(send::deliver(endpoint.clone(), client.clone(), r.clone()));
                 endpoints.push(endpoint);
             }
             targets.push(Target {
                 config: r.clone(),
+                last_resend: vec![0.0; endpoints.len()],
                 endpoints,
                 last_sent: HashMap::new(),
-                last_resend: 0.0,
             });
         }
         let now = unix_now();
@@ -208,6 +203,7 @@ impl Dispatcher {
             external_url: alerts.external_url.clone().unwrap_or_default(),
             firing: BTreeMap::new(),
             firing_file: dir.map(|d| d.join("firing.json")),
+            workers,
         };
         for t in firing.into_iter().filter(|t| t.resolved_at.is_none()) {
             for i in d.routed(&t.alert) {
@@ -290,10 +286,6 @@ impl Dispatcher {
                 .collect();
             let target = &mut self.targets[i];
             if target.config.kind == ReceiverKind::Alertmanager {
-                if now - target.last_resend < every {
-                    continue;
-                }
-                target.last_resend = now;
                 if routed.is_empty() {
                     continue;
                 }
@@ -304,9 +296,13 @@ impl Dispatcher {
                         .collect(),
                 )
                 .to_string();
-                // A queue that still holds notifications will tell the same.
-                for ep in target.endpoints.iter().filter(|ep| ep.queue().is_empty()) {
-                    ep.push(message_id("all", "resend", now), now, body.clone());
+                for (ep, last) in target.endpoints.iter().zip(&mut target.last_resend) {
+                    // A queue that still holds notifications is behind: it
+                    // is tried again on the next tick rather than piled up.
+                    if now - *last >= every && ep.queue().is_empty() {
+                        ep.push(message_id("all", "resend", now), now, body.clone());
+                        *last = now;
+                    }
                 }
                 continue;
             }
@@ -357,6 +353,8 @@ fn open_queue(dir: Option<&Path>, receiver: &str, url: &Secret, size: usize) -> 
 }
 
 /// Runs the dispatcher: transitions as they come, repeats once a second.
+/// Ends if a delivery task ends (it never should): the agent then exits
+/// rather than go on without paging anyone.
 pub async fn run(mut d: Dispatcher, mut rx: mpsc::UnboundedReceiver<Vec<Transition>>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -367,6 +365,10 @@ pub async fn run(mut d: Dispatcher, mut rx: mpsc::UnboundedReceiver<Vec<Transiti
                 None => return,
             },
             _ = tick.tick() => d.tick(unix_now()),
+            Some(ended) = d.workers.join_next() => {
+                tracing::error!(error = ?ended.err(), "a delivery task stopped");
+                return;
+            }
         }
     }
 }

@@ -13,9 +13,18 @@ const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 /// PagerDuty refuses a longer summary.
 const PAGERDUTY_SUMMARY_MAX: usize = 1024;
 
-/// RFC 3339 with milliseconds, as Alertmanager writes times.
+/// The last second RFC 3339 can write (9999-12-31T23:59:59Z).
+const LAST_SECOND: f64 = 253_402_300_799.0;
+
+/// RFC 3339 with milliseconds, as Alertmanager writes times. Times out of
+/// range (from an edited state file) are clamped, never a panic.
 pub fn rfc3339(unix: f64) -> String {
-    let t = UNIX_EPOCH + Duration::from_secs_f64(unix.max(0.0));
+    let secs = if unix.is_finite() {
+        unix.clamp(0.0, LAST_SECOND)
+    } else {
+        0.0
+    };
+    let t = UNIX_EPOCH + Duration::from_secs_f64(secs);
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -136,9 +145,6 @@ fn pagerduty(t: &Transition, external_url: &str) -> Value {
         summary.truncate(end);
     }
     let label = |k: &str| a.labels.get(k).cloned();
-    let component = label("node")
-        .or_else(|| label("sentinel"))
-        .or_else(|| label("shard"));
     let mut event = json!({
         "event_action": "trigger",
         "dedup_key": a.fingerprint,
@@ -147,13 +153,20 @@ fn pagerduty(t: &Transition, external_url: &str) -> Value {
             "source": label("deployment").unwrap_or_else(|| "redis-ha-exporter".into()),
             "severity": a.severity.as_str(),
             "timestamp": rfc3339(a.since),
-            "component": component,
-            "group": label("deployment"),
             "class": a.rule.to_string(),
             "custom_details": { "labels": a.labels, "annotations": a.annotations },
         },
         "client": "redis-ha-exporter",
     });
+    // Optional fields are left out rather than sent as null.
+    let component = label("node")
+        .or_else(|| label("sentinel"))
+        .or_else(|| label("shard"));
+    for (key, value) in [("component", component), ("group", label("deployment"))] {
+        if let Some(v) = value {
+            event["payload"][key] = v.into();
+        }
+    }
     if !external_url.is_empty() {
         event["client_url"] = external_url.into();
     }
@@ -218,6 +231,9 @@ mod tests {
     #[test]
     fn times_are_rfc3339_with_milliseconds() {
         assert_eq!(rfc3339(1_700_000_000.5), "2023-11-14T22:13:20.500Z");
+        assert_eq!(rfc3339(1e300), "9999-12-31T23:59:59.000Z");
+        assert_eq!(rfc3339(f64::NAN), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(-5.0), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]

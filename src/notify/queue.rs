@@ -68,8 +68,9 @@ impl Queue {
         let mut queue = Queue::in_memory(capacity);
         match File::open(&path) {
             Ok(f) => {
-                for line in BufReader::new(f).lines() {
-                    match serde_json::from_str::<Line>(&line?) {
+                // Split on bytes: a torn line may not even be UTF-8.
+                for line in BufReader::new(f).split(b'\n') {
+                    match serde_json::from_slice::<Line>(&line?) {
                         Ok(Line::Add(m)) => {
                             queue.next_seq = queue.next_seq.max(m.seq + 1);
                             queue.items.push_back(m);
@@ -81,6 +82,9 @@ impl Queue {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
+        }
+        if queue.items.len() > capacity {
+            tracing::warn!(file = %path.display(), dropped = queue.items.len() - capacity, "queue_size is smaller than what was queued: dropped the oldest");
         }
         while queue.items.len() > capacity {
             queue.items.pop_front();
@@ -102,12 +106,16 @@ impl Queue {
         self.next_seq += 1;
         self.write(&Line::Add(m.clone()));
         self.items.push_back(m);
+        let mut dropped = None;
         if self.items.len() > self.capacity {
-            let dropped = self.items.pop_front()?;
-            self.write(&Line::Done(dropped.seq));
-            return Some(dropped);
+            dropped = self.items.pop_front();
+            if let Some(d) = &dropped {
+                self.write(&Line::Done(d.seq));
+            }
         }
-        None
+        // A receiver down for long fills the queue: the file stays bounded.
+        self.compact();
+        dropped
     }
 
     /// The oldest notification, next to deliver.
@@ -121,8 +129,8 @@ impl Queue {
         self.items.retain(|m| m.seq != seq);
         if self.items.len() != before {
             self.write(&Line::Done(seq));
-            self.compact();
         }
+        self.compact();
     }
 
     /// Notifications waiting.
@@ -141,10 +149,12 @@ impl Queue {
         };
         let mut text = serde_json::to_string(line).expect("plain data serializes");
         text.push('\n');
+        self.lines = self.lines.saturating_add(1);
         if let Err(e) = file.write_all(text.as_bytes()) {
-            tracing::error!(file = %path.display(), error = %e, "cannot write the delivery queue; notifications are kept in memory only until the agent restarts");
+            tracing::error!(file = %path.display(), error = %e, "cannot write the delivery queue; rewriting it");
+            // A partial line would swallow the next one: start afresh.
+            self.lines = usize::MAX;
         }
-        self.lines += 1;
     }
 
     fn compact(&mut self) {
@@ -168,7 +178,9 @@ impl Queue {
     }
 }
 
-/// Writes `items` to a new file that replaces `path`, and opens it for appending.
+/// Writes `items` to a new file that replaces `path`, and opens it for
+/// appending. Not synced to disk: the queue promises to survive the
+/// process, not the machine, and a sync would hold the queue's lock.
 fn rewrite(path: &PathBuf, items: &VecDeque<Message>) -> std::io::Result<File> {
     let tmp = path.with_extension("tmp");
     {
@@ -178,7 +190,6 @@ fn rewrite(path: &PathBuf, items: &VecDeque<Message>) -> std::io::Result<File> {
             text.push('\n');
             f.write_all(text.as_bytes())?;
         }
-        f.sync_all()?;
     }
     std::fs::rename(&tmp, path)?;
     private_file(path, false)
@@ -235,9 +246,19 @@ mod tests {
         assert_eq!(q.push("a".into(), 0.0, String::new()), None);
         assert_eq!(q.push("b".into(), 0.0, String::new()), None);
         assert_eq!(q.push("c".into(), 0.0, String::new()).unwrap().id, "a");
-        let q = Queue::open(path, 2).unwrap();
+        let mut q = Queue::open(path.clone(), 2).unwrap();
         let ids: Vec<&str> = q.items.iter().map(|m| m.id.as_str()).collect();
         assert_eq!(ids, ["b", "c"]);
+        // Full for long (a receiver down): the file stays small.
+        for i in 0..5000 {
+            q.push(format!("m{i}"), 0.0, "x".into());
+        }
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= 2 * 2 + COMPACT_SLACK + 2, "{lines} lines");
+        drop(q);
+        let q = Queue::open(path, 2).unwrap();
+        let ids: Vec<&str> = q.items.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["m4998", "m4999"]);
     }
 
     #[test]
@@ -257,7 +278,7 @@ mod tests {
             .append(true)
             .open(&path)
             .unwrap()
-            .write_all(b"{\"add\": {\"seq\": 9")
+            .write_all(b"{\"add\": {\"seq\": 9, \"id\": \"\xff\xfe")
             .unwrap();
         let q = Queue::open(path, 5000).unwrap();
         assert_eq!(q.len(), 1);

@@ -90,9 +90,10 @@ pub(super) async fn deliver(ep: Arc<Endpoint>, client: reqwest::Client, r: Recei
                 }
                 Sent::Retry { after, why } => {
                     stats.retried.fetch_add(1, Ordering::Relaxed);
+                    // `Retry-After: 0` (or a past date) must not spin.
                     let wait = after
                         .unwrap_or_else(|| backoff(failures, r.max_backoff))
-                        .min(MAX_RETRY_AFTER);
+                        .clamp(FIRST_BACKOFF, MAX_RETRY_AFTER);
                     if failures == 0 {
                         tracing::warn!(receiver = %stats.receiver, endpoint = %stats.endpoint, id = %msg.id, %why, "delivery failed; retrying with backoff");
                     } else {
@@ -147,10 +148,9 @@ async fn attempt(client: &reqwest::Client, ep: &Endpoint, r: &Receiver, msg: &Me
         }
     }
     match req.body(body).send().await {
-        // Without the URL: it may hold a token.
         Err(e) => Sent::Retry {
             after: None,
-            why: e.without_url().to_string(),
+            why: cause(e),
         },
         Ok(resp) => {
             let status = resp.status();
@@ -169,6 +169,24 @@ async fn attempt(client: &reqwest::Client, ep: &Endpoint, r: &Receiver, msg: &Me
             }
         }
     }
+}
+
+/// Why a request failed, with its causes (refused, timed out, TLS), and
+/// without the URL: it may hold a token.
+fn cause(e: reqwest::Error) -> String {
+    let timeout = e.is_timeout();
+    let e = e.without_url();
+    let mut why = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        why.push_str(": ");
+        why.push_str(&s.to_string());
+        source = s.source();
+    }
+    if timeout {
+        why.push_str(" (timed out)");
+    }
+    why
 }
 
 /// Standard Webhooks: `v1,` then base64 of HMAC-SHA256 over `id.timestamp.body`.
