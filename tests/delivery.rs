@@ -349,7 +349,7 @@ fn queued_notifications_survive_a_kill() {
     let port = free_port();
     let mut agent = Agent::start_full(
         &sentinel_deployment("s", &[group.sentinels[0].addr()]),
-        &webhook_config(&format!("http://127.0.0.1:{port}/"), ""),
+        &webhook_config(&format!("http://127.0.0.1:{port}/{URL_TOKEN}"), ""),
         &[],
     );
     let frozen = &group.sentinels[2];
@@ -387,9 +387,84 @@ fn queued_notifications_survive_a_kill() {
             (frozen.addr(), "resolved".to_string())
         ]
     );
-    assert!(agent
-        .log()
-        .contains("resuming delivery of queued notifications"));
+    let log = agent.log();
+    assert!(log.contains("resuming delivery of queued notifications"));
+    assert!(log.contains("delivery failed; retrying"));
+    assert!(!log.contains(URL_TOKEN), "the URL's token is in the log");
+}
+
+/// A token in a receiver's URL path, as Slack and many webhooks have.
+const URL_TOKEN: &str = "hooks/Tk-9f8e7d6c5b4a";
+
+/// Refused (400) is dropped, not retried; 429's `Retry-After` is waited out
+/// even beyond `max_backoff`; a request that times out is retried with the
+/// same webhook-id.
+#[test]
+fn refusals_throttling_and_timeouts() {
+    let group = quiet_group();
+    let hook = Receiver::start();
+    hook.set(Mode::Fail(400, None));
+    let agent = Agent::start_full(
+        &sentinel_deployment("s", &[group.sentinels[0].addr()]),
+        &webhook_config(&hook.url("/"), ", timeout: 1s"),
+        &[],
+    );
+    let counter = |m: &support::Metrics, result: &str| {
+        m.value(
+            "redis_ha_webhook_deliveries_total",
+            &[("receiver", "hook"), ("result", result)],
+        )
+        .unwrap_or(0.0)
+    };
+    let frozen = &group.sentinels[1];
+    frozen.freeze();
+    agent.wait_metrics("the refusal", LONG, |m| counter(m, "refused") == 1.0);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(hook.requests().len(), 1, "a 400 is not retried");
+    assert_eq!(counter(&agent.metrics(), "retried"), 0.0);
+
+    // 429 with Retry-After: 3 while max_backoff is 1s.
+    hook.set(Mode::Fail(429, Some(3)));
+    frozen.resume();
+    let deadline = Instant::now() + LONG;
+    while hook.requests().len() < 4 {
+        assert!(Instant::now() < deadline, "no retries after 429");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hook.set(Mode::Accept);
+    let throttled = hook.requests()[1..4].to_vec();
+    for pair in throttled.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(gap >= Duration::from_millis(2900), "retried after {gap:?}");
+        assert_eq!(pair[0].headers["webhook-id"], pair[1].headers["webhook-id"]);
+    }
+    let got = hook.wait_for("the resolution", LONG, |got| !got.is_empty());
+    assert_eq!(sentinel_alerts(&got), [(frozen.addr(), "resolved".into())]);
+
+    // A receiver that does not answer within the 1 s timeout.
+    hook.set(Mode::Hang);
+    let before = hook.requests().len();
+    frozen.freeze();
+    let deadline = Instant::now() + LONG;
+    while hook.requests().len() < before + 3 {
+        assert!(Instant::now() < deadline, "no retries after timeouts");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hook.set(Mode::Accept);
+    let got = hook.wait_for("the firing alert", LONG, |got| got.len() >= 2);
+    // The first two timed out; the last may have been answered once the
+    // receiver accepted again. All carried the same id.
+    let tried = hook.requests()[before..].to_vec();
+    assert!(tried[..2].iter().all(|r| r.status.is_none()), "{tried:?}");
+    assert!(tried
+        .iter()
+        .all(|r| r.headers["webhook-id"] == got[1].headers["webhook-id"]));
+    assert_eq!(
+        sentinel_alerts(&got[1..]),
+        [(frozen.addr(), "firing".into())]
+    );
+    assert!(agent.log().contains("(timed out)"));
+    frozen.resume();
 }
 
 /// Must show 7: a receiver that never answers delays neither another
@@ -505,11 +580,11 @@ impl Alertmanager {
 /// lists one; once resolved, it lists none.
 #[test]
 fn two_agents_push_one_alert_to_alertmanager() {
-    let am = Alertmanager::start();
+    let ams = [Alertmanager::start(), Alertmanager::start()];
     let group = quiet_group();
     let extra = format!(
-        "alerts:\n  state_dir: \"$DIR/state\"\n{RULES}  receivers:\n    - {{ name: am, type: alertmanager, urls: [\"{}\"], repeat_interval: 2s }}\n",
-        am.url
+        "alerts:\n  state_dir: \"$DIR/state\"\n{RULES}  receivers:\n    - {{ name: am, type: alertmanager, urls: [\"{}\", \"{}\"], repeat_interval: 2s }}\n",
+        ams[0].url, ams[1].url
     );
     let deployment = sentinel_deployment("s", &[group.sentinels[0].addr()]);
     let one = Agent::start_full(&deployment, &extra, &[]);
@@ -522,39 +597,38 @@ fn two_agents_push_one_alert_to_alertmanager() {
             .filter(|a| a["labels"]["alertname"] == "TargetDown")
             .collect()
     };
+    // Each agent pushes to each Alertmanager, then pushes again while the
+    // alert fires (repeat_interval 2s).
     for agent in [&one, &two] {
-        agent.wait_metrics("pushed", LONG, |m| {
-            m.value(
-                "redis_ha_webhook_deliveries_total",
-                &[("receiver", "am"), ("result", "delivered")],
-            ) >= Some(1.0)
+        agent.wait_metrics("pushed twice to each", LONG, |m| {
+            ams.iter().all(|am| {
+                m.value(
+                    "redis_ha_webhook_deliveries_total",
+                    &[
+                        ("receiver", "am"),
+                        ("endpoint", am.url.trim_start_matches("http://")),
+                        ("result", "delivered"),
+                    ],
+                ) >= Some(2.0)
+            })
         });
     }
-    let deadline = Instant::now() + LONG;
-    while target_down(&am).is_empty() {
-        assert!(Instant::now() < deadline, "Alertmanager never listed it");
-        std::thread::sleep(Duration::from_millis(200));
+    for am in &ams {
+        let listed = target_down(am);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        assert_eq!(listed[0]["labels"]["sentinel"], frozen.addr().as_str());
+        assert_eq!(listed[0]["labels"]["deployment"], "s");
+        assert_eq!(listed[0]["status"]["state"], "active");
+        assert!(listed[0]["annotations"]["summary"].is_string());
     }
-    // Both agents have pushed it (and re-pushed it): still one alert.
-    std::thread::sleep(Duration::from_secs(3));
-    let listed = target_down(&am);
-    assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(listed[0]["labels"]["sentinel"], frozen.addr().as_str());
-    assert_eq!(listed[0]["labels"]["deployment"], "s");
-    assert_eq!(listed[0]["status"]["state"], "active");
-    assert!(listed[0]["annotations"]["summary"].is_string());
 
     frozen.resume();
     let deadline = Instant::now() + LONG;
-    while !target_down(&am).is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "still listed: {:?}",
-            target_down(&am)
-        );
+    while ams.iter().any(|am| !target_down(am).is_empty()) {
+        assert!(Instant::now() < deadline, "still listed");
         std::thread::sleep(Duration::from_millis(200));
     }
     // And it stays resolved: no agent pushes it again.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(target_down(&am).is_empty());
+    assert!(ams.iter().all(|am| target_down(am).is_empty()));
 }

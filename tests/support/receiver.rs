@@ -159,12 +159,17 @@ impl Receiver {
             });
             s.requests.len() - 1
         };
+        let _ = conn.set_read_timeout(Some(Duration::from_millis(50)));
         let mode = loop {
             let mode = *self.mode.lock().unwrap();
             if mode != Mode::Hang {
                 break mode;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            // The agent gave up (timed out) and closed the connection: the
+            // request stays unanswered.
+            if matches!(conn.peek(&mut [0]), Ok(0)) {
+                return;
+            }
         };
         let (status, extra) = match mode {
             Mode::Fail(code, Some(secs)) => (code, format!("Retry-After: {secs}\r\n")),
@@ -176,7 +181,6 @@ impl Receiver {
             format!("HTTP/1.1 {status} X\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n")
                 .as_bytes(),
         );
-        // A request the agent gave up on (timed out) was not answered.
         if answered.is_ok() {
             self.state.lock().unwrap().requests[index].status = Some(status);
         }
