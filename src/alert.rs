@@ -23,8 +23,9 @@ struct Rule {
     config: RuleConfig,
 }
 
-/// Defaults: (rule, severity, for).
-const DEFAULTS: &[(RuleName, Severity, u64)] = &[
+/// Defaults: (rule, severity, for in seconds). Public so that the
+/// Prometheus rules of `alerts/` can be checked against them.
+pub const DEFAULTS: &[(RuleName, Severity, u64)] = &[
     (RuleName::FailoverStarted, Severity::Critical, 0),
     (RuleName::FailoverCompleted, Severity::Warning, 0),
     (RuleName::FailoverAborted, Severity::Critical, 0),

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use redis_ha_lab::{SentinelGroup, SentinelOpts};
 use serde_json::Value;
 use support::receiver::{Mode, Receiver, Request};
-use support::{free_port, sentinel_deployment, temp_dir, Agent};
+use support::{free_port, sentinel_deployment, temp_dir, Agent, Service};
 
 const LONG: Duration = Duration::from_secs(60);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -520,50 +520,24 @@ fn a_hanging_receiver_delays_nobody() {
 }
 
 /// A real Alertmanager, started here with no cluster peers.
-struct Alertmanager {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Drop for Alertmanager {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+struct Alertmanager(Service);
 
 impl Alertmanager {
     fn start() -> Alertmanager {
-        let port = free_port();
-        let dir = temp_dir(&format!("alertmanager-{port}"));
-        std::fs::write(
-            dir.join("am.yml"),
+        Alertmanager(Service::start(
+            "prometheus-alertmanager",
             "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
-        )
-        .unwrap();
-        let child = std::process::Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.join("am.yml").display()))
-            .arg(format!("--storage.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--cluster.listen-address=")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(dir.join("am.log")).unwrap())
-            .spawn()
-            .expect("prometheus-alertmanager (scripts/install-deps installs it)");
-        let am = Alertmanager {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while ureq::get(&format!("{}/-/ready", am.url)).call().is_err() {
-            assert!(Instant::now() < deadline, "alertmanager did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        am
+            &[
+                "--config.file=$DIR/config.yml",
+                "--storage.path=$DIR/data",
+                "--web.listen-address=127.0.0.1:$PORT",
+                "--cluster.listen-address=",
+            ],
+        ))
     }
 
     fn alerts(&self) -> Vec<Value> {
-        let body = ureq::get(&format!("{}/api/v2/alerts", self.url))
+        let body = ureq::get(&format!("{}/api/v2/alerts", self.0.url))
             .call()
             .unwrap()
             .into_string()
@@ -584,7 +558,7 @@ fn two_agents_push_one_alert_to_alertmanager() {
     let group = quiet_group();
     let extra = format!(
         "alerts:\n  state_dir: \"$DIR/state\"\n{RULES}  receivers:\n    - {{ name: am, type: alertmanager, urls: [\"{}\", \"{}\"], repeat_interval: 2s }}\n",
-        ams[0].url, ams[1].url
+        ams[0].0.url, ams[1].0.url
     );
     let deployment = sentinel_deployment("s", &[group.sentinels[0].addr()]);
     let one = Agent::start_full(&deployment, &extra, &[]);
@@ -606,7 +580,7 @@ fn two_agents_push_one_alert_to_alertmanager() {
                     "redis_ha_webhook_deliveries_total",
                     &[
                         ("receiver", "am"),
-                        ("endpoint", am.url.trim_start_matches("http://")),
+                        ("endpoint", am.0.url.trim_start_matches("http://")),
                         ("result", "delivered"),
                     ],
                 ) >= Some(2.0)

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod dashboards;
 pub mod receiver;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,63 @@ pub struct Agent {
 pub const POLL: Duration = Duration::from_millis(500);
 /// Per-command timeout every test configures.
 pub const TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A server program a test starts (Prometheus, Alertmanager) on a free
+/// port of 127.0.0.1, with its own directory; killed on drop.
+pub struct Service {
+    child: Child,
+    pub url: String,
+    pub dir: PathBuf,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// Writes `config` to `<dir>/config.yml`, starts `program` with `args`
+    /// (`$DIR` and `$PORT` replaced) and waits until `/-/ready` answers.
+    pub fn start(program: &str, config: &str, args: &[&str]) -> Service {
+        let port = free_port();
+        let dir = temp_dir(&format!("{program}-{port}"));
+        std::fs::write(dir.join("config.yml"), config).unwrap();
+        let fill = |a: &str| {
+            a.replace("$DIR", dir.to_str().unwrap())
+                .replace("$PORT", &port.to_string())
+        };
+        let child = Command::new(program)
+            .args(args.iter().map(|a| fill(a)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("log")).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program}: {e} (scripts/install-deps installs it)"));
+        let service = Service {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{}/-/ready", service.url))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{program} did not start: {}",
+                service.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        service
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
 
 /// A port nothing listens on now.
 pub fn free_port() -> u16 {
@@ -326,12 +384,21 @@ impl Metrics {
     }
 }
 
-/// Every family documented in docs/metrics.md is served with the documented
-/// type and labels, and nothing undocumented is served.
-pub fn check_docs_match(m: &Metrics) {
-    let docs =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
-    let mut documented = std::collections::BTreeMap::new();
+/// A family as docs/metrics.md lists it: its type and the label sets it
+/// may carry (each sorted).
+pub struct Documented {
+    pub kind: String,
+    pub label_sets: Vec<Vec<String>>,
+}
+
+fn metrics_doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap()
+}
+
+/// The families docs/metrics.md lists, by name.
+pub fn documented_families() -> BTreeMap<String, Documented> {
+    let docs = metrics_doc();
+    let mut documented = BTreeMap::new();
     for line in docs.lines().filter(|l| l.starts_with("| `redis_ha_")) {
         // `\|` is a pipe inside a cell: "node\|sentinel" means either label.
         let line = line.replace("\\|", "/");
@@ -358,15 +425,29 @@ pub fn check_docs_match(m: &Metrics) {
                 })
                 .collect()
         };
-        documented.insert(name, (cells[2].to_string(), alternatives));
+        documented.insert(
+            name,
+            Documented {
+                kind: cells[2].to_string(),
+                label_sets: alternatives,
+            },
+        );
     }
+    documented
+}
+
+/// Every family documented in docs/metrics.md is served with the documented
+/// type and labels, and nothing undocumented is served.
+pub fn check_docs_match(m: &Metrics) {
+    let docs = metrics_doc();
+    let documented = documented_families();
     // The code's own list of families says the same as the docs.
     for def in redis_ha_exporter::metrics::FAMILIES {
-        let (kind, alternatives) = documented
+        let doc = documented
             .get(def.name)
             .unwrap_or_else(|| panic!("{} is not in docs/metrics.md", def.name));
         let code_kind = format!("{:?}", def.kind).to_lowercase();
-        assert_eq!(kind, &code_kind, "type of {}", def.name);
+        assert_eq!(doc.kind, code_kind, "type of {}", def.name);
         let code_labels = def.labels.replace('|', "/");
         let doc_line = docs
             .lines()
@@ -374,8 +455,9 @@ pub fn check_docs_match(m: &Metrics) {
             .unwrap();
         assert!(
             doc_line.replace("\\|", "/").contains(&code_labels),
-            "labels of {}: {alternatives:?}",
-            def.name
+            "labels of {}: {:?}",
+            def.name,
+            doc.label_sets
         );
         assert!(
             doc_line.contains(def.help),
@@ -397,8 +479,8 @@ pub fn check_docs_match(m: &Metrics) {
             .filter_map(|suffix| s.name.strip_suffix(suffix))
             .find(|base| m.types.get(*base).map(String::as_str) == Some("histogram"))
             .unwrap_or(&s.name);
-        let (kind, alternatives) = &documented[family];
-        assert_eq!(&m.types[family], kind, "type of {family}");
+        let doc = &documented[family];
+        assert_eq!(m.types[family], doc.kind, "type of {family}");
         let names: Vec<String> = s
             .labels
             .keys()
@@ -406,9 +488,10 @@ pub fn check_docs_match(m: &Metrics) {
             .cloned()
             .collect();
         assert!(
-            alternatives.contains(&names),
-            "{} has labels {names:?}; documented: {alternatives:?}",
-            s.name
+            doc.label_sets.contains(&names),
+            "{} has labels {names:?}; documented: {:?}",
+            s.name,
+            doc.label_sets
         );
     }
 }
