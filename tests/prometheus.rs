@@ -210,7 +210,6 @@ fn dashboards_and_rules_against_a_real_prometheus() {
     prometheus.wait("the rules to fire for the lost shard", |p| {
         firing(p, "SlotCoverageLost", ("deployment", "c"))
             && firing(p, "ClusterStateFail", ("deployment", "c"))
-            && firing(p, "NoMaster", ("deployment", "c"))
             && firing(p, "TargetDown", ("node", &m))
             && firing(p, "TargetDown", ("node", &r))
     });
