@@ -37,6 +37,9 @@ pub struct Config {
     pub timelines: Timelines,
     /// Changes to the built-in alert rules.
     pub alerts: Alerts,
+    /// TLS and basic auth of the agent's own endpoint: a web config file
+    /// ([`load_web_config`]); `--web.config.file` overrides it.
+    pub web_config_file: Option<PathBuf>,
 }
 
 /// The built-in alert rules, each by name, and what to change from their
@@ -331,6 +334,30 @@ pub struct Deployment {
     pub auth: Auth,
     /// Credentials for the sentinels.
     pub sentinel_auth: Auth,
+    /// TLS to the data nodes.
+    pub tls: Option<Tls>,
+    /// TLS to the sentinels (by default the same as `tls`).
+    pub sentinel_tls: Option<Tls>,
+}
+
+/// TLS to a deployment's servers or sentinels. The files are checked when
+/// the config is loaded and read again by every new connection, so renewed
+/// certificates are picked up without a restart.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM CA certificates the servers' certificates must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (mutual TLS).
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// The name the servers' certificates must carry (and the SNI sent);
+    /// by default the address connected to (an IP address or a hostname).
+    pub server_name: Option<String>,
+    /// Accept any server certificate: encrypted, not authenticated.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
 }
 
 impl Deployment {
@@ -432,6 +459,33 @@ fn from_yaml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, String> {
     })
 }
 
+/// Reads and checks a web config file (exporter-toolkit format): TLS and
+/// basic auth of the agent's own endpoint. Paths in it are relative to its
+/// own directory. Errors name the file, the key and the line, never a hash.
+pub fn load_web_config(path: &Path) -> Result<crate::web::WebConfig, ConfigError> {
+    let invalid = |message: String| ConfigError::Invalid {
+        origin: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("cannot read web config file: {e}")))?;
+    let file: crate::web::WebConfigFile = from_yaml(&text).map_err(invalid)?;
+    file.check(path.parent().unwrap_or(Path::new(".")))
+        .map_err(invalid)
+}
+
+/// The web config the agent serves with: the file given on the command line
+/// (`flag`), else the one `config` names, else plain HTTP without auth.
+pub fn web_config(
+    flag: Option<&Path>,
+    config: Option<&Config>,
+) -> Result<crate::web::WebConfig, ConfigError> {
+    match flag.or(config.and_then(|c| c.web_config_file.as_deref())) {
+        Some(path) => load_web_config(path),
+        None => Ok(crate::web::WebConfig::default()),
+    }
+}
+
 /// Builds a configuration from the quick command-line flags.
 pub fn from_flags(
     listen: Option<SocketAddr>,
@@ -460,6 +514,8 @@ pub fn from_flags(
             masters: None,
             auth: Auth::default(),
             sentinel_auth: Auth::default(),
+            tls: None,
+            sentinel_tls: None,
         });
     }
     let config = Config {
@@ -469,6 +525,7 @@ pub fn from_flags(
         deployments,
         timelines: Timelines::default(),
         alerts: Alerts::default(),
+        web_config_file: None,
     };
     check_whole(&config).map_err(invalid)?;
     Ok(config)
@@ -477,7 +534,7 @@ pub fn from_flags(
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with listen, poll_interval, timeout, deployments, timelines and alerts"
+    expecting = "a mapping with listen, poll_interval, timeout, deployments, timelines, alerts and web_config_file"
 )]
 struct RawConfig {
     #[serde(default = "default_listen", deserialize_with = "listen_addr")]
@@ -491,6 +548,7 @@ struct RawConfig {
     timelines: Timelines,
     #[serde(default)]
     alerts: Alerts,
+    web_config_file: Option<PathBuf>,
 }
 
 fn default_listen() -> SocketAddr {
@@ -512,6 +570,7 @@ impl RawConfig {
             deployments: self.deployments,
             timelines: self.timelines,
             alerts: self.alerts,
+            web_config_file: self.web_config_file,
         };
         check_whole(&config)?;
         Ok(config)
@@ -734,6 +793,8 @@ struct RawDeployment {
     #[serde(default)]
     auth: Auth,
     sentinel_auth: Option<Auth>,
+    tls: Option<Tls>,
+    sentinel_tls: Option<Tls>,
 }
 
 impl<'de> Deserialize<'de> for Deployment {
@@ -765,6 +826,7 @@ impl RawDeployment {
                     (self.sentinels.is_some(), "sentinels"),
                     (self.masters.is_some(), "masters"),
                     (self.sentinel_auth.is_some(), "sentinel_auth"),
+                    (self.sentinel_tls.is_some(), "sentinel_tls"),
                 ] {
                     if set {
                         return Err(format!(
@@ -781,6 +843,11 @@ impl RawDeployment {
                 "deployment {name:?} needs at least one address under `{field}`"
             ));
         }
+        for (tls, key) in [(&self.tls, "tls"), (&self.sentinel_tls, "sentinel_tls")] {
+            if let Some(tls) = tls {
+                check_tls(tls).map_err(|e| format!("deployment {name:?}: `{key}`: {e}"))?;
+            }
+        }
         Ok(Deployment {
             name,
             kind: self.kind,
@@ -788,8 +855,20 @@ impl RawDeployment {
             masters: self.masters,
             auth: self.auth,
             sentinel_auth: self.sentinel_auth.unwrap_or_default(),
+            sentinel_tls: self.sentinel_tls.or_else(|| self.tls.clone()),
+            tls: self.tls,
         })
     }
+}
+
+/// Whether a connection could be made with `tls`: its files read, its
+/// server name valid.
+fn check_tls(tls: &Tls) -> Result<(), String> {
+    if let Some(name) = &tls.server_name {
+        tokio_rustls::rustls::pki_types::ServerName::try_from(name.as_str())
+            .map_err(|_| format!("server_name {name:?} is not a DNS name or an IP address"))?;
+    }
+    crate::tls::client_config(tls).map(drop)
 }
 
 #[derive(Deserialize)]
@@ -1223,6 +1302,41 @@ mod tests {
             "alerts:\n  rules:\n    NoMaster: {{ severity: urgent }}\n{MINIMAL}"
         ));
         assert!(e.contains("severity") && e.contains("line 3"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_are_checked_when_loaded() {
+        let dir = std::env::temp_dir().join(format!("rhe-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.crt");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let with = |tls: &str| format!("{MINIMAL}    tls: {tls}\n");
+        let e = err(&with(&format!("{{ ca_file: \"{}\" }}", ca.display())));
+        assert!(
+            e.contains("`tls`") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        assert!(
+            !e.contains("not a certificate"),
+            "the file is not quoted: {e}"
+        );
+        let e = err(&with("{ ca_file: /nonexistent/ca.crt }"));
+        assert!(e.contains("/nonexistent/ca.crt: cannot read it"), "{e}");
+        let e = err(&with("{ server_name: \"a b\" }"));
+        assert!(e.contains("server_name \"a b\""), "{e}");
+        let e = err(&with("{ insecure_skip_verify: true, cert_file: /x }"));
+        assert!(e.contains("`cert_file` and `key_file` go together"), "{e}");
+        let e = err(&with("{}"));
+        assert!(e.contains("`ca_file` is required"), "{e}");
+        let e = err(&with("{ ca: /x }"));
+        assert!(e.contains("unknown field `ca`"), "{e}");
+        // No file needed without verification; sentinels inherit `tls`.
+        let c = parse(&with("{ insecure_skip_verify: true }"), "t").unwrap();
+        let d = &c.deployments[0];
+        assert!(d.tls.as_ref().unwrap().insecure_skip_verify);
+        assert_eq!(d.sentinel_tls, d.tls);
+        let cluster = "deployments:\n  - name: c\n    kind: cluster\n    seeds: [\"127.0.0.1:7000\"]\n    sentinel_tls: { insecure_skip_verify: true }\n";
+        assert!(err(cluster).contains("`sentinel_tls` applies to sentinel deployments only"));
     }
 
     #[test]

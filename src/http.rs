@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 use crate::config::Kind;
 use crate::snapshot::{ClusterView, DeploymentView, SlotsView, Snapshot};
 use crate::timeline::Timeline;
+use crate::web::{require, BasicAuth};
 
 type Snapshots = watch::Receiver<Arc<Snapshot>>;
 
@@ -25,8 +26,13 @@ const MAX_LIMIT: usize = 1000;
 
 /// The router: `/metrics`, `/-/healthy`, `/-/ready`, `/`, and the JSON API
 /// under `/api/v1/` (see docs/api.md). Every route is read-only.
-pub fn router(snapshots: Snapshots) -> Router {
-    Router::new()
+///
+/// With `auth`, every request needs credentials (unknown paths too, so
+/// that nothing about the agent shows without them) except `/-/healthy`,
+/// which says only that the process serves and is what container and
+/// Kubernetes probes ask without credentials (docs/security.md).
+pub fn router(snapshots: Snapshots, auth: Option<Arc<BasicAuth>>) -> Router {
+    let mut protected = Router::new()
         .route("/", get(index))
         .route("/api/v1/failovers", get(failovers))
         .route("/api/v1/failovers/{id}", get(failover))
@@ -36,8 +42,13 @@ pub fn router(snapshots: Snapshots) -> Router {
         .route("/api/v1/topology", get(topology))
         .route("/api/v1/alerts", get(alerts))
         .route("/metrics", get(metrics))
+        .route("/-/ready", get(ready));
+    if let Some(auth) = auth {
+        // A layer covers the routes added before it, and the fallback.
+        protected = protected.layer(axum::middleware::from_fn_with_state(auth, require));
+    }
+    protected
         .route("/-/healthy", get(|| async { "OK\n" }))
-        .route("/-/ready", get(ready))
         .with_state(snapshots)
 }
 

@@ -1,7 +1,7 @@
-//! The `redis-ha-exporter` command: runs the agent, checks a config, or
-//! prints a cluster's slot coverage once.
+//! The `redis-ha-exporter` command: runs the agent, checks a config, asks
+//! a running agent whether it is healthy, or prints a cluster's slot
+//! coverage once.
 
-use std::future::IntoFuture;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,7 +11,8 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 use redis_ha_exporter::config::{self, Config};
 use redis_ha_exporter::snapshot::Snapshot;
-use redis_ha_exporter::{collect, http, monitor, notify, store};
+use redis_ha_exporter::web::{self, WebConfig};
+use redis_ha_exporter::{collect, healthcheck, http, monitor, notify, store};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -34,6 +35,10 @@ struct Cli {
     /// Listen address for HTTP, overriding the config.
     #[arg(long, value_name = "ADDR")]
     listen: Option<SocketAddr>,
+    /// Web config file (TLS, basic auth; exporter-toolkit format),
+    /// overriding the config's `web_config_file`.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
     /// Log filter, e.g. `info` or `redis_ha_exporter=debug`.
     #[arg(long, env = "REDIS_HA_LOG", default_value = "info")]
     log: String,
@@ -46,6 +51,28 @@ enum Command {
         /// The YAML configuration file.
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// A web config file to check instead of the config's `web_config_file`.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
+    },
+    /// Ask a running agent's /-/healthy: exit 0 when it answers 200, 1
+    /// otherwise, with the reason on stderr. For container health checks.
+    Healthcheck {
+        /// The URL to ask [default: /-/healthy at the config's listen
+        /// address, else http://127.0.0.1:9478/-/healthy].
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// The agent's configuration: where it listens, its web config.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The agent's web config file, overriding the config's
+        /// `web_config_file`: whether it serves HTTPS, and the client
+        /// certificate to show when it requires one.
+        #[arg(long = "web.config.file", value_name = "FILE")]
+        web_config_file: Option<PathBuf>,
+        /// How long to wait for the answer.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Print a cluster's slot coverage once; exit 1 if any slot is uncovered
     /// (no master, or a master in fail), 2 if no node answered.
@@ -61,19 +88,60 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::CheckConfig { config }) = &cli.command {
-        return match config::load(config) {
-            Ok(c) => {
+    if let Some(Command::CheckConfig {
+        config,
+        web_config_file,
+    }) = &cli.command
+    {
+        let checked = config::load(config).and_then(|c| {
+            let web = config::web_config(web_config_file.as_deref(), Some(&c))?;
+            Ok((c, web))
+        });
+        return match checked {
+            Ok((c, web)) => {
                 println!(
-                    "{}: OK ({} deployments)",
+                    "{}: OK ({} deployments), endpoint: {}",
                     config.display(),
-                    c.deployments.len()
+                    c.deployments.len(),
+                    web.summary()
                 );
                 ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::from(2)
+            }
+        };
+    }
+    if let Some(Command::Healthcheck {
+        url,
+        config,
+        web_config_file,
+        timeout,
+    }) = &cli.command
+    {
+        let checked = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())
+            .and_then(|rt| {
+                rt.block_on(healthcheck::run(
+                    url.as_deref(),
+                    config.as_deref(),
+                    web_config_file.as_deref(),
+                    *timeout,
+                ))
+            });
+        // Exit 1, not 2, for every failure: a container health check knows
+        // only 0 (healthy) and 1 (unhealthy).
+        return match checked {
+            Ok(what) => {
+                println!("healthy: {what}");
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("unhealthy: {why}");
+                ExitCode::FAILURE
             }
         };
     }
@@ -117,13 +185,20 @@ fn main() -> ExitCode {
     if let Some(listen) = cli.listen {
         config.listen = listen;
     }
+    let web = match config::web_config(cli.web_config_file.as_deref(), Some(&config)) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     init_logs(&cli.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
     match runtime
         .map_err(anyhow::Error::from)
-        .and_then(|rt| rt.block_on(run(config)))
+        .and_then(|rt| rt.block_on(run(config, web)))
     {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -194,20 +269,33 @@ fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
     })
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     let config = Arc::new(config);
+    // The certificate and key are read again here: they may have changed
+    // since the config was checked.
+    let tls = web
+        .tls
+        .as_ref()
+        .map(web::acceptor)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let auth = web::BasicAuth::new(&web.users).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let agent = start(config.clone())?;
-    tracing::info!(listen = %config.listen, deployments = config.deployments.len(), "serving");
-    let server =
-        axum::serve(listener, http::router(agent.snapshots)).with_graceful_shutdown(shutdown());
+    tracing::info!(listen = %config.listen, deployments = config.deployments.len(), endpoint = %web.summary(), "serving");
+    let server = web::serve(
+        listener,
+        http::router(agent.snapshots, auth),
+        tls,
+        shutdown(),
+    );
     // The monitor and the supervisor run for as long as the agent does: if
     // either ends, the metrics would go stale while looking fine, so the
     // agent exits and its supervisor (systemd, Kubernetes) restarts it.
     tokio::select! {
-        served = server.into_future() => Ok(served?),
+        served = server => Ok(served?),
         ended = agent.monitor => anyhow::bail!("the monitor stopped: {}", why(ended)),
         ended = agent.supervisor => anyhow::bail!("the poller supervisor stopped: {}", why(ended)),
         ended = async move {

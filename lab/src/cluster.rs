@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::node::{Node, Role};
+use crate::security::Security;
 use crate::{parse_info, wait_until, LabDir, Reply};
 
 /// Total number of hash slots.
@@ -28,6 +29,8 @@ pub struct ClusterOpts {
     pub masters: usize,
     pub replicas_per_master: usize,
     pub node_timeout_ms: u64,
+    /// TLS and ACL users (none by default).
+    pub security: Security,
 }
 
 impl Default for ClusterOpts {
@@ -38,6 +41,7 @@ impl Default for ClusterOpts {
             masters: 3,
             replicas_per_master: 1,
             node_timeout_ms: 1000,
+            security: Security::default(),
         }
     }
 }
@@ -49,6 +53,8 @@ pub struct Cluster {
     /// `nodes[masters + m * replicas_per_master + i]`. Nodes added later are appended.
     pub nodes: Vec<Node>,
     node_timeout_ms: u64,
+    /// For nodes added later.
+    security: Security,
     dir: LabDir,
 }
 
@@ -85,6 +91,7 @@ impl Cluster {
                     Role::ClusterNode {
                         node_timeout_ms: opts.node_timeout_ms,
                     },
+                    &opts.security,
                 )
             })
             .collect();
@@ -92,6 +99,7 @@ impl Cluster {
         let cluster = Cluster {
             nodes,
             node_timeout_ms: opts.node_timeout_ms,
+            security: opts.security.clone(),
             dir,
         };
 
@@ -164,6 +172,7 @@ impl Cluster {
             Role::ClusterNode {
                 node_timeout_ms: self.node_timeout_ms,
             },
+            &self.security,
         );
         node.wait_started();
         let seed = self

@@ -25,6 +25,7 @@ mod error;
 mod node;
 mod ports;
 mod resp;
+mod security;
 mod sentinel;
 
 use std::collections::HashMap;
@@ -38,6 +39,7 @@ pub use cluster::{Cluster, ClusterOpts};
 pub use error::LabError;
 pub use node::Node;
 pub use resp::Reply;
+pub use security::{Acl, Security, TlsFiles};
 pub use sentinel::{SentinelGroup, SentinelOpts};
 
 /// Environment variable naming the server binary to use.

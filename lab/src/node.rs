@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::ports::PortReservation;
 use crate::resp::{self, Reply};
+use crate::security::{Admin, Security};
 use crate::{parse_info, server_binary, LabError};
 
 /// How long a freshly (re)started server gets to answer PING.
@@ -35,6 +36,8 @@ pub struct Node {
     /// `resume` can take `&self` while a topology hands out shared references.
     child: Mutex<Option<Child>>,
     frozen: AtomicBool,
+    /// How the lab itself reaches the server.
+    admin: Admin,
     _reservation: PortReservation,
 }
 
@@ -52,13 +55,13 @@ impl Node {
     /// Reserves a port, writes the config into `dir` and starts the process without
     /// waiting for it: topologies start all their processes first and then wait for each,
     /// which is much faster than starting them one by one.
-    pub(crate) fn spawn(dir: &Path, role: Role<'_>) -> Node {
+    pub(crate) fn spawn(dir: &Path, role: Role<'_>, security: &Security) -> Node {
         let reservation = PortReservation::reserve(matches!(role, Role::ClusterNode { .. }));
         let port = reservation.port();
         let conf = dir.join(format!("{port}.conf"));
         let log = dir.join(format!("{port}.log"));
         let output = dir.join(format!("{port}.out"));
-        let text = config_text(port, dir, &log, &role);
+        let text = config_text(port, dir, &log, &role, security);
         if let Err(e) = fs::write(&conf, text) {
             panic!("redis-ha-lab: cannot write {}: {e}", conf.display());
         }
@@ -71,6 +74,7 @@ impl Node {
             output,
             child: Mutex::new(None),
             frozen: AtomicBool::new(false),
+            admin: security.admin(port, dir),
             _reservation: reservation,
         };
         node.launch();
@@ -106,7 +110,7 @@ impl Node {
     /// Sends one command on a new short-lived connection (2 s connect and read timeout)
     /// and returns the reply. A top-level error reply becomes [`LabError::Server`].
     pub fn cmd(&self, args: &[&str]) -> Result<Reply, LabError> {
-        resp::request(self.port, args)
+        resp::request(&self.admin, args)
     }
 
     /// `INFO <section>` parsed into its `key:value` pairs.
@@ -277,13 +281,16 @@ impl Drop for Node {
 }
 
 /// The whole config file for a node.
-fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>) -> String {
+fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>, security: &Security) -> String {
     let mut text = String::new();
     let mut line = |l: &str| {
         text.push_str(l);
         text.push('\n');
     };
-    line(&format!("port {port}"));
+    let sentinel = matches!(role, Role::Sentinel { .. });
+    for l in security.config_lines(port, dir, sentinel) {
+        line(&l);
+    }
     line("bind 127.0.0.1");
     line("protected-mode no");
     line("daemonize no");
@@ -383,6 +390,7 @@ mod tests {
             &Role::Data {
                 replica_of: Some(21001),
             },
+            &Security::default(),
         );
         for expected in [
             "port 21000\n",
@@ -407,6 +415,7 @@ mod tests {
             &Role::Sentinel {
                 directives: &directives,
             },
+            &Security::default(),
         );
         assert!(
             text.ends_with("sentinel monitor m 127.0.0.1 1 2\n"),

@@ -8,8 +8,10 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use crate::security::{Admin, ADMIN_PASSWORD, ADMIN_USER};
 use crate::LabError;
 
 /// How long [`crate::Node::cmd`] waits to connect and for the reply. Short, because a
@@ -149,58 +151,84 @@ fn parse_int(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("expected an integer, got {text:?}"))
 }
 
-/// Sends one command on a new connection and reads exactly one reply.
-pub(crate) fn request(port: u16, args: &[&str]) -> Result<Reply, LabError> {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+/// Sends one command on a new connection (after `AUTH` as the lab's admin
+/// on a server with ACL users) and reads its reply.
+pub(crate) fn request(admin: &Admin, args: &[&str]) -> Result<Reply, LabError> {
+    let addr = format!("127.0.0.1:{}", admin.port);
     let command = describe(args);
     let io_err = |source: std::io::Error| {
         if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
             LabError::Timeout {
-                addr: addr.to_string(),
+                addr: addr.clone(),
                 command: command.clone(),
                 timeout: IO_TIMEOUT,
             }
         } else {
             LabError::Io {
-                addr: addr.to_string(),
+                addr: addr.clone(),
                 command: command.clone(),
                 source,
             }
         }
     };
-    let mut stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT).map_err(io_err)?;
-    stream.set_read_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
-    stream.set_write_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
-    stream.write_all(&encode_command(args)).map_err(io_err)?;
+    let mut bytes = Vec::new();
+    if admin.auth {
+        bytes.extend(encode_command(&["AUTH", ADMIN_USER, ADMIN_PASSWORD]));
+    }
+    bytes.extend(encode_command(args));
+    let replies = if admin.auth { 2 } else { 1 };
+    let mut stream: Box<dyn ReadWrite> = match &admin.socket {
+        Some(path) => {
+            let s = UnixStream::connect(path).map_err(io_err)?;
+            s.set_read_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
+            s.set_write_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
+            Box::new(s)
+        }
+        None => {
+            let socket = SocketAddr::from(([127, 0, 0, 1], admin.port));
+            let s = TcpStream::connect_timeout(&socket, IO_TIMEOUT).map_err(io_err)?;
+            s.set_read_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
+            s.set_write_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
+            Box::new(s)
+        }
+    };
+    stream.write_all(&bytes).map_err(io_err)?;
 
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 16 * 1024];
+    let mut seen = 0;
     loop {
         let parsed = parse_reply(&buf).map_err(|detail| LabError::Protocol {
-            addr: addr.to_string(),
+            addr: addr.clone(),
             command: command.clone(),
             detail,
         })?;
-        if let Some((reply, _)) = parsed {
-            return match reply {
-                Reply::Err(message) => Err(LabError::Server {
-                    addr: addr.to_string(),
+        if let Some((reply, used)) = parsed {
+            seen += 1;
+            if let Reply::Err(message) = reply {
+                return Err(LabError::Server {
+                    addr,
                     command,
                     message,
-                }),
-                reply => Ok(reply),
-            };
+                });
+            }
+            if seen == replies {
+                return Ok(reply);
+            }
+            buf.drain(..used);
+            continue;
         }
         let n = stream.read(&mut chunk).map_err(io_err)?;
         if n == 0 {
-            return Err(LabError::Closed {
-                addr: addr.to_string(),
-                command,
-            });
+            return Err(LabError::Closed { addr, command });
         }
         buf.extend_from_slice(&chunk[..n]);
     }
 }
+
+/// A TCP or Unix stream.
+trait ReadWrite: Read + Write {}
+impl<T: Read + Write> ReadWrite for T {}
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::node::{Node, Role};
+use crate::security::Security;
 use crate::{wait_until, LabDir, LabError, Reply};
 
 /// How long [`SentinelGroup::start`] waits for replication and sentinel discovery.
@@ -19,6 +20,8 @@ pub struct SentinelOpts {
     pub quorum: u32,
     pub down_after_ms: u64,
     pub failover_timeout_ms: u64,
+    /// TLS and ACL users (none by default).
+    pub security: Security,
 }
 
 impl Default for SentinelOpts {
@@ -32,6 +35,7 @@ impl Default for SentinelOpts {
             quorum: 2,
             down_after_ms: 1000,
             failover_timeout_ms: 4000,
+            security: Security::default(),
         }
     }
 }
@@ -66,7 +70,8 @@ impl SentinelGroup {
         let dir = LabDir::new();
 
         // The master first, so replicas find it on their first connection attempt.
-        let master = Node::spawn(dir.path(), Role::Data { replica_of: None });
+        let security = &opts.security;
+        let master = Node::spawn(dir.path(), Role::Data { replica_of: None }, security);
         master.wait_started();
         let master_port = master.port();
         let mut nodes = vec![master];
@@ -76,6 +81,7 @@ impl SentinelGroup {
                 Role::Data {
                     replica_of: Some(master_port),
                 },
+                security,
             ));
         }
         nodes.iter().for_each(Node::wait_started);
@@ -86,7 +92,7 @@ impl SentinelGroup {
         // Sentinels only after the replicas are online: a sentinel learns replicas from
         // the master's INFO, which it otherwise re-reads only every 10 s.
         let name = &opts.master_name;
-        let directives = [
+        let mut directives = vec![
             format!(
                 "sentinel monitor {name} 127.0.0.1 {master_port} {}",
                 opts.quorum
@@ -101,6 +107,7 @@ impl SentinelGroup {
             ),
             format!("sentinel parallel-syncs {name} 1"),
         ];
+        directives.extend(security.monitor_lines(name));
         let sentinels: Vec<Node> = (0..opts.sentinels)
             .map(|_| {
                 Node::spawn(
@@ -108,6 +115,7 @@ impl SentinelGroup {
                     Role::Sentinel {
                         directives: &directives,
                     },
+                    security,
                 )
             })
             .collect();

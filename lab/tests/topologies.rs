@@ -142,7 +142,7 @@ fn a_panicking_test_leaves_no_servers_behind() {
         let cluster = Cluster::start(ClusterOpts {
             masters: 1,
             replicas_per_master: 0,
-            node_timeout_ms: 1000,
+            ..ClusterOpts::default()
         });
         let node = &cluster.nodes[0];
         assert!(cluster.dir().join(format!("{}.log", node.port())).is_file());

@@ -4,14 +4,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use fred::prelude::*;
-use fred::types::config::UnresponsiveConfig;
+use fred::types::config::{Server, TlsConnector, UnresponsiveConfig};
 use fred::types::{ClusterHash, CustomCommand, InfoKind};
 use futures::future::try_join_all;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
 use super::PollSettings;
-use crate::config::{Auth, Deployment, Kind};
+use crate::config::{Auth, Deployment, Kind, Tls};
 use crate::model::{
     ClusterReading, Input, MasterView, NodeReading, Observation, PollError, Reading, Role,
     SentinelReading, TargetId,
@@ -30,13 +30,20 @@ pub async fn run(
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let auth = match target.role {
-        Role::Node => &deployment.auth,
-        Role::Sentinel => &deployment.sentinel_auth,
+    let (auth, tls) = match target.role {
+        Role::Node => (&deployment.auth, &deployment.tls),
+        Role::Sentinel => (&deployment.sentinel_auth, &deployment.sentinel_tls),
     };
-    // An address fred refuses never connects: every poll reports why, so
-    // the target shows as down, not absent.
-    let client = client(&target.addr, auth, settings.timeout, Events::None);
+    // An address fred refuses, or TLS files that cannot be read any more,
+    // never connect: every poll reports why, so the target shows as down,
+    // not absent.
+    let client = client(
+        &target.addr,
+        auth,
+        tls.as_ref(),
+        settings.timeout,
+        Events::None,
+    );
     let mut errors = client.as_ref().ok().map(|c| c.error_rx());
     let connection = client.as_ref().ok().map(|c| c.connect());
     let mut connection_error = None;
@@ -109,13 +116,26 @@ pub async fn run(
 pub(super) fn client(
     addr: &str,
     auth: &Auth,
+    tls: Option<&Tls>,
     timeout: Duration,
     events: Events,
 ) -> Result<Client, PollError> {
     let (host, port) =
         split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
+    let connector = tls
+        .map(|t| crate::tls::client_config(t).map(TlsConnector::from))
+        .transpose()
+        .map_err(|e| PollError::Connect(format!("TLS: {e}")))?;
     let config = Config {
-        server: ServerConfig::new_centralized(host, port),
+        server: ServerConfig::Centralized {
+            server: Server {
+                host: host.into(),
+                port,
+                // Without one, the address connected to (IP or hostname).
+                tls_server_name: tls.and_then(|t| t.server_name.as_deref().map(Into::into)),
+            },
+        },
+        tls: connector.map(Into::into),
         username: auth.username.clone(),
         password: auth.password.as_ref().map(|p| p.expose().to_string()),
         // Keep trying when the first connection fails: the target may come up later.

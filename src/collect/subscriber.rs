@@ -29,6 +29,7 @@ pub async fn run(
     let Ok(client) = client(
         &target.addr,
         &deployment.sentinel_auth,
+        deployment.sentinel_tls.as_ref(),
         settings.timeout,
         Events::Subscribe,
     ) else {

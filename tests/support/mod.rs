@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod certs;
 pub mod dashboards;
 pub mod receiver;
 
@@ -15,10 +16,46 @@ use std::time::{Duration, Instant};
 pub struct Agent {
     child: Child,
     pub base: String,
+    client: Client,
     dir: PathBuf,
     log: PathBuf,
-    config: PathBuf,
+    /// The agent's config file.
+    pub config: PathBuf,
     starts: usize,
+}
+
+/// How the tests reach the agent: plain HTTP by default; HTTPS and
+/// credentials for an agent started with a web config (tests/web.rs).
+#[derive(Clone)]
+pub struct Client {
+    pub https: bool,
+    pub http: ureq::Agent,
+    /// `(user, password)` sent with every request.
+    pub basic_auth: Option<(String, String)>,
+}
+
+impl Client {
+    pub fn plain() -> Client {
+        Client {
+            https: false,
+            http: ureq::Agent::new(),
+            basic_auth: None,
+        }
+    }
+
+    /// A GET of `url` with the credentials, if any.
+    pub fn get(&self, url: &str) -> ureq::Request {
+        let request = self.http.get(url);
+        match &self.basic_auth {
+            Some((user, password)) => {
+                use base64::Engine as _;
+                let token =
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                request.set("Authorization", &format!("Basic {token}"))
+            }
+            None => request,
+        }
+    }
 }
 
 /// Poll interval every test configures: short, so tests are quick.
@@ -122,6 +159,16 @@ impl Agent {
     /// A listen port taken between choosing and binding it (tests run in
     /// parallel) makes the agent exit at once: then it tries another port.
     pub fn start_full(deployments: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
+        Self::start_with_client(deployments, extra, env, Client::plain())
+    }
+
+    /// Starts the agent and waits until `client` gets 200 from /-/ready.
+    pub fn start_with_client(
+        deployments: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+        client: Client,
+    ) -> Agent {
         for _ in 0..3 {
             let port = free_port();
             let dir = temp_dir(&format!("agent-{port}"));
@@ -140,7 +187,11 @@ impl Agent {
             let child = Self::spawn(&config, &dir, &log, env);
             let mut agent = Agent {
                 child,
-                base: format!("http://127.0.0.1:{port}"),
+                base: format!(
+                    "{}://127.0.0.1:{port}",
+                    if client.https { "https" } else { "http" }
+                ),
+                client: client.clone(),
                 dir,
                 log,
                 config,
@@ -213,7 +264,9 @@ impl Agent {
 
     /// Status and body of a GET.
     pub fn get(&self, path: &str) -> (u16, String) {
-        match ureq::get(&format!("{}{path}", self.base))
+        match self
+            .client
+            .get(&format!("{}{path}", self.base))
             .timeout(Duration::from_secs(5))
             .call()
         {
@@ -236,6 +289,16 @@ impl Agent {
         // The state follows the command name in parentheses.
         stat.rsplit_once(") ")
             .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    }
+
+    /// Everything the agent printed so far: its log (stderr) and stdout.
+    pub fn printed(&self) -> String {
+        self.log() + &std::fs::read_to_string(self.dir.join("agent.out")).unwrap_or_default()
+    }
+
+    /// The config file the agent runs with.
+    pub fn config_path(&self) -> &std::path::Path {
+        &self.config
     }
 
     /// Everything the agent logged so far.
