@@ -13,7 +13,7 @@ use crate::config::{Alerts, RuleConfig, RuleName, Severity};
 use crate::model::Role as TargetRole;
 use crate::parse::info::Role;
 use crate::snapshot::{DeploymentView, Snapshot};
-use crate::timeline::{worth_keeping, Outcome};
+use crate::timeline::{worth_keeping, Outcome, Timeline};
 
 /// One rule with its effective settings.
 #[derive(Debug, Clone)]
@@ -48,6 +48,11 @@ const DEFAULT_LAG_BYTES: u64 = 100 * 1024 * 1024;
 const DEFAULT_LAG_TIME: Duration = Duration::from_secs(30);
 const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(600);
 const DEFAULT_HOLD: Duration = Duration::from_secs(300);
+
+/// How long a completed failover's alert waits for the canary's figures.
+/// The probe reports within an interval or two of writes resuming after the
+/// switch; a canary that cannot write does not hold the alert back longer.
+const CANARY_WAIT: f64 = 10.0;
 
 /// An alert firing now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -303,7 +308,7 @@ impl Engine {
         // Bounded like the timelines themselves.
         self.seen_ended.retain(|id| ended.contains(id.as_str()));
         for t in snapshot.failovers.timelines.iter().filter(|t| !t.is_open()) {
-            if self.seen_ended.contains(&t.id) {
+            if self.seen_ended.contains(&t.id) || awaits_canary(snapshot, t, now) {
                 continue;
             }
             self.seen_ended.insert(t.id.clone());
@@ -314,9 +319,15 @@ impl Engine {
             let Some(rule) = self.rules.get(&name) else {
                 continue;
             };
+            let canary = t.canary.as_ref().map_or(String::new(), |c| {
+                format!(
+                    "; clients could not write for {:.1}s, {} acknowledged writes lost",
+                    c.write_unavailable_seconds, c.lost_writes
+                )
+            });
             let summary = match t.outcome {
                 Some(Outcome::Completed) => format!(
-                    "failover of {} completed in {:.1}s: {} -> {}",
+                    "failover of {} completed in {:.1}s: {} -> {}{canary}",
                     t.shard,
                     t.duration().unwrap_or(0.0),
                     t.old_master.as_deref().unwrap_or("?"),
@@ -344,6 +355,18 @@ impl Engine {
                 alert
                     .annotations
                     .insert("unreplicated_bytes".into(), bytes.to_string());
+            }
+            if let Some(c) = &t.canary {
+                for (name, value) in [
+                    (
+                        "canary_write_unavailable_seconds",
+                        format!("{:.3}", c.write_unavailable_seconds),
+                    ),
+                    ("canary_lost_writes", c.lost_writes.to_string()),
+                    ("canary_stale_reads", c.stale_reads.to_string()),
+                ] {
+                    alert.annotations.insert(name.into(), value);
+                }
             }
             let until = now + rule.config.hold.unwrap_or(DEFAULT_HOLD).as_secs_f64();
             self.transitions.push(Transition {
@@ -575,6 +598,19 @@ impl Engine {
         }
         out
     }
+}
+
+/// Whether a completed failover's alert waits for the canary's figures:
+/// the shard has a canary, it has not reported on this failover yet, and
+/// the failover ended less than [`CANARY_WAIT`] ago.
+fn awaits_canary(snapshot: &Snapshot, t: &Timeline, now: f64) -> bool {
+    t.outcome == Some(Outcome::Completed)
+        && t.canary.is_none()
+        && t.ended().is_some_and(|end| now - end < CANARY_WAIT)
+        && snapshot
+            .deployments
+            .iter()
+            .any(|d| *d.name == *t.deployment && d.canaries.iter().any(|c| c.shard == t.shard))
 }
 
 /// A hash of the sorted labels: stable across restarts and versions.

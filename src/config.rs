@@ -338,7 +338,59 @@ pub struct Deployment {
     pub tls: Option<Tls>,
     /// TLS to the sentinels (by default the same as `tls`).
     pub sentinel_tls: Option<Tls>,
+    /// The canary probe: off unless enabled, because it writes.
+    pub canary: Canary,
 }
+
+/// The canary probe of one deployment: a client that writes a sequence
+/// number to one key per shard every `interval`, to measure what clients
+/// lose in a failover (how long writes fail, which acknowledged writes
+/// vanish). Off by default: it is the agent's only write.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    /// Whether the probe runs.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Time between two writes; also each write's timeout, so a write is
+    /// either acknowledged within its interval or counted as failed.
+    #[serde(
+        default = "default_canary_interval",
+        deserialize_with = "canary_interval"
+    )]
+    pub interval: Duration,
+    /// Every key the probe writes starts with this and `:` (one key per
+    /// shard), so that an ACL rule can allow it these keys and no other.
+    #[serde(default = "default_key_prefix", deserialize_with = "key_prefix")]
+    pub key_prefix: String,
+}
+
+impl Default for Canary {
+    fn default() -> Self {
+        Canary {
+            enabled: false,
+            interval: default_canary_interval(),
+            key_prefix: default_key_prefix(),
+        }
+    }
+}
+
+fn default_canary_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_key_prefix() -> String {
+    "__redis_ha_canary".into()
+}
+
+/// The shortest canary interval. Sequence numbers start at the start time
+/// in milliseconds (so a new run's numbers are above any earlier run's) and
+/// must grow slower than the clock: at most one write per millisecond; 10 ms
+/// also keeps the load a probe puts on a master negligible.
+const MIN_CANARY_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest: write unavailability is measured to one interval, and
+/// beyond a minute it says nothing a failover's timeline does not.
+const MAX_CANARY_INTERVAL: Duration = Duration::from_secs(60);
 
 /// TLS to a deployment's servers or sentinels. The files are checked when
 /// the config is loaded and read again by every new connection, so renewed
@@ -516,6 +568,7 @@ pub fn from_flags(
             sentinel_auth: Auth::default(),
             tls: None,
             sentinel_tls: None,
+            canary: Canary::default(),
         });
     }
     let config = Config {
@@ -742,13 +795,52 @@ fn listen_addr<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> 
 
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     d.deserialize_str(Checked {
-        check: |s: &str| match humantime::parse_duration(s) {
-            Ok(v) if !v.is_zero() => Ok(v),
-            _ => Err(format!(
-                "invalid duration {s:?}: expected a positive number with a unit, e.g. 500ms, 1s, 2m"
-            )),
-        },
+        check: positive_duration,
         expecting: "a duration such as 500ms or 1s",
+    })
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(v) if !v.is_zero() => Ok(v),
+        _ => Err(format!(
+            "invalid duration {s:?}: expected a positive number with a unit, e.g. 500ms, 1s, 2m"
+        )),
+    }
+}
+
+fn canary_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    d.deserialize_str(Checked {
+        check: |s: &str| {
+            let v = positive_duration(s)?;
+            if (MIN_CANARY_INTERVAL..=MAX_CANARY_INTERVAL).contains(&v) {
+                Ok(v)
+            } else {
+                Err(format!(
+                    "canary interval {s:?}: must be between 10ms and 1m"
+                ))
+            }
+        },
+        expecting: "a duration such as 100ms",
+    })
+}
+
+fn key_prefix<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    d.deserialize_str(Checked {
+        check: |s: &str| {
+            // No braces: one would become the cluster hash tag and put every
+            // shard's key in one slot. No glob characters: the prefix goes
+            // into the ACL key pattern `~<prefix>:*` as it is.
+            let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':');
+            if !s.is_empty() && s.len() <= 64 && s.chars().all(fine) {
+                Ok(s.to_string())
+            } else {
+                Err(format!(
+                    "key_prefix {s:?}: use 1 to 64 letters, digits, '_', '-', '.' or ':'"
+                ))
+            }
+        },
+        expecting: "a key prefix such as __redis_ha_canary",
     })
 }
 
@@ -795,6 +887,8 @@ struct RawDeployment {
     sentinel_auth: Option<Auth>,
     tls: Option<Tls>,
     sentinel_tls: Option<Tls>,
+    #[serde(default)]
+    canary: Canary,
 }
 
 impl<'de> Deserialize<'de> for Deployment {
@@ -857,6 +951,7 @@ impl RawDeployment {
             sentinel_auth: self.sentinel_auth.unwrap_or_default(),
             sentinel_tls: self.sentinel_tls.or_else(|| self.tls.clone()),
             tls: self.tls,
+            canary: self.canary,
         })
     }
 }
@@ -1442,6 +1537,37 @@ mod tests {
             "",
         ));
         assert!(!e.contains("SECRETTOKEN") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn the_canary_is_off_unless_enabled_and_checked_where_written() {
+        let c = parse(MINIMAL, "t").unwrap();
+        assert_eq!(c.deployments[0].canary, Canary::default());
+        assert!(!c.deployments[0].canary.enabled);
+        let c = parse(
+            &format!("{MINIMAL}    canary: {{ enabled: true, interval: 250ms, key_prefix: \"probe.a\" }}\n"),
+            "t",
+        )
+        .unwrap();
+        let canary = &c.deployments[0].canary;
+        assert_eq!(
+            (canary.enabled, canary.interval, canary.key_prefix.as_str()),
+            (true, Duration::from_millis(250), "probe.a")
+        );
+        for (canary, want) in [
+            ("{ enabled: true, interval: 5ms }", "between 10ms and 1m"),
+            ("{ interval: 2m }", "between 10ms and 1m"),
+            ("{ key_prefix: \"a{b}\" }", "key_prefix \"a{b}\""),
+            ("{ key_prefix: \"a*\" }", "letters, digits"),
+            ("{ key_prefix: \"\" }", "key_prefix"),
+            ("{ enable: true }", "unknown field `enable`"),
+        ] {
+            let e = err(&format!("{MINIMAL}    canary: {canary}\n"));
+            assert!(
+                e.contains(want) && e.contains("deployments[0]") && e.contains("line 5"),
+                "{canary}: {e}"
+            );
+        }
     }
 
     #[test]

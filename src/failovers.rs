@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use serde::Serialize;
 
 use crate::config::Kind;
-use crate::timeline::{worth_keeping, Outcome, Timeline, Window};
+use crate::timeline::{worth_keeping, Outcome, Timeline};
 
 /// Upper bounds of the phase histogram buckets, in seconds: from a fast
 /// manual failover (tens of ms) to a slow one (minutes).
@@ -14,9 +14,11 @@ pub const PHASE_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-/// A Prometheus-style histogram over [`PHASE_BUCKETS`].
-#[derive(Debug, Clone, Default, PartialEq)]
+/// A Prometheus-style histogram; by default over [`PHASE_BUCKETS`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct Histogram {
+    /// Upper bounds of the buckets, in seconds.
+    pub bounds: &'static [f64],
     /// Observations at or below each bound (not cumulative).
     pub counts: Vec<u64>,
     /// All observations.
@@ -25,12 +27,29 @@ pub struct Histogram {
     pub sum: f64,
 }
 
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::new(PHASE_BUCKETS)
+    }
+}
+
 impl Histogram {
-    fn observe(&mut self, v: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; PHASE_BUCKETS.len()];
+    /// An empty histogram over `bounds`.
+    pub fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: Vec::new(),
+            count: 0,
+            sum: 0.0,
         }
-        if let Some(i) = PHASE_BUCKETS.iter().position(|b| v <= *b) {
+    }
+
+    /// Counts one value.
+    pub fn observe(&mut self, v: f64) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; self.bounds.len()];
+        }
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
             self.counts[i] += 1;
         }
         self.count += 1;
@@ -40,7 +59,7 @@ impl Histogram {
     /// Cumulative counts per bucket, as the text format wants them.
     pub fn cumulative(&self) -> Vec<u64> {
         let mut total = 0;
-        (0..PHASE_BUCKETS.len())
+        (0..self.bounds.len())
             .map(|i| {
                 total += self.counts.get(i).copied().unwrap_or(0);
                 total
@@ -110,16 +129,24 @@ impl Failovers {
         self.trim();
     }
 
-    /// Records a two-masters window on the shard's latest ended timeline.
-    pub fn two_masters(&mut self, deployment: &str, shard: &str, window: &Window) {
+    /// Amends the shard's latest ended timeline with what was learnt after
+    /// its end (a two-masters window, the canary's figures); `amend` says
+    /// whether it changed it.
+    pub fn amend_latest(
+        &mut self,
+        deployment: &str,
+        shard: &str,
+        amend: impl FnOnce(&mut Timeline) -> bool,
+    ) {
         if let Some(t) = self
             .closed
             .iter_mut()
             .rev()
             .find(|t| t.deployment == deployment && t.shard == shard)
         {
-            t.two_masters = Some(window.clone());
-            self.changed.push(t.clone());
+            if amend(t) {
+                self.changed.push(t.clone());
+            }
         }
     }
 

@@ -315,9 +315,14 @@ async fn topology(State(snapshots): State<Snapshots>) -> Json<Value> {
                                     "lag_bytes": n.replica.as_ref().and_then(|r| r.lag_bytes) })
                         })
                         .collect();
+                    let canary = d.canaries.iter().find(|c| c.shard == s.name).map(|c| {
+                        json!({ "up": c.status.up, "node": c.status.node, "key": c.status.key,
+                                "last_ack": c.status.last_ack, "acked": c.status.acked,
+                                "lost_writes": c.lost_writes })
+                    });
                     json!({ "shard": s.name, "master": s.master, "masters": s.masters,
                             "replicas_healthy": s.replicas_healthy, "failover_in_progress": s.failover_in_progress,
-                            "nodes": nodes })
+                            "nodes": nodes, "canary": canary })
                 })
                 .collect();
             let sentinels: Vec<Value> = d

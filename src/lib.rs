@@ -4,9 +4,12 @@
 //! sentinel and node and send [`model::Observation`]s to the monitor, the
 //! single owner of state, which publishes an immutable [`snapshot::Snapshot`]
 //! after each change; the HTTP server renders metrics from the latest
-//! snapshot and never talks to Redis.
+//! snapshot and never talks to Redis. The opt-in canary probes
+//! ([`canary`]) write to every shard as a client would and report what
+//! clients lose in a failover.
 
 pub mod alert;
+pub mod canary;
 pub mod collect;
 pub mod config;
 pub mod failovers;

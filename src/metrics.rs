@@ -14,7 +14,7 @@ use prometheus::proto::{
 };
 use prometheus::TextEncoder;
 
-use crate::failovers::{Histogram, PHASE_BUCKETS};
+use crate::failovers::Histogram;
 use crate::parse::info::Role;
 use crate::snapshot::{DeploymentView, FailoverView, ShardView, Snapshot};
 use crate::timeline::{phase_names, Outcome, Timeline};
@@ -94,6 +94,10 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_failover_last_end_timestamp_seconds", GAUGE, "deployment, shard", "When the shard's last failover ended (unix time)."),
     def("redis_ha_failover_last_duration_seconds", GAUGE, "deployment, shard", "Total duration of the shard's last failover."),
     def("redis_ha_failover_unreplicated_bytes", GAUGE, "deployment, shard", "At the shard's last failover: the old master's offset minus the promoted replica's (writes at risk)."),
+    def("redis_ha_canary_up", GAUGE, "deployment, shard", "1 if the canary's last write to the shard was acknowledged."),
+    def("redis_ha_canary_write_latency_seconds", HISTOGRAM, "deployment, shard", "Round trip of the canary's acknowledged writes."),
+    def("redis_ha_canary_write_unavailable_seconds", HISTOGRAM, "deployment, shard", "Time without an acknowledged canary write, per episode: from the last acknowledged write before writes failed to the first after."),
+    def("redis_ha_canary_lost_writes_total", COUNTER, "deployment, shard", "Canary writes a node acknowledged that the node written to next did not hold."),
     def("redis_ha_alerts_firing", GAUGE, "alertname, severity", "Alerts of the agent's built-in rules firing now."),
     def("redis_ha_webhook_deliveries_total", COUNTER, "receiver, endpoint, result", "Notification deliveries by result: delivered, retried (an attempt failed, it will be retried), refused (the receiver answered 4xx: given up), dropped (the queue was full)."),
     def("redis_ha_webhook_queue_length", GAUGE, "receiver, endpoint", "Notifications waiting to be delivered to this receiver URL."),
@@ -147,7 +151,7 @@ impl Out {
         p.set_sample_count(h.count);
         p.set_sample_sum(h.sum);
         p.set_bucket(
-            PHASE_BUCKETS
+            h.bounds
                 .iter()
                 .zip(h.cumulative())
                 .map(|(bound, n)| {
@@ -205,6 +209,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     for d in &snapshot.deployments {
         deployment(&mut out, d);
         failovers(&mut out, d, &snapshot.failovers);
+        canaries(&mut out, d);
     }
     for (name, severity) in &snapshot.alerts.rules {
         let n = snapshot
@@ -482,6 +487,26 @@ fn shard(out: &mut Out, dep: &str, s: &ShardView) {
             "redis_ha_sentinel_master_down",
             &[labels[0], labels[1], ("state", "odown")],
             flag(sv.odown),
+        );
+    }
+}
+
+/// The canary families of one deployment: every probed shard that
+/// reported has all four, histograms empty until something is observed.
+fn canaries(out: &mut Out, d: &DeploymentView) {
+    for c in &d.canaries {
+        let labels = [("deployment", &*d.name), ("shard", c.shard.as_str())];
+        out.add("redis_ha_canary_up", &labels, flag(c.status.up));
+        out.histogram("redis_ha_canary_write_latency_seconds", &labels, &c.latency);
+        out.histogram(
+            "redis_ha_canary_write_unavailable_seconds",
+            &labels,
+            &c.unavailable,
+        );
+        out.add(
+            "redis_ha_canary_lost_writes_total",
+            &labels,
+            c.lost_writes as f64,
         );
     }
 }

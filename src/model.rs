@@ -54,6 +54,8 @@ pub enum Input {
         /// Whether events are flowing.
         up: bool,
     },
+    /// A canary probe's status or episode.
+    Canary(crate::canary::Report),
 }
 
 /// One message from a sentinel's event stream, as received.

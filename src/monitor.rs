@@ -13,8 +13,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use crate::alert::{Engine, Transition};
+use crate::canary::impact::Impact;
+use crate::canary::ledger::Episode;
+use crate::canary::{Report, ReportKind, Status, LATENCY_BUCKETS};
 use crate::config::{Config, Deployment, Kind};
-use crate::failovers::{EventLog, Failovers};
+use crate::failovers::{EventLog, Failovers, Histogram};
 use crate::model::{
     ClusterReading, EventMessage, Input, NodeReading, Observation, Reading, Role as TargetRole,
     SentinelReading, TargetId,
@@ -25,9 +28,9 @@ use crate::parse::event::Event;
 use crate::parse::info::Role;
 use crate::slots;
 use crate::snapshot::{
-    AlertsView, ClusterView, DeploymentView, Divergence, FailingView, FailoverView, LinkView,
-    NodeView, OpenSlot, ReplicaView, SentinelShardView, ShardView, SlotRangeView, SlotsView,
-    Snapshot, TargetView,
+    AlertsView, CanaryView, ClusterView, DeploymentView, Divergence, FailingView, FailoverView,
+    LinkView, NodeView, OpenSlot, ReplicaView, SentinelShardView, ShardView, SlotRangeView,
+    SlotsView, Snapshot, TargetView,
 };
 use crate::timeline::{
     ClusterShard, ClusterShardView, Context, SentinelShard, Step, Timeline, Window,
@@ -149,6 +152,7 @@ impl Monitor {
                 Input::Poll(o) => &o.target.deployment,
                 Input::Event(e) => &e.target.deployment,
                 Input::Subscription { target, .. } => &target.deployment,
+                Input::Canary(report) => &report.deployment,
             };
             let Some(i) = self
                 .deployments
@@ -183,6 +187,10 @@ impl Monitor {
                     }
                 }
                 Input::Subscription { target, up } => d.on_subscription(&target, up),
+                Input::Canary(report) => {
+                    latest = latest.max(unix(report.at));
+                    d.on_canary(report)
+                }
             };
             d.dirty |= changed;
         }
@@ -195,17 +203,26 @@ impl Monitor {
         let now = now.max(self.last_now);
         self.last_now = now;
         for (i, d) in self.deployments.iter_mut().enumerate() {
-            if !std::mem::take(&mut d.dirty) {
+            let canaries = std::mem::take(&mut d.canaries_changed);
+            if std::mem::take(&mut d.dirty) {
+                self.views[i] = Arc::new(d.derive(now));
+            } else if canaries {
+                // Canary reports arrive per shard, spread over the interval:
+                // they replace the canary part of the view, nothing else.
+                let mut view = (*self.views[i]).clone();
+                view.canaries = d.canary_views(&view.shards);
+                self.views[i] = Arc::new(view);
+            } else {
                 continue;
             }
-            self.views[i] = Arc::new(d.derive(now));
             for effect in d.effects.drain(..) {
                 self.failovers_dirty = true;
                 match effect {
                     Effect::Changed(t) => self.failovers.changed(&t),
                     Effect::Closed(t) => self.failovers.closed(t),
-                    Effect::TwoMasters { shard, window } => {
-                        self.failovers.two_masters(&d.name, &shard, &window)
+                    Effect::Amend { shard, amendment } => {
+                        self.failovers
+                            .amend_latest(&d.name, &shard, |t| amendment.apply(t))
                     }
                 }
             }
@@ -319,7 +336,41 @@ pub async fn run(
 enum Effect {
     Changed(Timeline),
     Closed(Timeline),
-    TwoMasters { shard: String, window: Window },
+    /// For the shard's latest ended timeline: no timeline of it is open.
+    Amend {
+        shard: String,
+        amendment: Amendment,
+    },
+}
+
+/// What is learnt about a failover from outside its state machine, possibly
+/// after it ended.
+#[derive(Debug)]
+enum Amendment {
+    /// The old master came back still claiming role master.
+    TwoMasters(Window),
+    /// The canary's writes failed or were lost during it.
+    Canary(Box<Episode>),
+}
+
+impl Amendment {
+    /// Records it on `t`; false when it does not belong there (a canary
+    /// episode outside the failover).
+    fn apply(&self, t: &mut Timeline) -> bool {
+        match self {
+            Amendment::TwoMasters(window) => {
+                t.two_masters = Some(window.clone());
+                true
+            }
+            Amendment::Canary(episode) => {
+                let belongs = Impact::overlaps(episode, t);
+                if belongs {
+                    Impact::add(t, episode);
+                }
+                belongs
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -410,6 +461,10 @@ struct DeploymentState {
     poll_interval: f64,
     /// Changed since the last derivation.
     dirty: bool,
+    /// The canary's view of each probed shard, by shard.
+    canaries: BTreeMap<String, CanaryView>,
+    /// A canary report arrived since the last snapshot.
+    canaries_changed: bool,
     /// When each open (migrating/importing) slot was first seen, by (node,
     /// slot, state). A cell: it is updated while the readings are borrowed.
     open_since: std::cell::RefCell<HashMap<(String, u16, &'static str), f64>>,
@@ -457,6 +512,8 @@ impl DeploymentState {
             effects: Vec::new(),
             poll_interval,
             dirty: false,
+            canaries: BTreeMap::new(),
+            canaries_changed: false,
             open_since: Default::default(),
         }
     }
@@ -511,6 +568,47 @@ impl DeploymentState {
             Some(m) if !self.config.watches_master(m) => None,
             _ => Some(event),
         }
+    }
+
+    /// The canary views of the shards that exist now.
+    fn canary_views(&self, shards: &[ShardView]) -> Vec<CanaryView> {
+        self.canaries
+            .values()
+            .filter(|c| shards.iter().any(|s| s.name == c.shard))
+            .cloned()
+            .collect()
+    }
+
+    /// Applies a canary probe's report: its status to the shard's canary
+    /// view, an episode to the histograms and to the failover it overlaps.
+    /// Returns false: only the canary part of the view changed
+    /// (`canaries_changed`), no derivation is needed.
+    fn on_canary(&mut self, report: Report) -> bool {
+        self.canaries_changed = true;
+        let canary = self
+            .canaries
+            .entry(report.shard.clone())
+            .or_insert_with(|| CanaryView {
+                shard: report.shard.clone(),
+                status: Status::default(),
+                latency: Histogram::new(LATENCY_BUCKETS),
+                unavailable: Histogram::default(),
+                lost_writes: 0,
+            });
+        match report.kind {
+            ReportKind::Status(mut status) => {
+                for l in std::mem::take(&mut status.latencies) {
+                    canary.latency.observe(l);
+                }
+                canary.status = status;
+            }
+            ReportKind::Episode(episode) => {
+                canary.unavailable.observe(episode.unavailable_seconds());
+                canary.lost_writes += episode.lost_total;
+                self.amend(&report.shard, Amendment::Canary(episode));
+            }
+        }
+        false
     }
 
     /// Applies one sentinel event: counted if `first` (no other sentinel
@@ -745,6 +843,7 @@ impl DeploymentState {
             })
             .map(|(a, up)| (a.clone(), *up))
             .collect();
+        let canaries = self.canary_views(&shards);
         DeploymentView {
             name: self.name.clone(),
             kind: self.config.kind,
@@ -757,6 +856,7 @@ impl DeploymentState {
                 .iter()
                 .map(|((s, e), n)| (s.clone(), e.clone(), *n))
                 .collect(),
+            canaries,
         }
     }
 
@@ -840,22 +940,23 @@ impl DeploymentState {
             } else {
                 continue;
             };
-            self.attach_two_masters(&shard.name, window);
+            self.amend(&shard.name, Amendment::TwoMasters(window));
         }
     }
 
-    /// Records a two-masters window on the shard's open timeline, or else on
-    /// its latest ended one.
-    fn attach_two_masters(&mut self, shard: &str, window: Window) {
+    /// Records an amendment on the shard's open timeline, or else on its
+    /// latest ended one.
+    fn amend(&mut self, shard: &str, amendment: Amendment) {
         match self.open_mut(shard) {
             Some(t) => {
-                t.two_masters = Some(window);
-                let t = t.clone();
-                self.effects.push(Effect::Changed(t));
+                if amendment.apply(t) {
+                    let t = t.clone();
+                    self.effects.push(Effect::Changed(t));
+                }
             }
-            None => self.effects.push(Effect::TwoMasters {
+            None => self.effects.push(Effect::Amend {
                 shard: shard.to_string(),
-                window,
+                amendment,
             }),
         }
     }
@@ -910,6 +1011,7 @@ impl DeploymentState {
         self.failover_limits
             .retain(|name, _| current.contains(name));
         self.two_masters.retain(|name, _| current.contains(name));
+        self.canaries.retain(|name, _| current.contains(name));
     }
 
     /// Readings of one kind: the fresh ones, or if no target of that kind
@@ -2169,6 +2271,23 @@ mod alert_tests {
         UNIX_EPOCH + Duration::from_secs_f64(secs)
     }
 
+    /// Feeds recorded sentinel events (time, sentinel port, channel,
+    /// payload) to the monitor of deployment `d`.
+    fn replay(m: &mut Monitor, events: impl IntoIterator<Item = (f64, u16, String, String)>) {
+        for (secs, port, channel, payload) in events {
+            m.apply(Input::Event(EventMessage {
+                target: TargetId {
+                    deployment: "d".into(),
+                    role: TargetRole::Sentinel,
+                    addr: format!("127.0.0.1:{port}"),
+                },
+                at: at(secs),
+                channel,
+                payload,
+            }));
+        }
+    }
+
     fn poll(m: &mut Monitor, secs: f64, result: Result<Reading, PollError>) {
         m.apply(Input::Poll(Observation {
             target: TargetId {
@@ -2247,18 +2366,7 @@ mod alert_tests {
         let mut m = Monitor::new_for_test(&config);
         let events = recorded();
         let end = events.last().unwrap().0;
-        for (secs, port, channel, payload) in events {
-            m.apply(Input::Event(EventMessage {
-                target: TargetId {
-                    deployment: "d".into(),
-                    role: TargetRole::Sentinel,
-                    addr: format!("127.0.0.1:{port}"),
-                },
-                at: at(secs),
-                channel,
-                payload,
-            }));
-        }
+        replay(&mut m, events);
         let s = m.snapshot();
         let alerts = &s.alerts.firing;
         assert_eq!(alerts.len(), 1, "{alerts:?}");
@@ -2285,6 +2393,108 @@ mod alert_tests {
         assert!(
             !firing(&m).contains(&"FailoverCompleted".to_string()),
             "then resolved by itself"
+        );
+    }
+
+    fn canary(m: &mut Monitor, secs: f64, kind: crate::canary::ReportKind) {
+        m.apply(Input::Canary(crate::canary::Report {
+            deployment: "d".into(),
+            shard: "mymaster".into(),
+            at: at(secs),
+            kind,
+        }));
+    }
+
+    fn ack(seq: u64, at: f64, node: &str) -> crate::canary::ledger::Ack {
+        crate::canary::ledger::Ack {
+            seq,
+            at,
+            node: node.into(),
+        }
+    }
+
+    /// The canary's episode lands on the failover it overlaps, with the
+    /// lost writes the old master acknowledged after the switch counted as
+    /// stale reads; FailoverCompleted waits for it and carries its figures.
+    #[test]
+    fn a_canary_episode_goes_onto_its_failover_and_into_the_alert() {
+        let config = crate::config::parse(SENTINELS, "t").unwrap();
+        let mut m = Monitor::new_for_test(&config);
+        let events = recorded();
+        let first = events[0].0;
+        // The recorded replies are from after the failover: as before it.
+        let mut before = recorded_sentinel();
+        if let Reading::Sentinel(r) = &mut before {
+            for view in r.masters.values_mut() {
+                view.master.addr = "127.0.0.1:7100".into();
+            }
+        }
+        poll(&mut m, first - 1.0, Ok(before));
+        canary(
+            &mut m,
+            first - 0.5,
+            crate::canary::ReportKind::Status(crate::canary::Status {
+                up: true,
+                latencies: vec![0.0003, 0.002],
+                ..Default::default()
+            }),
+        );
+        let end = events
+            .iter()
+            .position(|(_, _, channel, _)| channel == "+failover-end")
+            .unwrap();
+        replay(&mut m, events.into_iter().take(end + 1));
+        let s = m.snapshot();
+        let t = s.failovers.timelines[0].clone();
+        assert!(!t.is_open() && t.canary.is_none());
+        assert!(
+            !firing(&m).contains(&"FailoverCompleted".to_string()),
+            "waits for the canary"
+        );
+        let switched = t.at("switched").unwrap();
+        let old = "127.0.0.1:7100";
+        let episode = crate::canary::ledger::Episode {
+            from: ack(12, switched + 0.01, old),
+            to: ack(14, switched + 0.3, "127.0.0.1:7101"),
+            read_back: None,
+            lost: vec![ack(11, switched - 1.0, old), ack(12, switched + 0.01, old)],
+            lost_total: 2,
+        };
+        canary(
+            &mut m,
+            switched + 0.3,
+            crate::canary::ReportKind::Episode(Box::new(episode)),
+        );
+        let s = m.snapshot();
+        let impact = s.failovers.timelines[0]
+            .canary
+            .clone()
+            .expect("on the timeline");
+        assert_eq!((impact.lost_writes, impact.stale_reads), (2, 1));
+        assert_eq!(impact.lost_seqs, [[11, 12]]);
+        let alert = s
+            .alerts
+            .firing
+            .iter()
+            .find(|a| a.rule == crate::config::RuleName::FailoverCompleted)
+            .expect("fires once the canary reported");
+        assert_eq!(alert.annotations["canary_lost_writes"], "2");
+        assert_eq!(alert.annotations["canary_stale_reads"], "1");
+        assert_eq!(
+            alert.annotations["canary_write_unavailable_seconds"],
+            "0.290"
+        );
+        assert!(alert.annotations["summary"].contains("2 acknowledged writes lost"));
+        let c = &s.deployments[0].canaries[0];
+        assert_eq!(
+            (c.lost_writes, c.latency.count, c.unavailable.count),
+            (2, 2, 1)
+        );
+        assert!(
+            m.take_changed_timelines()
+                .iter()
+                .any(|t| t.canary.is_some()),
+            "persisted"
         );
     }
 

@@ -43,7 +43,7 @@ impl Snapshot {
 }
 
 /// One deployment's derived state.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DeploymentView {
     /// The configured name.
     pub name: Arc<str>,
@@ -60,6 +60,23 @@ pub struct DeploymentView {
     /// Sentinel events counted once each: (shard, event, count). Events
     /// about no master (`+new-epoch`, `+tilt`) have an empty shard.
     pub events_total: Vec<(String, String, u64)>,
+    /// The canary of each probed shard that reported, by shard.
+    pub canaries: Vec<CanaryView>,
+}
+
+/// What the canary probe of one shard reports.
+#[derive(Debug, Clone)]
+pub struct CanaryView {
+    /// The shard.
+    pub shard: String,
+    /// Its latest status (no latencies: they are in `latency`).
+    pub status: crate::canary::Status,
+    /// Round trips of acknowledged writes.
+    pub latency: Histogram,
+    /// Every episode's time without an acknowledged write.
+    pub unavailable: Histogram,
+    /// Acknowledged writes found missing since the agent started.
+    pub lost_writes: u64,
 }
 
 /// The alert rules and what fires.

@@ -87,6 +87,8 @@ pub struct Timeline {
     pub two_masters: Option<Window>,
     /// Cluster timelines come from polls: marks are exact to this many seconds.
     pub poll_resolution_seconds: Option<f64>,
+    /// What the canary probe saw of the failover, when it runs.
+    pub canary: Option<crate::canary::impact::Impact>,
 }
 
 /// Phase names and the marks that bound them, for sentinel shards:
@@ -139,6 +141,7 @@ impl Timeline {
             unreplicated_bytes: None,
             two_masters: None,
             poll_resolution_seconds: None,
+            canary: None,
         }
     }
 
@@ -583,7 +586,7 @@ impl ClusterShard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::event::tests::recorded;
+    use crate::parse::event::tests::{recorded, recorded_in};
 
     fn ctx<'a>(at: f64, reporter: &'a str) -> Context<'a> {
         Context {
@@ -658,6 +661,45 @@ mod tests {
             !phases.contains_key("outage"),
             "no last_ok mark without polls"
         );
+    }
+
+    #[test]
+    fn the_failovers_recorded_on_redis_6_2_and_valkey_8_1_are_complete_timelines() {
+        for version in crate::parse::RECORDED_VERSIONS {
+            let (shard, closed) = replay(&recorded_in(&format!(
+                "{version}/sentinel-failover-events.txt"
+            )));
+            assert!(shard.open.is_none(), "{version}");
+            assert_eq!(closed.len(), 1, "{version}");
+            let t = &closed[0];
+            let marks: Vec<(&str, &str)> = t
+                .marks
+                .iter()
+                .map(|m| (m.name.as_str(), m.reporter.as_str()))
+                .collect();
+            // The sentinel on 7111 led both failovers.
+            assert_eq!(
+                marks,
+                [
+                    ("sdown", "127.0.0.1:7110"),
+                    ("odown", "127.0.0.1:7111"),
+                    ("try_failover", "127.0.0.1:7111"),
+                    ("elected", "127.0.0.1:7111"),
+                    ("selected", "127.0.0.1:7111"),
+                    ("promoted", "127.0.0.1:7111"),
+                    ("switched", "127.0.0.1:7110"),
+                    ("ended", "127.0.0.1:7111"),
+                ],
+                "{version}"
+            );
+            assert_eq!(t.outcome, Some(Outcome::Completed), "{version}");
+            assert_eq!(
+                (t.old_master.as_deref(), t.new_master.as_deref()),
+                (Some("127.0.0.1:7100"), Some("127.0.0.1:7101")),
+                "{version}"
+            );
+            assert_eq!(t.epochs, [1], "{version}");
+        }
     }
 
     #[test]

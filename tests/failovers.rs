@@ -6,23 +6,12 @@ use std::time::{Duration, Instant};
 
 use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
 use serde_json::Value;
-use support::{check_docs_match, cluster_deployment, sentinel_deployment, Agent, Metrics};
+use support::{
+    check_docs_match, cluster_deployment, mark_at, marks, sentinel_deployment, Agent, Metrics,
+    CANARY,
+};
 
 const LONG: Duration = Duration::from_secs(40);
-
-fn marks(t: &Value) -> Vec<(String, f64)> {
-    t["marks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap().to_string(),
-                m["at"].as_f64().unwrap(),
-            )
-        })
-        .collect()
-}
 
 /// Mark names in time order, without `last_ok` (the old master's last
 /// answer, which may come before or after the first event).
@@ -32,13 +21,6 @@ fn events_marks(t: &Value) -> Vec<String> {
         .map(|(n, _)| n)
         .filter(|n| n != "last_ok")
         .collect()
-}
-
-fn mark_at(t: &Value, name: &str) -> Option<f64> {
-    marks(t)
-        .into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, at)| at)
 }
 
 /// The shard a node belongs to, from /api/v1/topology.
@@ -57,19 +39,6 @@ fn shard_of(agent: &Agent, node: &str) -> String {
         }
     }
     String::new()
-}
-
-/// Waits for an ended timeline of `deployment` matching `pick`, returns it.
-fn ended(agent: &Agent, deployment: &str, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
-    let mut found = None;
-    agent.wait_until(what, LONG, |a| {
-        found = a
-            .failovers(deployment)
-            .into_iter()
-            .find(|t| !t["outcome"].is_null() && pick(t));
-        found.is_some()
-    });
-    found.unwrap()
 }
 
 fn all_subscribed(m: &Metrics, deployment: &str, n: usize) -> bool {
@@ -94,9 +63,10 @@ fn automatic_sentinel_failover_timeline() {
     });
     // A receiver, so that the delivery families are served too.
     let hook = support::receiver::Receiver::start();
+    // The canary on, so that its families are served too.
     let agent = Agent::start_full(
         &format!(
-            "{}{}",
+            "{}{CANARY}{}{CANARY}",
             sentinel_deployment("s", &[group.sentinels[0].addr()]),
             cluster_deployment("c", &[cluster.nodes[0].addr()])
         ),
@@ -123,7 +93,7 @@ fn automatic_sentinel_failover_timeline() {
         m.value("redis_ha_failover_in_progress", &shard) == Some(1.0)
     });
     let new_port = group.wait_for_new_master(old_port, LONG);
-    let t = ended(&agent, "s", "the failover's timeline to end", |t| {
+    let t = agent.ended_failover("s", "the failover's timeline to end", LONG, |t| {
         t["shard"] == "mymaster"
     });
     eprintln!("sentinel timeline: {t:#}");
@@ -317,7 +287,7 @@ fn manual_failover_and_a_restarted_sentinel() {
         .cmd(&["SENTINEL", "FAILOVER", "mymaster"])
         .unwrap();
     let new_port = group.wait_for_new_master(old, LONG);
-    let t = ended(&agent, "s", "the manual failover's timeline", |_| true);
+    let t = agent.ended_failover("s", "the manual failover's timeline", LONG, |_| true);
     assert_eq!(t["outcome"], "completed");
     let names = events_marks(&t);
     assert_eq!(names[0], "try_failover", "{names:?}");
@@ -388,7 +358,7 @@ fn aborted_sentinel_failover() {
     // Let the sentinels see the replicas down, so none is a good candidate.
     std::thread::sleep(Duration::from_millis(2500));
     group.nodes[0].freeze();
-    let t = ended(&agent, "s", "an aborted timeline", |t| {
+    let t = agent.ended_failover("s", "an aborted timeline", LONG, |t| {
         t["outcome"] == "aborted"
     });
     assert_eq!(t["abort_reason"], "failover-abort-no-good-slave", "{t}");
@@ -424,7 +394,7 @@ fn cluster_failover_timelines() {
     let shard_before = shard_of(&agent, &old.addr());
     assert_eq!(shard_of(&agent, &replica.addr()), shard_before);
     old.freeze();
-    let t = ended(&agent, "c", "the cluster failover's timeline", |t| {
+    let t = agent.ended_failover("c", "the cluster failover's timeline", LONG, |t| {
         t["old_master"] == old.addr().as_str()
     });
     old.resume();
@@ -462,7 +432,7 @@ fn cluster_failover_timelines() {
         m.value("redis_ha_target_up", &[("node", &old.addr())]) == Some(1.0)
     });
     replica2.cmd(&["CLUSTER", "FAILOVER"]).unwrap();
-    let t = ended(&agent, "c", "the manual cluster failover", |t| {
+    let t = agent.ended_failover("c", "the manual cluster failover", LONG, |t| {
         t["old_master"] == master2.addr().as_str()
     });
     assert_eq!(t["outcome"], "completed");
@@ -509,7 +479,7 @@ fn agent_restarted_mid_failover_keeps_one_timeline() {
     std::thread::sleep(Duration::from_millis(300));
     agent.restart();
     group.wait_for_new_master(old, LONG);
-    let t = ended(&agent, "s", "the resumed timeline to end", |_| true);
+    let t = agent.ended_failover("s", "the resumed timeline to end", LONG, |_| true);
     let all = agent.failovers("s");
     assert_eq!(all.len(), 1, "one timeline, not two: {all:?}");
     assert_eq!(t["outcome"], "completed");

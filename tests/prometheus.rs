@@ -13,7 +13,7 @@ use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
 use serde_json::Value;
 use support::dashboards::{load, queries, substitute, variables};
 use support::receiver::Receiver;
-use support::{cluster_deployment, sentinel_deployment, Agent, Service};
+use support::{cluster_deployment, sentinel_deployment, Agent, Service, CANARY};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -163,8 +163,9 @@ fn dashboards_and_rules_against_a_real_prometheus() {
     let group = SentinelGroup::start(SentinelOpts::default());
     let cluster = Cluster::start(ClusterOpts::default());
     let hook = Receiver::start();
+    // The canary on: the dashboards show its families too.
     let deployments = format!(
-        "{}{}",
+        "{}{CANARY}{}{CANARY}",
         sentinel_deployment("s", &[group.sentinels[0].addr()]),
         cluster_deployment("c", &[cluster.nodes[0].addr()])
     );

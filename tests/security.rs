@@ -131,9 +131,10 @@ fn tls_only_deployments_are_monitored_and_a_wrong_ca_is_reported() {
     assert_eq!(wrong.get("/metrics").0, 200);
 }
 
-/// The `user` lines of docs/security.md: (data nodes, sentinels), with
-/// `password` in place of `CHANGE-ME`.
-fn documented_users(password: &str) -> (String, String) {
+/// The `user` lines of docs/security.md, with `password` in place of
+/// `CHANGE-ME`: (data nodes, sentinels) for monitoring only, then the same
+/// with the canary's rules.
+fn documented_users(password: &str) -> [(String, String); 2] {
     let doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/security.md")).unwrap();
     let blocks: Vec<String> = doc
@@ -147,8 +148,46 @@ fn documented_users(password: &str) -> (String, String) {
                 .replace("CHANGE-ME", password)
         })
         .collect();
-    assert_eq!(blocks.len(), 2, "docs/security.md has two acl blocks");
-    (blocks[0].clone(), blocks[1].clone())
+    assert_eq!(blocks.len(), 4, "docs/security.md has four acl blocks");
+    [
+        (blocks[0].clone(), blocks[1].clone()),
+        (blocks[2].clone(), blocks[3].clone()),
+    ]
+}
+
+/// A sentinel group and a cluster with these users and `default` off.
+fn lab_with_users((node_user, sentinel_user): (String, String)) -> (SentinelGroup, Cluster) {
+    secured_lab(Security {
+        tls: None,
+        acl: Some(Acl {
+            node_users: vec![node_user],
+            sentinel_users: vec![sentinel_user],
+        }),
+    })
+}
+
+/// The deployments of a [`secured_lab`] logging in as the documented user,
+/// its password in `RHE_ACL_PW`; `extra` added to each.
+fn acl_deployments(group: &SentinelGroup, cluster: &Cluster, extra: &str) -> String {
+    let auth = "    auth: { username: redis-ha-exporter, password_env: RHE_ACL_PW }\n";
+    format!(
+        "{}{auth}    sentinel_auth: {{ username: redis-ha-exporter, password_env: RHE_ACL_PW }}\n{extra}{}{auth}{extra}",
+        sentinel_deployment("s", &[group.sentinels[0].addr()]),
+        cluster_deployment("c", &[cluster.nodes[0].addr()]),
+    )
+}
+
+/// No server of the lab logged a denied command or a failed login.
+fn acl_logs_empty(group: &SentinelGroup, cluster: &Cluster) {
+    for node in group
+        .nodes
+        .iter()
+        .chain(&group.sentinels)
+        .chain(&cluster.nodes)
+    {
+        let log = acl_log(node);
+        assert!(log.is_empty(), "ACL LOG of {}: {log:?}", node.addr());
+    }
 }
 
 /// Every page the agent serves: /metrics, and every API route (failovers
@@ -199,41 +238,20 @@ fn acl_log(node: &redis_ha_lab::Node) -> Vec<String> {
 #[test]
 fn the_documented_acl_users_are_enough() {
     const PASSWORD: &str = "acl-Pa55-word";
-    let (node_user, sentinel_user) = documented_users(PASSWORD);
-    let security = Security {
-        tls: None,
-        acl: Some(Acl {
-            node_users: vec![node_user],
-            sentinel_users: vec![sentinel_user],
-        }),
-    };
-    let (group, cluster) = secured_lab(security);
+    let [users, _] = documented_users(PASSWORD);
+    let (group, cluster) = lab_with_users(users);
     // The default user is off: a client without credentials gets nowhere.
     for addr in [group.sentinels[0].addr(), cluster.nodes[0].addr()] {
         assert!(anonymous_ping(&addr).starts_with("-NOAUTH"), "{addr}");
     }
-    let auth = "    auth: { username: redis-ha-exporter, password_env: RHE_ACL_PW }\n";
-    let deployments = format!(
-        "{}{auth}    sentinel_auth: {{ username: redis-ha-exporter, password_env: RHE_ACL_PW }}\n{}{auth}",
-        sentinel_deployment("s", &[group.sentinels[0].addr()]),
-        cluster_deployment("c", &[cluster.nodes[0].addr()]),
-    );
+    let deployments = acl_deployments(&group, &cluster, "");
     let agent = Agent::start_with_env(&deployments, &[("RHE_ACL_PW", PASSWORD)]);
     watches_everything(&agent);
     fails_over(&group, &agent);
     // A few more polls of every target after the failover.
     std::thread::sleep(Duration::from_secs(2));
     assert!(!agent.log().contains("NOPERM"), "{}", agent.log());
-
-    for node in group
-        .nodes
-        .iter()
-        .chain(&group.sentinels)
-        .chain(&cluster.nodes)
-    {
-        let log = acl_log(node);
-        assert!(log.is_empty(), "ACL LOG of {}: {log:?}", node.addr());
-    }
+    acl_logs_empty(&group, &cluster);
 
     // Must show 4: with a password set (and a wrong one), nothing the
     // agents serve or print holds it.
@@ -271,4 +289,31 @@ fn the_documented_acl_users_are_enough() {
     for secret in [PASSWORD, "wrong-Pa55-also-secret"] {
         assert!(!seen.contains(secret), "{secret} leaked");
     }
+}
+
+/// The canary's lines of docs/security.md are enough for it: with the
+/// canary on, every shard's probe writes, a sentinel failover gets the
+/// canary's figures, and no server logged a denied command.
+#[test]
+fn the_documented_canary_acl_users_are_enough() {
+    let [_, users] = documented_users("canary-Pa55-word");
+    let (group, cluster) = lab_with_users(users);
+    let agent = Agent::start_with_env(
+        &acl_deployments(&group, &cluster, support::CANARY),
+        &[("RHE_ACL_PW", "canary-Pa55-word")],
+    );
+    watches_everything(&agent);
+    agent.wait_metrics("every shard's canary writing", LONG, |m| {
+        m.find("redis_ha_canary_up", &[])
+            .filter(|s| s.value == 1.0)
+            .count()
+            == 4
+    });
+    fails_over(&group, &agent);
+    agent.wait_until("the canary's figures on the failover", LONG, |a| {
+        a.failovers("s").iter().any(|f| !f["canary"].is_null())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!agent.log().contains("NOPERM"), "{}", agent.log());
+    acl_logs_empty(&group, &cluster);
 }

@@ -31,6 +31,9 @@ pub struct ClusterOpts {
     pub node_timeout_ms: u64,
     /// TLS and ACL users (none by default).
     pub security: Security,
+    /// Nodes announce this hostname (`cluster-announce-hostname`, Redis
+    /// 7.0+): `Some("localhost")` in tests.
+    pub hostname: Option<String>,
 }
 
 impl Default for ClusterOpts {
@@ -42,6 +45,7 @@ impl Default for ClusterOpts {
             replicas_per_master: 1,
             node_timeout_ms: 1000,
             security: Security::default(),
+            hostname: None,
         }
     }
 }
@@ -55,6 +59,7 @@ pub struct Cluster {
     node_timeout_ms: u64,
     /// For nodes added later.
     security: Security,
+    hostname: Option<String>,
     dir: LabDir,
 }
 
@@ -90,6 +95,7 @@ impl Cluster {
                     dir.path(),
                     Role::ClusterNode {
                         node_timeout_ms: opts.node_timeout_ms,
+                        hostname: opts.hostname.as_deref(),
                     },
                     &opts.security,
                 )
@@ -100,6 +106,7 @@ impl Cluster {
             nodes,
             node_timeout_ms: opts.node_timeout_ms,
             security: opts.security.clone(),
+            hostname: opts.hostname.clone(),
             dir,
         };
 
@@ -171,6 +178,7 @@ impl Cluster {
             self.dir.path(),
             Role::ClusterNode {
                 node_timeout_ms: self.node_timeout_ms,
+                hostname: self.hostname.as_deref(),
             },
             &self.security,
         );

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{Cluster, ClusterOpts};
 pub use error::LabError;
-pub use node::Node;
+pub use node::{server_major_version, Node};
 pub use resp::Reply;
 pub use security::{Acl, Security, TlsFiles};
 pub use sentinel::{SentinelGroup, SentinelOpts};

@@ -43,10 +43,17 @@ pub struct Node {
 
 /// Which configuration a new node gets on top of the common lines.
 pub(crate) enum Role<'a> {
-    /// A plain data node, optionally `replicaof 127.0.0.1 <port>`.
-    Data { replica_of: Option<u16> },
-    /// A cluster-enabled data node.
-    ClusterNode { node_timeout_ms: u64 },
+    /// A plain data node, optionally a replica of the master on `<port>`;
+    /// with a hostname, it announces itself and finds its master by it.
+    Data {
+        replica_of: Option<u16>,
+        hostname: Option<&'a str>,
+    },
+    /// A cluster-enabled data node, announcing `hostname` if given.
+    ClusterNode {
+        node_timeout_ms: u64,
+        hostname: Option<&'a str>,
+    },
     /// A sentinel; the lines are the `sentinel …` directives.
     Sentinel { directives: &'a [String] },
 }
@@ -316,9 +323,26 @@ fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>, security: &Se
     }
     match role {
         Role::Data {
-            replica_of: Some(master),
-        } => line(&format!("replicaof 127.0.0.1 {master}")),
-        Role::ClusterNode { node_timeout_ms } => {
+            replica_of,
+            hostname,
+        } => {
+            if let Some(host) = hostname {
+                line(&format!("replica-announce-ip {host}"));
+            }
+            if let Some(master) = replica_of {
+                line(&format!(
+                    "replicaof {} {master}",
+                    hostname.unwrap_or("127.0.0.1")
+                ));
+            }
+        }
+        Role::ClusterNode {
+            node_timeout_ms,
+            hostname,
+        } => {
+            if let Some(host) = hostname {
+                line(&format!("cluster-announce-hostname {host}"));
+            }
             line("cluster-enabled yes");
             line(&format!(
                 "cluster-config-file \"{}\"",
@@ -326,14 +350,14 @@ fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>, security: &Se
             ));
             line(&format!("cluster-node-timeout {node_timeout_ms}"));
         }
-        Role::Data { replica_of: None } | Role::Sentinel { .. } => {}
+        Role::Sentinel { .. } => {}
     }
     text
 }
 
 /// Major version of the server binary (`redis-server --version` and `valkey-server
 /// --version` both print `v=X.Y.Z`), looked up once per process.
-fn server_major_version() -> Option<u32> {
+pub fn server_major_version() -> Option<u32> {
     static MAJOR: OnceLock<Option<u32>> = OnceLock::new();
     *MAJOR.get_or_init(|| {
         let out = Command::new(server_binary())
@@ -389,6 +413,7 @@ mod tests {
             &dir.join("21000.log"),
             &Role::Data {
                 replica_of: Some(21001),
+                hostname: None,
             },
             &Security::default(),
         );

@@ -22,6 +22,10 @@ pub struct SentinelOpts {
     pub failover_timeout_ms: u64,
     /// TLS and ACL users (none by default).
     pub security: Security,
+    /// Servers and sentinels announce this hostname instead of 127.0.0.1
+    /// (`replica-announce-ip`, `sentinel announce-hostnames`), and
+    /// sentinels monitor the master by it: `Some("localhost")` in tests.
+    pub hostname: Option<String>,
 }
 
 impl Default for SentinelOpts {
@@ -36,6 +40,7 @@ impl Default for SentinelOpts {
             down_after_ms: 1000,
             failover_timeout_ms: 4000,
             security: Security::default(),
+            hostname: None,
         }
     }
 }
@@ -71,7 +76,15 @@ impl SentinelGroup {
 
         // The master first, so replicas find it on their first connection attempt.
         let security = &opts.security;
-        let master = Node::spawn(dir.path(), Role::Data { replica_of: None }, security);
+        let hostname = opts.hostname.as_deref();
+        let master = Node::spawn(
+            dir.path(),
+            Role::Data {
+                replica_of: None,
+                hostname,
+            },
+            security,
+        );
         master.wait_started();
         let master_port = master.port();
         let mut nodes = vec![master];
@@ -80,6 +93,7 @@ impl SentinelGroup {
                 dir.path(),
                 Role::Data {
                     replica_of: Some(master_port),
+                    hostname,
                 },
                 security,
             ));
@@ -94,7 +108,8 @@ impl SentinelGroup {
         let name = &opts.master_name;
         let mut directives = vec![
             format!(
-                "sentinel monitor {name} 127.0.0.1 {master_port} {}",
+                "sentinel monitor {name} {} {master_port} {}",
+                hostname.unwrap_or("127.0.0.1"),
                 opts.quorum
             ),
             format!(
@@ -108,6 +123,13 @@ impl SentinelGroup {
             format!("sentinel parallel-syncs {name} 1"),
         ];
         directives.extend(security.monitor_lines(name));
+        if let Some(host) = hostname {
+            directives.extend([
+                "sentinel resolve-hostnames yes".to_string(),
+                "sentinel announce-hostnames yes".to_string(),
+                format!("sentinel announce-ip {host}"),
+            ]);
+        }
         let sentinels: Vec<Node> = (0..opts.sentinels)
             .map(|_| {
                 Node::spawn(

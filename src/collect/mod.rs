@@ -1,13 +1,17 @@
-//! Collectors: the only part of the agent that talks to Redis.
+//! Collectors: with the canary probes, the only part of the agent that
+//! talks to Redis.
 //!
 //! One poller task per target, each with its own connection and schedule,
 //! so a frozen or dead target delays nobody else. The supervisor starts and
-//! stops pollers as the monitor's snapshots add and drop targets.
+//! stops pollers as the monitor's snapshots add and drop targets, and the
+//! canary probes (src/canary/, which talk to Redis through the same client
+//! builder) as they add and drop shards.
 
 mod poller;
 mod subscriber;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +22,8 @@ use crate::config::Config;
 use crate::model::{Input, Role, TargetId};
 use crate::snapshot::Snapshot;
 
+pub(crate) use poller::{client, command, Events};
+
 /// Per-poll limits shared by every poller.
 #[derive(Debug, Clone, Copy)]
 pub struct PollSettings {
@@ -27,7 +33,73 @@ pub struct PollSettings {
     pub timeout: Duration,
 }
 
-/// Keeps exactly one poller running for every target of the latest snapshot.
+/// Tasks started for one key (a target, a probed shard), and the switch
+/// that stops them.
+struct Running {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Makes the running set equal to `wanted`: tells the tasks of keys no
+/// longer wanted to stop (they close their connections and exit on their
+/// own), and starts tasks for new keys (`start` gives none for a key it
+/// cannot serve).
+fn reconcile<K: Eq + Hash + Clone>(
+    running: &mut HashMap<K, Running>,
+    wanted: &HashSet<K>,
+    mut start: impl FnMut(&K, watch::Receiver<bool>) -> Option<Vec<JoinHandle<()>>>,
+    left: impl Fn(&K),
+) {
+    running.retain(|key, r| {
+        let keep = wanted.contains(key);
+        if !keep {
+            left(key);
+            let _ = r.stop.send(true);
+        }
+        keep
+    });
+    for key in wanted {
+        if running.contains_key(key) {
+            continue;
+        }
+        let (stop, stopped) = watch::channel(false);
+        if let Some(tasks) = start(key, stopped) {
+            running.insert(key.clone(), Running { stop, tasks });
+        }
+    }
+}
+
+/// The shards the canary probes: every shard of a sentinel deployment,
+/// every shard owning slots of a cluster, where `canary.enabled`.
+fn probed(config: &Config, snapshot: &Snapshot) -> HashSet<(Arc<str>, String)> {
+    let mut wanted = HashSet::new();
+    for d in &snapshot.deployments {
+        if !config
+            .deployments
+            .iter()
+            .any(|c| *c.name == *d.name && c.canary.enabled)
+        {
+            continue;
+        }
+        // While no node answers, the slot map is unknown: probes keep
+        // running (and their records of acknowledged writes) rather than
+        // stop exactly when a failover may be losing writes.
+        let owns_slots = |shard: &str| {
+            d.cluster.as_ref().is_none_or(|c| {
+                c.slots
+                    .as_ref()
+                    .is_none_or(|s| s.shard_slots.iter().any(|(n, k)| n == shard && *k > 0))
+            })
+        };
+        for s in d.shards.iter().filter(|s| owns_slots(&s.name)) {
+            wanted.insert((d.name.clone(), s.name.clone()));
+        }
+    }
+    wanted
+}
+
+/// Keeps exactly one poller running for every target of the latest
+/// snapshot, and one canary probe for every probed shard.
 pub async fn supervise(
     config: Arc<Config>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
@@ -37,57 +109,62 @@ pub async fn supervise(
         interval: config.poll_interval,
         timeout: config.timeout,
     };
-    let mut running: HashMap<TargetId, (watch::Sender<bool>, Vec<JoinHandle<()>>)> = HashMap::new();
+    let deployment = |name: &str| config.deployments.iter().find(|d| *d.name == *name);
+    let mut pollers: HashMap<TargetId, Running> = HashMap::new();
+    let mut probes: HashMap<(Arc<str>, String), Running> = HashMap::new();
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
-        let wanted: HashMap<&TargetId, ()> = snapshot.targets().map(|t| (t, ())).collect();
-        running.retain(|id, (stop, _)| {
-            let keep = wanted.contains_key(id);
-            if !keep {
-                tracing::info!(deployment = %id.deployment, target = %id.addr, "target left the topology; polling stopped");
-                // The poller closes its connection and exits on its own.
-                let _ = stop.send(true);
-            }
-            keep
-        });
-        for id in wanted.keys() {
-            if running.contains_key(*id) {
-                continue;
-            }
-            let Some(deployment) = config
-                .deployments
-                .iter()
-                .find(|d| *d.name == *id.deployment)
-            else {
-                continue;
-            };
-            tracing::info!(deployment = %id.deployment, target = %id.addr, kind = id.role.label(), "polling new target");
-            let (stop, stopped) = watch::channel(false);
-            let mut tasks = vec![tokio::spawn(poller::run(
-                (*id).clone(),
-                deployment.clone(),
-                settings,
-                inputs.clone(),
-                stopped.clone(),
-            ))];
-            if id.role == Role::Sentinel {
-                tasks.push(tokio::spawn(subscriber::run(
-                    (*id).clone(),
+        let targets: HashSet<TargetId> = snapshot.targets().cloned().collect();
+        reconcile(
+            &mut pollers,
+            &targets,
+            |id, stopped| {
+                let deployment = deployment(&id.deployment)?;
+                tracing::info!(deployment = %id.deployment, target = %id.addr, kind = id.role.label(), "polling new target");
+                let mut tasks = vec![tokio::spawn(poller::run(
+                    id.clone(),
                     deployment.clone(),
                     settings,
                     inputs.clone(),
+                    stopped.clone(),
+                ))];
+                if id.role == Role::Sentinel {
+                    tasks.push(tokio::spawn(subscriber::run(
+                        id.clone(),
+                        deployment.clone(),
+                        settings,
+                        inputs.clone(),
+                        stopped,
+                    )));
+                }
+                Some(tasks)
+            },
+            |id| tracing::info!(deployment = %id.deployment, target = %id.addr, "target left the topology; polling stopped"),
+        );
+        reconcile(
+            &mut probes,
+            &probed(&config, &snapshot),
+            |(name, shard), stopped| {
+                let deployment = deployment(name)?;
+                tracing::info!(deployment = %name, shard = %shard, "canary probe started");
+                Some(vec![tokio::spawn(crate::canary::run(
+                    deployment.clone(),
+                    shard.clone(),
+                    settings,
+                    snapshots.clone(),
+                    inputs.clone(),
                     stopped,
-                )));
-            }
-            running.insert((*id).clone(), (stop, tasks));
-        }
+                ))])
+            },
+            |(name, shard)| tracing::info!(deployment = %name, shard = %shard, "shard left the topology; canary probe stopped"),
+        );
         if snapshots.changed().await.is_err() {
             break;
         }
     }
-    for (_, (stop, tasks)) in running {
-        let _ = stop.send(true);
-        for task in tasks {
+    for r in pollers.into_values().chain(probes.into_values()) {
+        let _ = r.stop.send(true);
+        for task in r.tasks {
             let _ = task.await;
         }
     }

@@ -113,7 +113,7 @@ pub async fn run(
 /// A client for one server: one connection, reconnecting forever with
 /// backoff, every command bounded by `timeout` and never retried, so a poll
 /// reports what the server did at that moment.
-pub(super) fn client(
+pub(crate) fn client(
     addr: &str,
     auth: &Auth,
     tls: Option<&Tls>,
@@ -172,14 +172,15 @@ const EVENT_BUFFER: usize = 4096;
 
 /// Whether a client will carry a sentinel's event stream.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Events {
+pub(crate) enum Events {
     /// A poller's client: commands only.
     None,
     /// A subscriber's client: `PSUBSCRIBE *`.
     Subscribe,
 }
 
-fn command(name: &'static str) -> CustomCommand {
+/// A command by name, its keys (if any) hashed as usual.
+pub(crate) fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
 }
 

@@ -110,7 +110,8 @@ pub const MAX_SLOT: u16 = 16383;
 pub struct ClusterNode {
     /// The 40-character node id.
     pub id: String,
-    /// `ip:port` (the client port), as announced; `:0` when unknown.
+    /// `ip:port` (the client port), as announced; `:0` when unknown;
+    /// `hostname:port` when the node announces a hostname.
     pub addr: String,
     /// The announced hostname, when the cluster is configured with one.
     pub hostname: Option<String>,
@@ -172,11 +173,17 @@ fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
         .filter_map(|kv| kv.strip_prefix("shard-id="))
         .find(|v| !v.is_empty())
         .map(String::from);
-    let addr = endpoint.split_once('@').map_or(endpoint, |(a, _)| a);
-    let (_, port) = addr
+    let ip_addr = endpoint.split_once('@').map_or(endpoint, |(a, _)| a);
+    let (_, port) = ip_addr
         .rsplit_once(':')
         .ok_or(ParseError::invalid("address", address))?;
     num::<u16>("address", port)?;
+    // A node announcing a hostname (`cluster-announce-hostname`) is reached
+    // and named by it: its IP may change, and its TLS certificate names
+    // the host.
+    let addr = hostname
+        .as_ref()
+        .map_or_else(|| ip_addr.to_string(), |h| format!("{h}:{port}"));
     let flags = NodeFlags::parse(next("flags")?);
     let master_id = match next("master")? {
         "-" => None,
@@ -218,7 +225,7 @@ fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {
     }
     Ok(ClusterNode {
         id: id.to_string(),
-        addr: addr.to_string(),
+        addr,
         hostname,
         flags,
         master_id,
@@ -242,23 +249,25 @@ fn open_slot(text: &str) -> Result<u16, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::fixture;
+    use crate::parse::{fixture, RECORDED_VERSIONS};
+
+    /// CLUSTER INFO of the recorded healthy 3x1 clusters, every version.
+    fn healthy_info() -> ClusterInfo {
+        ClusterInfo {
+            state_ok: true,
+            slots_assigned: 16384,
+            slots_ok: 16384,
+            slots_pfail: 0,
+            slots_fail: 0,
+            known_nodes: 6,
+            current_epoch: 6,
+        }
+    }
 
     #[test]
     fn cluster_info_healthy_and_shard_down() {
         let ok = ClusterInfo::parse(&fixture("cluster-info-ok.txt")).unwrap();
-        assert_eq!(
-            ok,
-            ClusterInfo {
-                state_ok: true,
-                slots_assigned: 16384,
-                slots_ok: 16384,
-                slots_pfail: 0,
-                slots_fail: 0,
-                known_nodes: 6,
-                current_epoch: 6
-            }
-        );
+        assert_eq!(ok, healthy_info());
         let down = ClusterInfo::parse(&fixture("cluster-info-shard-down.txt")).unwrap();
         assert!(!down.state_ok);
         assert_eq!(
@@ -320,10 +329,89 @@ mod tests {
     }
 
     #[test]
+    fn cluster_replies_of_redis_6_2_and_valkey_8_1() {
+        for version in RECORDED_VERSIONS {
+            let read = |name: &str| fixture(&format!("{version}/{name}"));
+            // Redis 6.2 has no `total_cluster_links_buffer_limit_exceeded`, which
+            // the agent does not read.
+            assert_eq!(
+                ClusterInfo::parse(&read("cluster-info-ok.txt")),
+                Ok(healthy_info()),
+                "{version}"
+            );
+            let down = ClusterInfo::parse(&read("cluster-info-shard-down.txt")).unwrap();
+            assert_eq!(
+                (down.state_ok, down.slots_ok, down.slots_fail),
+                (false, 10923, 5461),
+                "{version}"
+            );
+
+            let nodes = parse_nodes(&read("cluster-nodes-ok.txt")).unwrap();
+            let mut seen: Vec<_> = nodes
+                .iter()
+                .map(|n| (n.addr.as_str(), n.flags.master, n.slots.clone()))
+                .collect();
+            seen.sort();
+            assert_eq!(
+                seen,
+                [
+                    ("127.0.0.1:7200", true, vec![(0, 5460)]),
+                    ("127.0.0.1:7201", true, vec![(5461, 10922)]),
+                    ("127.0.0.1:7202", true, vec![(10923, 16383)]),
+                    ("127.0.0.1:7203", false, vec![]),
+                    ("127.0.0.1:7204", false, vec![]),
+                    ("127.0.0.1:7205", false, vec![]),
+                ],
+                "{version}"
+            );
+            let me = nodes.iter().find(|n| n.flags.myself).unwrap();
+            assert_eq!(me.addr, "127.0.0.1:7200", "{version}");
+            for n in &nodes {
+                assert!(n.is_member() && n.connected, "{version}: {n:?}");
+                assert_eq!((&n.hostname, &n.shard_id), (&None, &None), "{version}");
+                let master = nodes.iter().find(|m| Some(&m.id) == n.master_id.as_ref());
+                assert_eq!(
+                    n.flags.replica,
+                    master.is_some_and(|m| m.flags.master),
+                    "{version}: {n:?}"
+                );
+            }
+
+            let down = parse_nodes(&read("cluster-nodes-shard-down.txt")).unwrap();
+            let mut failed: Vec<_> = down
+                .iter()
+                .filter(|n| n.flags.fail)
+                .map(|n| (n.addr.as_str(), n.connected))
+                .collect();
+            failed.sort();
+            assert_eq!(
+                failed,
+                [("127.0.0.1:7202", false), ("127.0.0.1:7204", false)],
+                "{version}"
+            );
+        }
+    }
+
+    #[test]
+    fn valkey_announced_hostnames() {
+        // `cluster-announce-hostname node-<port>.lab` on every node (Redis 6.2 has
+        // no such option: its lines never carry a hostname).
+        let nodes = parse_nodes(&fixture("valkey-8.1/cluster-nodes-ok-hostnames.txt")).unwrap();
+        assert_eq!(nodes.len(), 6);
+        for n in &nodes {
+            // Followed by hostname: the address is `hostname:port`.
+            let (host, port) = n.addr.split_once(':').unwrap();
+            assert_eq!(host, format!("node-{port}.lab"), "{n:?}");
+            assert_eq!(n.hostname.as_deref(), Some(host), "{n:?}");
+            assert_eq!(n.shard_id, None);
+        }
+    }
+
+    #[test]
     fn hostnames_single_slots_migrations_and_old_formats() {
         let line = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 10.0.0.5:30001@40001,redis-1.example myself,master - 0 0 1 connected 0 2-3 [4->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f] [5-<-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]";
         let n = parse_nodes(line).unwrap().remove(0);
-        assert_eq!(n.addr, "10.0.0.5:30001");
+        assert_eq!(n.addr, "redis-1.example:30001", "followed by hostname");
         assert_eq!(n.hostname.as_deref(), Some("redis-1.example"));
         assert_eq!(n.slots, vec![(0, 0), (2, 3)]);
         assert_eq!(

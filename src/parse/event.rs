@@ -209,11 +209,16 @@ fn instance_detail(channel: &str, rest: &[&str]) -> Detail {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::parse::fixture;
+    use crate::parse::{fixture, RECORDED_VERSIONS};
 
     /// The recorded failover: (receive time, sentinel port, channel, payload).
     pub(crate) fn recorded() -> Vec<(f64, u16, String, String)> {
-        fixture("sentinel-failover-events.txt")
+        recorded_in("sentinel-failover-events.txt")
+    }
+
+    /// [`recorded`] of the fixture `file`.
+    pub(crate) fn recorded_in(file: &str) -> Vec<(f64, u16, String, String)> {
+        fixture(file)
             .lines()
             .filter(|l| l.contains("\"pmessage\""))
             .map(|l| {
@@ -233,16 +238,26 @@ pub(crate) mod tests {
 
     #[test]
     fn every_recorded_event_parses_with_its_master() {
-        let events = recorded();
-        assert_eq!(events.len(), 50);
-        for (_, _, channel, payload) in &events {
-            let e = Event::parse(channel, payload);
-            assert!(
-                !matches!(e.detail, Detail::Text(_)),
-                "{channel} {payload} -> {e:?}"
-            );
-            if !matches!(channel.as_str(), "+new-epoch" | "+vote-for-leader") {
-                assert_eq!(e.master_name(), Some("mymaster"), "{channel} {payload}");
+        let files = RECORDED_VERSIONS
+            .map(|v| format!("{v}/sentinel-failover-events.txt"))
+            .into_iter()
+            .chain(["sentinel-failover-events.txt".to_string()]);
+        for file in files {
+            let events = recorded_in(&file);
+            assert_eq!(events.len(), 50, "{file}");
+            for (_, _, channel, payload) in &events {
+                let e = Event::parse(channel, payload);
+                assert!(
+                    !matches!(e.detail, Detail::Text(_)),
+                    "{file}: {channel} {payload} -> {e:?}"
+                );
+                if !matches!(channel.as_str(), "+new-epoch" | "+vote-for-leader") {
+                    assert_eq!(
+                        e.master_name(),
+                        Some("mymaster"),
+                        "{file}: {channel} {payload}"
+                    );
+                }
             }
         }
     }

@@ -93,7 +93,7 @@ impl ReplicationInfo {
                 k.strip_prefix("slave")
                     .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
             })
-            .map(|(_, v)| ConnectedReplica::parse(v))
+            .filter_map(|(_, v)| ConnectedReplica::parse(v).transpose())
             .collect::<Result<Vec<_>, _>>()?;
         let upstream = match role {
             Role::Master => None,
@@ -133,8 +133,9 @@ impl UpstreamLink {
 }
 
 impl ConnectedReplica {
-    /// Parses the value of a `slaveN:` line: `ip=..,port=..,state=..,offset=..,lag=..`.
-    fn parse(value: &str) -> Result<Self, ParseError> {
+    /// Parses the value of a `slaveN:` line: `ip=..,port=..,state=..,offset=..,lag=..`
+    /// (Valkey 8 adds `type=..`). `None` for a line that is not a replica of its own.
+    fn parse(value: &str) -> Result<Option<Self>, ParseError> {
         let get = |name: &'static str| {
             value
                 .split(',')
@@ -143,13 +144,20 @@ impl ConnectedReplica {
                 .map(|(_, v)| v)
                 .ok_or(ParseError::Missing(name))
         };
+        // Valkey 8's dual-channel replication lists a replica twice during a full
+        // sync: its main connection (`type=main-channel`) and the connection the
+        // snapshot streams on (`type=rdb-channel`, same ip:port, offset 0). The
+        // latter is the same replica, not another one.
+        if get("type") == Ok("rdb-channel") {
+            return Ok(None);
+        }
         let port: u16 = num("port", get("port")?)?;
-        Ok(ConnectedReplica {
+        Ok(Some(ConnectedReplica {
             addr: join_addr(get("ip")?, port),
             state: get("state")?.to_string(),
             offset: num("offset", get("offset")?)?,
             ack_age_seconds: get("lag").ok().map(|v| num("lag", v)).transpose()?,
-        })
+        }))
     }
 }
 
@@ -176,7 +184,7 @@ impl SentinelInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parse::fixture;
+    use crate::parse::{fixture, RECORDED_VERSIONS};
 
     #[test]
     fn master_reply_lists_replicas_with_offsets_and_ack_age() {
@@ -218,6 +226,97 @@ mod tests {
                 link_down_seconds: None,
                 sync_in_progress: false,
                 offset: 51115,
+            })
+        );
+    }
+
+    #[test]
+    fn replication_replies_of_redis_6_2_and_valkey_8_1() {
+        for version in RECORDED_VERSIONS {
+            let text = fixture(&format!("{version}/sentinel-master-info-replication.txt"));
+            let master = ReplicationInfo::parse(&text).unwrap();
+            assert_eq!(
+                (master.role, master.master_repl_offset, &master.upstream),
+                (Role::Master, 8399, &None),
+                "{version}"
+            );
+            let listed: Vec<_> = master
+                .replicas
+                .iter()
+                .map(|r| (r.addr.as_str(), r.state.as_str(), r.offset))
+                .collect();
+            assert_eq!(
+                listed,
+                [
+                    ("127.0.0.1:7101", "online", 8003),
+                    ("127.0.0.1:7102", "online", 8003)
+                ],
+                "{version}"
+            );
+            assert!(
+                master
+                    .replicas
+                    .iter()
+                    .all(|r| matches!(r.ack_age_seconds, Some(0 | 1))),
+                "{version}: {:?}",
+                master.replicas
+            );
+
+            let text = fixture(&format!("{version}/sentinel-replica-info-replication.txt"));
+            let replica = ReplicationInfo::parse(&text).unwrap();
+            assert_eq!(replica.role, Role::Replica, "{version}");
+            assert_eq!(
+                replica.upstream,
+                Some(UpstreamLink {
+                    master: "127.0.0.1:7100".into(),
+                    link_up: true,
+                    link_down_seconds: None,
+                    sync_in_progress: false,
+                    offset: 8399,
+                }),
+                "{version}"
+            );
+        }
+    }
+
+    #[test]
+    fn valkey_dual_channel_sync_lists_the_syncing_replica_once() {
+        // Valkey 8.1 with `dual-channel-replication-enabled yes`: 7302 is in a full
+        // sync and the master lists it twice, as `type=main-channel` and as
+        // `type=rdb-channel`; 7301 is online (`type=replica`).
+        let master = ReplicationInfo::parse(&fixture(
+            "valkey-8.1/dual-channel-master-info-replication.txt",
+        ))
+        .unwrap();
+        assert_eq!(
+            master.replicas,
+            vec![
+                ConnectedReplica {
+                    addr: "127.0.0.1:7301".into(),
+                    state: "online".into(),
+                    offset: 1464,
+                    ack_age_seconds: Some(0)
+                },
+                ConnectedReplica {
+                    addr: "127.0.0.1:7302".into(),
+                    state: "bg_transfer".into(),
+                    offset: 0,
+                    ack_age_seconds: Some(0)
+                },
+            ]
+        );
+        let replica = ReplicationInfo::parse(&fixture(
+            "valkey-8.1/dual-channel-replica-info-replication.txt",
+        ))
+        .unwrap();
+        assert_eq!(
+            replica.upstream,
+            Some(UpstreamLink {
+                master: "127.0.0.1:7300".into(),
+                link_up: false,
+                link_down_seconds: None,
+                sync_in_progress: true,
+                offset: 0,
             })
         );
     }
@@ -271,5 +370,11 @@ mod tests {
                 .tilt
         );
         assert!(SentinelInfo::parse("").is_err());
+        // Valkey's `# Server` section differs (`server_name:valkey`, `valkey_version`,
+        // `server_mode` instead of `redis_mode`); `# Sentinel` does not.
+        for version in RECORDED_VERSIONS {
+            let info = SentinelInfo::parse(&fixture(&format!("{version}/sentinel-info.txt")));
+            assert_eq!(info, Ok(SentinelInfo { tilt: false }), "{version}");
+        }
     }
 }

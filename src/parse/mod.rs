@@ -73,6 +73,13 @@ pub(crate) fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// The versions with recordings of their own in `tests/fixtures/<version>/`,
+/// besides Redis 7.0 (the files at the top of `tests/fixtures`). They were made
+/// the same way on each server (the same topology, ports and writes), so their
+/// replies parse to the same values except where a test says otherwise.
+#[cfg(test)]
+pub(crate) const RECORDED_VERSIONS: [&str; 2] = ["redis-6.2", "valkey-8.1"];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -139,11 +139,17 @@ pub fn parse_ckquorum(reply: &str) -> Result<u32, ParseError> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::parse::{fixture, RECORDED_VERSIONS};
 
     /// Splits the recorded `redis-cli` output of sentinel-commands.txt into
     /// the maps of each command: one value a line, each instance starting at `name`.
     pub(crate) fn recorded_maps(section: &str) -> Vec<Map> {
-        let text = crate::parse::fixture("sentinel-commands.txt");
+        maps_in("sentinel-commands.txt", section)
+    }
+
+    /// [`recorded_maps`] of the fixture `file`.
+    fn maps_in(file: &str, section: &str) -> Vec<Map> {
+        let text = fixture(file);
         let body = text
             .split("### ")
             .find(|s| s.starts_with(section))
@@ -199,6 +205,56 @@ pub(crate) mod tests {
             "8ea546db13ac34c3cccda71f73249c1e386e0588"
         );
         assert_eq!(sentinels[1].addr, "127.0.0.1:27101");
+    }
+
+    #[test]
+    fn replies_of_redis_6_2_and_valkey_8_1() {
+        for version in RECORDED_VERSIONS {
+            let file = format!("{version}/sentinel-commands.txt");
+            let maps = maps_in(&file, "sentinel masters");
+            assert_eq!(
+                MasterEntry::parse(&maps[0]),
+                Ok(MasterEntry {
+                    name: "mymaster".into(),
+                    addr: "127.0.0.1:7100".into(),
+                    flags: Flags::parse("master"),
+                    config_epoch: 0,
+                    quorum: 2,
+                    num_replicas: 2,
+                    num_other_sentinels: 2,
+                    failover_timeout_ms: 10000,
+                }),
+                "{version}"
+            );
+            let mut replicas: Vec<_> = maps_in(&file, "sentinel replicas")
+                .iter()
+                .map(|m| ReplicaEntry::parse(m).unwrap())
+                .map(|r| (r.addr, r.flags))
+                .collect();
+            replicas.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                replicas,
+                [
+                    ("127.0.0.1:7101".to_string(), Flags::parse("slave")),
+                    ("127.0.0.1:7102".to_string(), Flags::parse("slave"))
+                ],
+                "{version}"
+            );
+            let mut sentinels: Vec<_> = maps_in(&file, "sentinel sentinels")
+                .iter()
+                .map(|m| SentinelEntry::parse(m).unwrap())
+                .collect();
+            sentinels.sort_by(|a, b| a.addr.cmp(&b.addr));
+            let addrs: Vec<_> = sentinels.iter().map(|s| s.addr.as_str()).collect();
+            assert_eq!(addrs, ["127.0.0.1:7111", "127.0.0.1:7112"], "{version}");
+            for s in &sentinels {
+                assert_eq!(s.run_id.len(), 40, "{version}: {s:?}");
+                assert!(s.flags.has("sentinel"), "{version}: {s:?}");
+            }
+            let text = fixture(&file);
+            let ckquorum = text.split("### sentinel ckquorum mymaster").nth(1).unwrap();
+            assert_eq!(parse_ckquorum(ckquorum.trim()), Ok(3), "{version}");
+        }
     }
 
     #[test]

@@ -140,6 +140,10 @@ pub fn sentinel_deployment(name: &str, sentinels: &[String]) -> String {
     format!("  - name: {name}\n    kind: sentinel\n    sentinels: {sentinels:?}\n")
 }
 
+/// A deployment's `canary` key turning the probe on: append it to a
+/// `sentinel_deployment` or `cluster_deployment` entry.
+pub const CANARY: &str = "    canary: { enabled: true }\n";
+
 /// The `deployments:` entry for a cluster seeded by `seeds`.
 pub fn cluster_deployment(name: &str, seeds: &[String]) -> String {
     format!("  - name: {name}\n    kind: cluster\n    seeds: {seeds:?}\n")
@@ -343,6 +347,50 @@ impl Agent {
     ) -> Metrics {
         self.wait_until(what, timeout, |a| cond(&a.metrics()));
         self.metrics()
+    }
+}
+
+/// Mark names and times of a timeline, in its order.
+pub fn marks(t: &serde_json::Value) -> Vec<(String, f64)> {
+    t["marks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().to_string(),
+                m["at"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// When a timeline's mark `name` was seen.
+pub fn mark_at(t: &serde_json::Value, name: &str) -> Option<f64> {
+    marks(t)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, at)| at)
+}
+
+impl Agent {
+    /// Waits for an ended timeline of `deployment` matching `pick`, returns it.
+    pub fn ended_failover(
+        &self,
+        deployment: &str,
+        what: &str,
+        timeout: Duration,
+        pick: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = None;
+        self.wait_until(what, timeout, |a| {
+            found = a
+                .failovers(deployment)
+                .into_iter()
+                .find(|t| !t["outcome"].is_null() && pick(t));
+            found.is_some()
+        });
+        found.unwrap()
     }
 }
 
