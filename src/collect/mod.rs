@@ -13,7 +13,7 @@ mod subscriber;
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -32,6 +32,10 @@ pub struct PollSettings {
     /// Time one command may take.
     pub timeout: Duration,
 }
+
+/// How long a canary probe keeps running after its shard stopped being
+/// probed (left the topology, or lost its slots).
+const PROBE_GRACE: Duration = Duration::from_secs(30);
 
 /// Tasks started for one key (a target, a probed shard), and the switch
 /// that stops them.
@@ -112,6 +116,7 @@ pub async fn supervise(
     let deployment = |name: &str| config.deployments.iter().find(|d| *d.name == *name);
     let mut pollers: HashMap<TargetId, Running> = HashMap::new();
     let mut probes: HashMap<(Arc<str>, String), Running> = HashMap::new();
+    let mut probe_seen: HashMap<(Arc<str>, String), Instant> = HashMap::new();
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
         let targets: HashSet<TargetId> = snapshot.targets().cloned().collect();
@@ -141,9 +146,18 @@ pub async fn supervise(
             },
             |id| tracing::info!(deployment = %id.deployment, target = %id.addr, "target left the topology; polling stopped"),
         );
+        // A shard's view flickers during a failover (its slots briefly
+        // elsewhere, no node answering): its probe, and its records of
+        // acknowledged writes, outlive such a gap.
+        let now = Instant::now();
+        for key in probed(&config, &snapshot) {
+            probe_seen.insert(key, now);
+        }
+        probe_seen.retain(|_, seen| now.duration_since(*seen) < PROBE_GRACE);
+        let wanted: HashSet<(Arc<str>, String)> = probe_seen.keys().cloned().collect();
         reconcile(
             &mut probes,
-            &probed(&config, &snapshot),
+            &wanted,
             |(name, shard), stopped| {
                 let deployment = deployment(name)?;
                 tracing::info!(deployment = %name, shard = %shard, "canary probe started");
