@@ -1,0 +1,254 @@
+//! `cargo bench --bench parse`: what the agent spends per node on the replies it
+//! parses and on the /metrics body it renders, at 10, 100 and 1000 nodes.
+//!
+//! - `info_replication/N`: `ReplicationInfo::parse` of the `INFO replication`
+//!   replies of an N-node cluster (half masters with one `slave0:` line, half
+//!   replicas), as one poll round parses them.
+//! - `cluster_nodes/N`: `parse_nodes` of one N-line `CLUSTER NODES` reply.
+//! - `render_metrics/N`: `metrics::render` of the snapshot of an N-node cluster
+//!   (N/2 masters, one replica each), built through the public monitor API
+//!   from generated replies, as the agent builds it from real ones.
+//! - `monitor_poll/N`: `Monitor::apply` of one node's poll in that cluster
+//!   (the CLUSTER NODES reply already parsed): the monitor's work per poll,
+//!   derivation of the deployment included.
+//!
+//! Every group reports throughput in nodes (elements), so criterion prints time
+//! per node too; scripts/bench reads the samples into BENCHMARKS.md. The lines
+//! imitate Redis 7.0 (`tests/fixtures/cluster-nodes-ok.txt`).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use redis_ha_exporter::config;
+use redis_ha_exporter::metrics;
+use redis_ha_exporter::model::{
+    ClusterReading, Input, NodeReading, Observation, Reading, Role, TargetId,
+};
+use redis_ha_exporter::monitor::Monitor;
+use redis_ha_exporter::parse::cluster::{parse_nodes, ClusterInfo};
+use redis_ha_exporter::parse::info::ReplicationInfo;
+
+const SIZES: [usize; 3] = [10, 100, 1000];
+const SLOTS: usize = 16_384;
+const BASE_PORT: usize = 30_000;
+
+/// A 40-hex-digit node id, distinct per index.
+fn node_id(i: usize) -> String {
+    let x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("{:016x}{:016x}{:08x}", x, x.rotate_left(17), i as u32)
+}
+
+/// Masters are nodes `0..n/2`, node `n/2 + m` replicates master `m`.
+fn masters(n: usize) -> usize {
+    n.div_ceil(2)
+}
+
+fn port(i: usize) -> usize {
+    BASE_PORT + i
+}
+
+/// The `CLUSTER NODES` reply of node `me` in a settled n-node cluster.
+fn cluster_nodes(n: usize, me: usize) -> String {
+    let m = masters(n);
+    let mut out = String::with_capacity(n * 120);
+    for i in 0..n {
+        let myself = if i == me { "myself," } else { "" };
+        let pong = if i == me {
+            0
+        } else {
+            1_795_315_033_000 + i * 7
+        };
+        let p = port(i);
+        if i < m {
+            let (first, end) = (i * SLOTS / m, (i + 1) * SLOTS / m - 1);
+            out.push_str(&format!(
+                "{} 127.0.0.1:{p}@{} {myself}master - 0 {pong} {} connected {first}-{end}\n",
+                node_id(i),
+                p + 10_000,
+                i + 1
+            ));
+        } else {
+            let master = i - m;
+            out.push_str(&format!(
+                "{} 127.0.0.1:{p}@{} {myself}slave {} 0 {pong} {} connected\n",
+                node_id(i),
+                p + 10_000,
+                node_id(master),
+                master + 1
+            ));
+        }
+    }
+    out
+}
+
+fn cluster_info(n: usize) -> String {
+    format!(
+        "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_slots_ok:16384\r\n\
+         cluster_slots_pfail:0\r\ncluster_slots_fail:0\r\ncluster_known_nodes:{n}\r\n\
+         cluster_size:{}\r\ncluster_current_epoch:{}\r\ncluster_my_epoch:1\r\n\
+         cluster_stats_messages_ping_sent:1300\r\ncluster_stats_messages_pong_sent:1302\r\n\
+         cluster_stats_messages_sent:2602\r\ncluster_stats_messages_ping_received:1297\r\n\
+         cluster_stats_messages_pong_received:1300\r\ncluster_stats_messages_meet_received:5\r\n\
+         cluster_stats_messages_received:2602\r\ntotal_cluster_links_buffer_limit_exceeded:0\r\n",
+        masters(n),
+        masters(n)
+    )
+}
+
+/// The `INFO replication` reply of node `i` of an n-node cluster.
+fn info_replication(n: usize, i: usize) -> String {
+    let m = masters(n);
+    let offset = 51_115 + i;
+    if i < m {
+        let replica = if m + i < n {
+            format!(
+                "connected_slaves:1\r\nslave0:ip=127.0.0.1,port={},state=online,offset={offset},lag=0\r\n",
+                port(m + i)
+            )
+        } else {
+            "connected_slaves:0\r\n".to_string()
+        };
+        format!(
+            "# Replication\r\nrole:master\r\n{replica}master_failover_state:no-failover\r\n\
+             master_replid:3c678a615d3c7dfea3d802359c45bda56d481325\r\n\
+             master_replid2:0000000000000000000000000000000000000000\r\n\
+             master_repl_offset:{offset}\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:1\r\n\
+             repl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:1\r\n\
+             repl_backlog_histlen:{offset}\r\n"
+        )
+    } else {
+        format!(
+            "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_port:{}\r\n\
+             master_link_status:up\r\nmaster_last_io_seconds_ago:0\r\nmaster_sync_in_progress:0\r\n\
+             slave_read_repl_offset:{offset}\r\nslave_repl_offset:{offset}\r\nslave_priority:100\r\n\
+             slave_read_only:1\r\nreplica_announced:1\r\nconnected_slaves:0\r\n\
+             master_failover_state:no-failover\r\n\
+             master_replid:eddf3952b94d17b85b35585a414b8a45ca363ef9\r\n\
+             master_replid2:f28ab142c7aaaeea77a057d1c092f3a4911a6e1d\r\n\
+             master_repl_offset:{offset}\r\nsecond_repl_offset:6872\r\nrepl_backlog_active:1\r\n\
+             repl_backlog_size:1048576\r\nrepl_backlog_first_byte_offset:822\r\n\
+             repl_backlog_histlen:50294\r\n",
+            port(i - m)
+        )
+    }
+}
+
+fn target(i: usize) -> TargetId {
+    TargetId {
+        deployment: Arc::from("bench"),
+        role: Role::Node,
+        addr: format!("127.0.0.1:{}", port(i)),
+    }
+}
+
+/// One successful poll of node `i`, replies parsed as the poller parses them.
+fn poll(n: usize, i: usize) -> Input {
+    let nodes = parse_nodes(&cluster_nodes(n, i)).expect("generated CLUSTER NODES parses");
+    Input::Poll(Observation {
+        target: target(i),
+        at: SystemTime::now(),
+        seen: Instant::now(),
+        duration: Duration::from_micros(300),
+        result: Ok(Reading::Node(NodeReading {
+            replication: ReplicationInfo::parse(&info_replication(n, i))
+                .expect("generated INFO parses"),
+            cluster: Some(ClusterReading {
+                info: ClusterInfo::parse(&cluster_info(n)).expect("generated CLUSTER INFO parses"),
+                nodes,
+            }),
+        })),
+    })
+}
+
+/// A monitor watching an n-node cluster seeded at node 0, after every node
+/// answered one poll: the state a running agent renders /metrics from.
+fn settled_monitor(n: usize) -> Monitor {
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\ndeployments:\n  - name: bench\n    kind: cluster\n    seeds: [\"127.0.0.1:{}\"]\n",
+        port(0)
+    );
+    let config = config::parse(&yaml, "bench").expect("bench config is valid");
+    let mut monitor = Monitor::new(&config, Vec::new(), Vec::new(), Arc::default());
+    // The seed's view makes every other node a target; then all of them answer.
+    monitor.apply(poll(n, 0));
+    monitor.apply_all((0..n).map(|i| poll(n, i)));
+    let snapshot = monitor.snapshot();
+    let exported = snapshot.deployments[0]
+        .targets
+        .iter()
+        .filter(|t| t.polled && t.exported)
+        .count();
+    assert_eq!(exported, n, "every generated node is a polled member");
+    monitor
+}
+
+fn info_replication_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("info_replication");
+    for n in SIZES {
+        let replies: Vec<String> = (0..n).map(|i| info_replication(n, i)).collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &replies, |b, replies| {
+            b.iter(|| {
+                for r in replies {
+                    black_box(ReplicationInfo::parse(black_box(r)).unwrap());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+fn cluster_nodes_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cluster_nodes");
+    for n in SIZES {
+        let text = cluster_nodes(n, 0);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
+            b.iter(|| black_box(parse_nodes(black_box(text)).unwrap()))
+        });
+    }
+    group.finish();
+}
+
+fn render_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("render_metrics");
+    group.sample_size(20);
+    for n in SIZES {
+        let snapshot = settled_monitor(n).snapshot();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &snapshot, |b, snapshot| {
+            b.iter(|| black_box(metrics::render(black_box(snapshot))))
+        });
+    }
+    group.finish();
+}
+
+fn monitor_poll_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("monitor_poll");
+    group.sample_size(10);
+    for n in SIZES {
+        let mut monitor = settled_monitor(n);
+        // The same node's reply each time: an unchanged cluster, as in a steady poll.
+        let input = poll(n, n / 2);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_batched(
+                || input.clone(),
+                |input| monitor.apply(input),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    info_replication_bench,
+    cluster_nodes_bench,
+    render_bench,
+    monitor_poll_bench
+);
+criterion_main!(benches);
