@@ -391,11 +391,13 @@ fn scrape_set(
         ours_bytes: ours.bytes,
         ours: ours.metrics,
         ours_healthy: ours.healthy,
+        ours_cached: ours.cached,
         peer,
         peer_bytes,
         peer_errors,
         ours_frozen: ours_frozen.metrics,
         ours_frozen_healthy: ours_frozen.healthy,
+        ours_frozen_cached: ours_frozen.cached,
         peer_frozen,
         peer_frozen_errors,
     }

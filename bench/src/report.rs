@@ -22,12 +22,15 @@ pub struct ScrapeSet {
     pub ours: Vec<f64>,
     /// `GET /-/healthy` right after each scrape: the control.
     pub ours_healthy: Vec<f64>,
+    /// The same scrape again right after: the body cached, no render.
+    pub ours_cached: Vec<f64>,
     pub ours_bytes: usize,
     pub peer: Vec<f64>,
     pub peer_bytes: usize,
     pub peer_errors: usize,
     pub ours_frozen: Vec<f64>,
     pub ours_frozen_healthy: Vec<f64>,
+    pub ours_frozen_cached: Vec<f64>,
     pub peer_frozen: Vec<f64>,
     pub peer_frozen_errors: usize,
 }
@@ -131,9 +134,11 @@ impl Report {
                 "setup": s.setup,
                 "agent": s.ours,
                 "agent_healthy": s.ours_healthy,
+                "agent_cached": s.ours_cached,
                 "peer": s.peer,
                 "agent_frozen": s.ours_frozen,
                 "agent_frozen_healthy": s.ours_frozen_healthy,
+                "agent_frozen_cached": s.ours_frozen_cached,
                 "peer_frozen": s.peer_frozen,
             })).collect::<Vec<_>>(),
             "costs": self.costs.iter().map(|(name, c)| json!({
@@ -201,7 +206,7 @@ impl Report {
         let c = col(|r| r.agent_started);
         let _ = writeln!(
             o,
-            "{} failovers of a sentinel group (master, 2 replicas, 3 sentinels; down-after 1 s, failover-timeout 4 s), each by freezing the master (SIGSTOP) and resuming it once the sentinels agree on the new one. The clock: the harness's own `PSUBSCRIBE` on every sentinel. Agent: poll interval 1 s, timeout 500 ms, a `webhook` receiver on 127.0.0.1 (the page is the request's arrival). Peer: redis_exporter on each sentinel, Prometheus scraping them every 1 s and evaluating every 1 s `{}`, firing seen by polling `/api/v1/alerts` every 50 ms. Times in ms.\n",
+            "{} failovers of a sentinel group (master, 2 replicas, 3 sentinels; down-after 1 s, failover-timeout 4 s), each by freezing the master (SIGSTOP), resuming it once the sentinels agree on a new one and making it a replica of that one (`REPLICAOF`, what Sentinel does at its next `INFO` of it, so the next failover need not wait for that). The clock: the harness's own `PSUBSCRIBE` on every sentinel. Agent: poll interval 1 s, timeout 500 ms, a `webhook` receiver on 127.0.0.1 (the page is the request's arrival). Peer: redis_exporter on each sentinel, Prometheus scraping them every 1 s and evaluating every 1 s `{}`, firing seen by polling `/api/v1/alerts` every 50 ms. Times in ms.\n",
             runs.len(),
             crate::failover::PEER_RULES
                 .lines()
@@ -304,7 +309,7 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "Agent: `GET /metrics` on a kept-alive connection, one every 10 ms (so many scrapes meet a snapshot not rendered yet, as a Prometheus scrape does), each followed by a `GET /-/healthy` as a control (same connection and runtime, nothing rendered: what the machine and the HTTP stack alone cost). Peer: one `GET /scrape?target=redis://host:port` per node and sentinel of the same setup on one redis_exporter, all at once (Prometheus scrapes targets in parallel), timed until the last answers; back to back, for up to {} rounds ({} frozen) or {} s ({} s frozen), whichever ends first. redis_exporter runs with `-connection-timeout={}` (the agent's `timeout`; its default is 15 s). Frozen: one cluster replica SIGSTOPped. Times in ms.\n",
+            "Agent: `GET /metrics` on a kept-alive connection, one every 10 ms (so many scrapes meet a snapshot not rendered yet, as a Prometheus scrape does), each followed by two controls on the same connection: the same `GET /metrics` again (its body cached by then, unless a new snapshot came in between: the transfer without the render), and `GET /-/healthy` (nothing rendered or sent: what the machine and the HTTP stack alone cost). Peer: one `GET /scrape?target=redis://host:port` per node and sentinel of the same setup on one redis_exporter, all at once (Prometheus scrapes targets in parallel), timed until the last answers; back to back, for up to {} rounds ({} frozen) or {} s ({} s frozen), whichever ends first. redis_exporter runs with `-connection-timeout={}` (the agent's `timeout`; its default is 15 s). Frozen: one cluster replica SIGSTOPped. Times in ms.\n",
             self.peer_rounds.0,
             self.peer_rounds.1,
             self.peer_seconds,
@@ -320,6 +325,11 @@ impl Report {
                     format!("{} kB", s.ours_bytes / 1000),
                 ),
                 (
+                    "control: `/metrics` again (cached body)".to_string(),
+                    &s.ours_cached,
+                    String::new(),
+                ),
+                (
                     "control: agent `/-/healthy`".to_string(),
                     &s.ours_healthy,
                     String::new(),
@@ -332,6 +342,11 @@ impl Report {
                 (
                     "agent `/metrics`, node frozen".to_string(),
                     &s.ours_frozen,
+                    String::new(),
+                ),
+                (
+                    "control: `/metrics` again, node frozen".to_string(),
+                    &s.ours_frozen_cached,
                     String::new(),
                 ),
                 (

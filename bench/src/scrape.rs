@@ -10,11 +10,13 @@ use crate::stats::{summarize, Summary};
 /// `gap` (the agent renders a new body for the first scrape after each
 /// change, so spacing them out makes the series include renders, as
 /// Prometheus's scrapes do), and the size of the last body. Each scrape is
-/// followed by a `GET /-/healthy` (same connection, same runtime, nothing
-/// rendered): its latencies are the control, what the machine and the HTTP
-/// stack alone cost.
+/// followed by two controls on the same connection: the same `GET /metrics`
+/// again (the body is cached by then, unless a snapshot came in between:
+/// the transfer without the render), then `GET /-/healthy` (nothing
+/// rendered or sent: what the machine and the HTTP stack alone cost).
 pub struct Ours {
     pub metrics: Vec<f64>,
+    pub cached: Vec<f64>,
     pub healthy: Vec<f64>,
     pub bytes: usize,
 }
@@ -25,6 +27,7 @@ pub fn ours(base: &str, count: usize, gap: Duration) -> Ours {
     let control = format!("{base}/-/healthy");
     let mut o = Ours {
         metrics: Vec::with_capacity(count),
+        cached: Vec::with_capacity(count),
         healthy: Vec::with_capacity(count),
         bytes: 0,
     };
@@ -33,6 +36,8 @@ pub fn ours(base: &str, count: usize, gap: Duration) -> Ours {
         let (b, took) = timed_get(&http, &url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
         o.metrics.push(took.as_secs_f64());
         o.bytes = b;
+        let (_, took) = timed_get(&http, &url).unwrap_or_else(|e| panic!("GET {url}: {e}"));
+        o.cached.push(took.as_secs_f64());
         let (_, took) = timed_get(&http, &control).unwrap_or_else(|e| panic!("GET {control}: {e}"));
         o.healthy.push(took.as_secs_f64());
         std::thread::sleep((start + gap).saturating_duration_since(Instant::now()));
