@@ -9,8 +9,16 @@
 //!   (N/2 masters, one replica each), built through the public monitor API
 //!   from generated replies, as the agent builds it from real ones.
 //! - `monitor_poll/N`: `Monitor::apply` of one node's poll in that cluster
-//!   (the CLUSTER NODES reply already parsed): the monitor's work per poll,
-//!   derivation of the deployment included.
+//!   (the CLUSTER NODES reply already parsed) that says what its last poll
+//!   said but for offsets: the monitor's work per steady poll, snapshot and
+//!   alert evaluation included.
+//! - `monitor_failover/N`: `Monitor::apply` of a poll whose view changed,
+//!   in a cluster in the middle of a failover (the first master `fail` in a
+//!   third of the views, `fail?` in another third, its replica promoted with
+//!   a new epoch in the rest): the cluster-wide derivation runs.
+//! - `monitor_full/N`: `Monitor::reference` of that cluster: every view
+//!   derived from scratch, the reference the incremental result is tested
+//!   against.
 //!
 //! Every group reports throughput in nodes (elements), so criterion prints time
 //! per node too; scripts/bench reads the samples into BENCHMARKS.md. The lines
@@ -24,7 +32,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use redis_ha_exporter::config;
 use redis_ha_exporter::metrics;
 use redis_ha_exporter::model::{
-    ClusterReading, Input, NodeReading, Observation, Reading, Role, TargetId,
+    ClusterReading, Input, NodeReading, Observation, PollError, Reading, TargetId, TargetKind,
 };
 use redis_ha_exporter::monitor::Monitor;
 use redis_ha_exporter::parse::cluster::{parse_nodes, ClusterInfo};
@@ -49,9 +57,27 @@ fn port(i: usize) -> usize {
     BASE_PORT + i
 }
 
-/// The `CLUSTER NODES` reply of node `me` in a settled n-node cluster.
-fn cluster_nodes(n: usize, me: usize) -> String {
+/// The master that fails in the failover benches (not the seed), and how
+/// far along each node's view of its failover is.
+const FAILED: usize = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Stage {
+    /// No failover.
+    Settled,
+    /// The failed master is `fail?` in this view.
+    Pfail,
+    /// It is `fail`.
+    Fail,
+    /// Its replica took its slots with a new epoch.
+    Promoted,
+}
+
+/// The `CLUSTER NODES` reply of node `me` in an n-node cluster, its view of
+/// the failover of [`FAILED`] at `stage`.
+fn cluster_nodes(n: usize, me: usize, stage: Stage) -> String {
     let m = masters(n);
+    let promoted = m + FAILED;
     let mut out = String::with_capacity(n * 120);
     for i in 0..n {
         let myself = if i == me { "myself," } else { "" };
@@ -61,24 +87,41 @@ fn cluster_nodes(n: usize, me: usize) -> String {
             1_795_315_033_000 + i * 7
         };
         let p = port(i);
-        if i < m {
-            let (first, end) = (i * SLOTS / m, (i + 1) * SLOTS / m - 1);
-            out.push_str(&format!(
-                "{} 127.0.0.1:{p}@{} {myself}master - 0 {pong} {} connected {first}-{end}\n",
-                node_id(i),
-                p + 10_000,
+        let slots = |owner: usize| {
+            let (first, end) = (owner * SLOTS / m, (owner + 1) * SLOTS / m - 1);
+            format!("{first}-{end}")
+        };
+        let line = if i == FAILED && stage != Stage::Settled {
+            let (flag, slots) = match stage {
+                Stage::Pfail => ("fail?", slots(i)),
+                Stage::Fail => ("fail", slots(i)),
+                _ => ("fail", String::new()),
+            };
+            format!(
+                "{myself}master,{flag} - 0 {pong} {} disconnected {slots}",
                 i + 1
-            ));
+            )
+        } else if i == promoted && stage == Stage::Promoted {
+            format!(
+                "{myself}master - 0 {pong} {} connected {}",
+                m + 1,
+                slots(FAILED)
+            )
+        } else if i < m {
+            format!("{myself}master - 0 {pong} {} connected {}", i + 1, slots(i))
         } else {
             let master = i - m;
-            out.push_str(&format!(
-                "{} 127.0.0.1:{p}@{} {myself}slave {} 0 {pong} {} connected\n",
-                node_id(i),
-                p + 10_000,
+            format!(
+                "{myself}slave {} 0 {pong} {} connected",
                 node_id(master),
                 master + 1
-            ));
-        }
+            )
+        };
+        out.push_str(&format!(
+            "{} 127.0.0.1:{p}@{} {line}\n",
+            node_id(i),
+            p + 10_000
+        ));
     }
     out
 }
@@ -97,10 +140,11 @@ fn cluster_info(n: usize) -> String {
     )
 }
 
-/// The `INFO replication` reply of node `i` of an n-node cluster.
-fn info_replication(n: usize, i: usize) -> String {
+/// The `INFO replication` reply of node `i` of an n-node cluster, after
+/// `writes` more bytes of writes.
+fn info_replication(n: usize, i: usize, writes: usize) -> String {
     let m = masters(n);
-    let offset = 51_115 + i;
+    let offset = 51_115 + i + writes;
     if i < m {
         let replica = if m + i < n {
             format!(
@@ -138,56 +182,82 @@ fn info_replication(n: usize, i: usize) -> String {
 fn target(i: usize) -> TargetId {
     TargetId {
         deployment: Arc::from("bench"),
-        role: Role::Node,
+        kind: TargetKind::Node,
         addr: format!("127.0.0.1:{}", port(i)),
     }
 }
 
-/// One successful poll of node `i`, replies parsed as the poller parses them.
-fn poll(n: usize, i: usize) -> Input {
-    let nodes = parse_nodes(&cluster_nodes(n, i)).expect("generated CLUSTER NODES parses");
+/// What node `i` answers, replies parsed as the poller parses them.
+fn reading(n: usize, i: usize, stage: Stage, writes: usize) -> NodeReading {
+    let nodes = parse_nodes(&cluster_nodes(n, i, stage)).expect("generated CLUSTER NODES parses");
+    NodeReading {
+        replication: ReplicationInfo::parse(&info_replication(n, i, writes))
+            .expect("generated INFO parses"),
+        cluster: Some(ClusterReading::new(
+            ClusterInfo::parse(&cluster_info(n)).expect("generated CLUSTER INFO parses"),
+            nodes,
+        )),
+    }
+}
+
+/// A poll of node `i`: its answer, or a timeout.
+fn poll(i: usize, answer: Option<&NodeReading>) -> Input {
     Input::Poll(Observation {
         target: target(i),
         at: SystemTime::now(),
         seen: Instant::now(),
         duration: Duration::from_micros(300),
-        result: Ok(Reading::Node(NodeReading {
-            replication: ReplicationInfo::parse(&info_replication(n, i))
-                .expect("generated INFO parses"),
-            cluster: Some(ClusterReading {
-                info: ClusterInfo::parse(&cluster_info(n)).expect("generated CLUSTER INFO parses"),
-                nodes,
-            }),
-        })),
+        result: answer
+            .map(|r| Reading::Node(r.clone()))
+            .ok_or(PollError::Timeout),
     })
 }
 
 /// A monitor watching an n-node cluster seeded at node 0, after every node
-/// answered one poll: the state a running agent renders /metrics from.
-fn settled_monitor(n: usize) -> Monitor {
+/// answered once as `stage_of` says (`None`: it did not answer); with what
+/// each node answered. A node's later polls share its lines, as a poller's
+/// do while its view says the same.
+fn monitor_at(n: usize, stage_of: impl Fn(usize) -> Option<Stage>) -> (Monitor, Vec<NodeReading>) {
     let yaml = format!(
         "listen: \"127.0.0.1:0\"\ndeployments:\n  - name: bench\n    kind: cluster\n    seeds: [\"127.0.0.1:{}\"]\n",
         port(0)
     );
     let config = config::parse(&yaml, "bench").expect("bench config is valid");
-    let mut monitor = Monitor::new(&config, Vec::new(), Vec::new(), Arc::default());
+    let mut monitor = Monitor::new(&config, Vec::new(), Vec::new());
+    let answers: Vec<NodeReading> = (0..n)
+        .map(|i| reading(n, i, stage_of(i).unwrap_or(Stage::Settled), 0))
+        .collect();
     // The seed's view makes every other node a target; then all of them answer.
-    monitor.apply(poll(n, 0));
-    monitor.apply_all((0..n).map(|i| poll(n, i)));
+    monitor.apply(poll(0, Some(&answers[0])));
+    monitor.apply_all((0..n).map(|i| poll(i, stage_of(i).map(|_| &answers[i]))));
     let snapshot = monitor.snapshot();
-    let exported = snapshot.deployments[0]
+    let polled = snapshot.deployments[0]
         .targets
         .iter()
         .filter(|t| t.polled && t.exported)
         .count();
-    assert_eq!(exported, n, "every generated node is a polled member");
-    monitor
+    assert_eq!(polled, n, "every generated node is a polled member");
+    (monitor, answers)
+}
+
+/// A cluster without a failover.
+fn settled_monitor(n: usize) -> Monitor {
+    monitor_at(n, |_| Some(Stage::Settled)).0
+}
+
+/// A cluster in the middle of the failover of [`FAILED`]: it does not
+/// answer, and the views of the others are a third each at `fail?`,
+/// `fail` and promoted.
+fn failing_monitor(n: usize) -> (Monitor, Vec<NodeReading>) {
+    monitor_at(n, |i| {
+        (i != FAILED).then_some([Stage::Pfail, Stage::Fail, Stage::Promoted][i % 3])
+    })
 }
 
 fn info_replication_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("info_replication");
     for n in SIZES {
-        let replies: Vec<String> = (0..n).map(|i| info_replication(n, i)).collect();
+        let replies: Vec<String> = (0..n).map(|i| info_replication(n, i, 0)).collect();
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &replies, |b, replies| {
             b.iter(|| {
@@ -203,7 +273,7 @@ fn info_replication_bench(c: &mut Criterion) {
 fn cluster_nodes_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("cluster_nodes");
     for n in SIZES {
-        let text = cluster_nodes(n, 0);
+        let text = cluster_nodes(n, 0, Stage::Settled);
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::from_parameter(n), &text, |b, text| {
             b.iter(|| black_box(parse_nodes(black_box(text)).unwrap()))
@@ -227,18 +297,66 @@ fn render_bench(c: &mut Criterion) {
 
 fn monitor_poll_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("monitor_poll");
-    group.sample_size(10);
     for n in SIZES {
-        let mut monitor = settled_monitor(n);
-        // The same node's reply each time: an unchanged cluster, as in a steady poll.
-        let input = poll(n, n / 2);
+        let (mut monitor, answers) = monitor_at(n, |_| Some(Stage::Settled));
+        // A steady poll: the same view (its lines shared, as the poller
+        // sends them), offsets moving on.
+        let k = n / 2;
+        let mut moved = answers[k].clone();
+        moved.replication = ReplicationInfo::parse(&info_replication(n, k, 100)).expect("parses");
+        let inputs = [poll(k, Some(&moved)), poll(k, Some(&answers[k]))];
+        let mut turn = 0;
         group.throughput(Throughput::Elements(1));
         group.bench_function(BenchmarkId::from_parameter(n), |b| {
             b.iter_batched(
-                || input.clone(),
+                || {
+                    turn += 1;
+                    inputs[turn % 2].clone()
+                },
                 |input| monitor.apply(input),
                 criterion::BatchSize::SmallInput,
             )
+        });
+    }
+    group.finish();
+}
+
+fn monitor_failover_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("monitor_failover");
+    group.sample_size(10);
+    for n in SIZES {
+        let (mut monitor, answers) = failing_monitor(n);
+        // A node whose view moves between `fail` and promoted: every poll
+        // changes the topology.
+        let k = (0..n)
+            .find(|i| *i != FAILED && i % 3 == 2)
+            .expect("a promoted view");
+        let other = reading(n, k, Stage::Fail, 0);
+        let inputs = [poll(k, Some(&other)), poll(k, Some(&answers[k]))];
+        let mut turn = 0;
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter_batched(
+                || {
+                    turn += 1;
+                    inputs[turn % 2].clone()
+                },
+                |input| monitor.apply(input),
+                criterion::BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn monitor_full_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("monitor_full");
+    group.sample_size(10);
+    for n in SIZES {
+        let (monitor, _) = failing_monitor(n);
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| black_box(monitor.reference()))
         });
     }
     group.finish();
@@ -249,6 +367,8 @@ criterion_group!(
     info_replication_bench,
     cluster_nodes_bench,
     render_bench,
-    monitor_poll_bench
+    monitor_poll_bench,
+    monitor_failover_bench,
+    monitor_full_bench
 );
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! The HTTP endpoints. Every handler reads the latest snapshot and nothing
 //! else: a scrape never waits on Redis, however slow a node is.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,11 +16,36 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::config::Kind;
-use crate::snapshot::{ClusterView, DeploymentView, SlotsView, Snapshot};
-use crate::timeline::Timeline;
+use crate::model::snapshot::{DeploymentView, OpenState, SlotsView, Snapshot};
+use crate::model::timeline::Timeline;
+use crate::model::TargetKind;
+use crate::notify::EndpointStats;
+use crate::slots::{key_slot, SLOTS};
+use crate::util::time::unix_now;
 use crate::web::{require, BasicAuth};
 
-type Snapshots = watch::Receiver<Arc<Snapshot>>;
+/// What every route reads: the latest snapshot, and for /metrics the
+/// delivery counters and the body rendered from the latest snapshot.
+#[derive(Clone)]
+struct Shared {
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    deliveries: Arc<Vec<Arc<EndpointStats>>>,
+    rendered: Arc<Mutex<Arc<Rendered>>>,
+}
+
+/// The /metrics body of one snapshot, rendered on its first scrape and
+/// reused by later ones, so scrapes cost nothing between snapshots.
+#[derive(Default)]
+struct Rendered {
+    generation: u64,
+    body: OnceLock<Bytes>,
+}
+
+impl Shared {
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
+    }
+}
 
 /// The most items one API call returns.
 const MAX_LIMIT: usize = 1000;
@@ -31,7 +57,11 @@ const MAX_LIMIT: usize = 1000;
 /// that nothing about the agent shows without them) except `/-/healthy`,
 /// which says only that the process serves and is what container and
 /// Kubernetes probes ask without credentials (docs/security.md).
-pub fn router(snapshots: Snapshots, auth: Option<Arc<BasicAuth>>) -> Router {
+pub fn router(
+    snapshots: watch::Receiver<Arc<Snapshot>>,
+    deliveries: Vec<Arc<EndpointStats>>,
+    auth: Option<Arc<BasicAuth>>,
+) -> Router {
     let mut protected = Router::new()
         .route("/", get(index))
         .route("/api/v1/failovers", get(failovers))
@@ -47,22 +77,43 @@ pub fn router(snapshots: Snapshots, auth: Option<Arc<BasicAuth>>) -> Router {
         // A layer covers the routes added before it, and the fallback.
         protected = protected.layer(axum::middleware::from_fn_with_state(auth, require));
     }
+    let shared = Shared {
+        snapshots,
+        deliveries: Arc::new(deliveries),
+        rendered: Arc::default(),
+    };
     protected
         .route("/-/healthy", get(|| async { "OK\n" }))
-        .with_state(snapshots)
+        .with_state(shared)
 }
 
-async fn metrics(State(snapshots): State<Snapshots>) -> Response {
-    let snapshot = snapshots.borrow().clone();
-    let body = snapshot
-        .rendered
+async fn metrics(State(shared): State<Shared>) -> Response {
+    let snapshot = shared.snapshot();
+    let rendered = {
+        let mut current = shared.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        if current.generation != snapshot.generation {
+            *current = Arc::new(Rendered {
+                generation: snapshot.generation,
+                body: OnceLock::new(),
+            });
+        }
+        current.clone()
+    };
+    let body = rendered
+        .body
         .get_or_init(|| Bytes::from(crate::metrics::render(&snapshot)))
         .clone();
+    let body = if shared.deliveries.is_empty() {
+        body
+    } else {
+        let live = crate::metrics::render_deliveries(&shared.deliveries);
+        Bytes::from([&body[..], live.as_bytes()].concat())
+    };
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }
 
-async fn ready(State(snapshots): State<Snapshots>) -> (StatusCode, &'static str) {
-    if snapshots.borrow().ready {
+async fn ready(State(shared): State<Shared>) -> (StatusCode, &'static str) {
+    if shared.snapshots.borrow().ready {
         (StatusCode::OK, "ready\n")
     } else {
         (
@@ -103,7 +154,7 @@ fn timeline_json(t: &Timeline) -> Value {
         let phases: serde_json::Map<String, Value> = t
             .phases()
             .into_iter()
-            .map(|(p, s)| (p.to_string(), json!(s)))
+            .map(|(p, s)| (p.as_str().to_string(), json!(s)))
             .collect();
         map.insert("phases".into(), Value::Object(phases));
         map.insert("started".into(), json!(t.started()));
@@ -114,11 +165,8 @@ fn timeline_json(t: &Timeline) -> Value {
 }
 
 /// Failovers, in progress first, then newest first.
-async fn failovers(
-    State(snapshots): State<Snapshots>,
-    Query(q): Query<FailoverQuery>,
-) -> Json<Value> {
-    let snapshot = snapshots.borrow().clone();
+async fn failovers(State(shared): State<Shared>, Query(q): Query<FailoverQuery>) -> Json<Value> {
+    let snapshot = shared.snapshot();
     let list: Vec<Value> = snapshot
         .failovers
         .timelines
@@ -131,8 +179,8 @@ async fn failovers(
     Json(json!({ "failovers": list }))
 }
 
-async fn failover(State(snapshots): State<Snapshots>, Path(id): Path<String>) -> Response {
-    let snapshot = snapshots.borrow().clone();
+async fn failover(State(shared): State<Shared>, Path(id): Path<String>) -> Response {
+    let snapshot = shared.snapshot();
     match snapshot.failovers.timelines.iter().find(|t| t.id == id) {
         Some(t) => Json(timeline_json(t)).into_response(),
         None => (
@@ -151,8 +199,8 @@ struct EventQuery {
 }
 
 /// Recent sentinel events, oldest first.
-async fn events(State(snapshots): State<Snapshots>, Query(q): Query<EventQuery>) -> Json<Value> {
-    let snapshot = snapshots.borrow().clone();
+async fn events(State(shared): State<Shared>, Query(q): Query<EventQuery>) -> Json<Value> {
+    let snapshot = shared.snapshot();
     let matching: Vec<_> = snapshot
         .failovers
         .events
@@ -175,38 +223,33 @@ fn cluster<'a>(
     name: &str,
 ) -> Result<(&'a DeploymentView, &'a SlotsView), (StatusCode, &'static str)> {
     let d = snapshot
-        .deployments
-        .iter()
-        .find(|d| *d.name == *name && d.kind == Kind::Cluster)
+        .deployment(name)
+        .filter(|d| d.kind == Kind::Cluster)
         .ok_or((
             StatusCode::NOT_FOUND,
             "no cluster deployment with this name",
         ))?;
-    let slots = d
-        .cluster
-        .as_ref()
-        .and_then(|c: &ClusterView| c.slots.as_ref())
-        .ok_or((
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no node of this cluster answers",
-        ))?;
+    let slots = d.slots().ok_or((
+        StatusCode::SERVICE_UNAVAILABLE,
+        "no node of this cluster answers",
+    ))?;
     Ok((d, slots))
 }
 
 /// The merged slot map by range, disagreements and open slots.
-async fn cluster_slots(State(snapshots): State<Snapshots>, Path(name): Path<String>) -> Response {
-    let snapshot = snapshots.borrow().clone();
+async fn cluster_slots(State(shared): State<Shared>, Path(name): Path<String>) -> Response {
+    let snapshot = shared.snapshot();
     let (d, sv) = match cluster(&snapshot, &name) {
         Ok(found) => found,
         Err((status, message)) => return error(status, message),
     };
-    let now = crate::monitor::unix(std::time::SystemTime::now());
+    let now = unix_now();
     let ranges: Vec<Value> = sv
         .ranges
         .iter()
         .map(|r| {
             json!({ "start": r.start, "end": r.end, "slots": u32::from(r.end - r.start) + 1,
-                    "state": r.state, "shard": r.shard, "master": r.master })
+                    "state": r.state.as_str(), "shard": r.shard, "master": r.master })
         })
         .collect();
     let divergences: Vec<Value> = sv
@@ -219,10 +262,10 @@ async fn cluster_slots(State(snapshots): State<Snapshots>, Path(name): Path<Stri
         .iter()
         .map(|o| {
             let (source, target) = match o.state {
-                "migrating" => (&o.node, &o.peer),
-                _ => (&o.peer, &o.node),
+                OpenState::Migrating => (&o.node, &o.peer),
+                OpenState::Importing => (&o.peer, &o.node),
             };
-            json!({ "node": o.node, "slot": o.slot, "state": o.state, "source": source, "target": target,
+            json!({ "node": o.node, "slot": o.slot, "state": o.state.as_str(), "source": source, "target": target,
                     "open_seconds": (now - o.since).max(0.0) })
         })
         .collect();
@@ -233,7 +276,7 @@ async fn cluster_slots(State(snapshots): State<Snapshots>, Path(name): Path<Stri
         .collect();
     Json(json!({
         "deployment": &*d.name,
-        "coverage_ratio": (crate::slots::SLOTS as f64 - f64::from(sv.uncovered)) / crate::slots::SLOTS as f64,
+        "coverage_ratio": (SLOTS as f64 - f64::from(sv.uncovered)) / SLOTS as f64,
         "uncovered": sv.uncovered,
         "uncovered_ranges": sv.uncovered_ranges,
         "config_views": sv.config_views,
@@ -255,19 +298,19 @@ struct KeyQuery {
 
 /// Where a key lives: its slot (CRC16 with hash tags), shard and master.
 async fn keyslot(
-    State(snapshots): State<Snapshots>,
+    State(shared): State<Shared>,
     Path(name): Path<String>,
     Query(q): Query<KeyQuery>,
 ) -> Response {
     let Some(key) = q.key else {
         return error(StatusCode::BAD_REQUEST, "give the key as ?key=...");
     };
-    let snapshot = snapshots.borrow().clone();
+    let snapshot = shared.snapshot();
     let (d, sv) = match cluster(&snapshot, &name) {
         Ok(found) => found,
         Err((status, message)) => return error(status, message),
     };
-    let slot = crate::slots::key_slot(key.as_bytes());
+    let slot = key_slot(key.as_bytes());
     let range = sv.ranges.iter().find(|r| r.start <= slot && slot <= r.end);
     Json(json!({
         "deployment": &*d.name,
@@ -275,32 +318,39 @@ async fn keyslot(
         "slot": slot,
         "shard": range.and_then(|r| r.shard.clone()),
         "master": range.and_then(|r| r.master.clone()),
-        "state": range.map(|r| r.state),
+        "state": range.map(|r| r.state.as_str()),
     }))
     .into_response()
 }
 
 /// Every deployment, shard, node and sentinel, with roles and health.
-async fn topology(State(snapshots): State<Snapshots>) -> Json<Value> {
-    let snapshot = snapshots.borrow().clone();
+async fn topology(State(shared): State<Shared>) -> Json<Value> {
+    let snapshot = shared.snapshot();
     let deployments: Vec<Value> = snapshot
         .deployments
         .iter()
         .map(|d| {
-            let up = |role: crate::model::Role, addr: &str| {
-                d.targets.iter().find(|t| t.id.role == role && t.id.addr == addr).map(|t| t.up)
-            };
-            let failing = |addr: &str| {
-                d.cluster.as_ref().and_then(|c| c.failing.iter().find(|f| f.node == addr)).map(|f| {
-                    if f.fail {
+            let up: HashMap<&str, bool> = d
+                .targets
+                .iter()
+                .filter(|t| t.id.kind == TargetKind::Node)
+                .map(|t| (t.id.addr.as_str(), t.up))
+                .collect();
+            let health: HashMap<&str, &'static str> = d
+                .cluster
+                .iter()
+                .flat_map(|c| &c.failing)
+                .map(|f| {
+                    let h = if f.fail {
                         "fail"
                     } else if f.pfail > 0 {
                         "pfail"
                     } else {
                         "ok"
-                    }
+                    };
+                    (f.node.as_str(), h)
                 })
-            };
+                .collect();
             let shards: Vec<Value> = d
                 .shards
                 .iter()
@@ -310,7 +360,7 @@ async fn topology(State(snapshots): State<Snapshots>) -> Json<Value> {
                         .iter()
                         .map(|n| {
                             json!({ "node": n.addr, "role": n.role.map(|r| r.as_str()),
-                                    "up": up(crate::model::Role::Node, &n.addr), "cluster_health": failing(&n.addr),
+                                    "up": up.get(n.addr.as_str()), "cluster_health": health.get(n.addr.as_str()),
                                     "link_up": n.replica.as_ref().and_then(|r| r.link.as_ref()).map(|l| l.up),
                                     "lag_bytes": n.replica.as_ref().and_then(|r| r.lag_bytes) })
                         })
@@ -328,7 +378,7 @@ async fn topology(State(snapshots): State<Snapshots>) -> Json<Value> {
             let sentinels: Vec<Value> = d
                 .targets
                 .iter()
-                .filter(|t| t.exported && t.id.role == crate::model::Role::Sentinel)
+                .filter(|t| t.exported && t.id.kind == TargetKind::Sentinel)
                 .map(|t| json!({ "sentinel": t.id.addr, "up": t.up, "tilt": t.tilt }))
                 .collect();
             json!({ "deployment": &*d.name, "kind": d.kind.as_str(), "shards": shards, "sentinels": sentinels })
@@ -338,8 +388,8 @@ async fn topology(State(snapshots): State<Snapshots>) -> Json<Value> {
 }
 
 /// Alerts firing now, oldest first.
-async fn alerts(State(snapshots): State<Snapshots>) -> Json<Value> {
-    let snapshot = snapshots.borrow().clone();
+async fn alerts(State(shared): State<Shared>) -> Json<Value> {
+    let snapshot = shared.snapshot();
     let mut firing = snapshot.alerts.firing.clone();
     firing.sort_by(|a, b| {
         a.since

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use redis_ha_exporter::config::{self, Config};
-use redis_ha_exporter::snapshot::Snapshot;
+use redis_ha_exporter::model::snapshot::Snapshot;
 use redis_ha_exporter::web::{self, WebConfig};
-use redis_ha_exporter::{collect, healthcheck, http, monitor, notify, store};
+use redis_ha_exporter::{healthcheck, http, monitor, notify, store, supervise};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -222,6 +222,8 @@ fn init_logs(filter: &str) {
 /// The running parts of the agent, without the HTTP server.
 struct Agent {
     snapshots: watch::Receiver<Arc<Snapshot>>,
+    /// Delivery counters of every receiver URL, for /metrics.
+    deliveries: Vec<Arc<notify::EndpointStats>>,
     monitor: JoinHandle<()>,
     supervisor: JoinHandle<()>,
     /// Alert delivery, when there are receivers.
@@ -248,7 +250,7 @@ fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
     // Without receivers nothing keeps the firing set up to date: a file
     // left from an earlier configuration is not read.
     let mut firing = Vec::new();
-    let mut deliveries = Arc::default();
+    let mut deliveries = Vec::new();
     let mut delivery = None;
     if !config.alerts.receivers.is_empty() {
         firing = notify::load_firing(&config.alerts);
@@ -256,15 +258,16 @@ fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
         let (tx, rx) = mpsc::unbounded_channel();
         delivery = Some(tokio::spawn(notify::run(dispatcher, rx)));
         outputs.transitions = Some(tx);
-        deliveries = Arc::new(stats);
+        deliveries = stats;
     }
-    let monitor = monitor::Monitor::new(&config, restored, firing, deliveries);
-    let (snap_tx, snapshots) = watch::channel(Arc::new(monitor.snapshot()));
+    let monitor = monitor::Monitor::new(&config, restored, firing);
+    let (snap_tx, snapshots) = watch::channel(monitor.snapshot());
     let (input_tx, input_rx) = mpsc::channel(4096);
     Ok(Agent {
         monitor: tokio::spawn(monitor::run(monitor, input_rx, snap_tx, outputs)),
-        supervisor: tokio::spawn(collect::supervise(config, snapshots.clone(), input_tx)),
+        supervisor: tokio::spawn(supervise::supervise(config, snapshots.clone(), input_tx)),
         snapshots,
+        deliveries,
         delivery,
     })
 }
@@ -287,7 +290,7 @@ async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     tracing::info!(listen = %config.listen, deployments = config.deployments.len(), endpoint = %web.summary(), "serving");
     let server = web::serve(
         listener,
-        http::router(agent.snapshots, auth),
+        http::router(agent.snapshots, agent.deliveries, auth),
         tls,
         shutdown(),
     );
@@ -356,7 +359,7 @@ async fn slots(config: Config, wait: std::time::Duration) -> ExitCode {
             r.start,
             r.end,
             u32::from(r.end - r.start) + 1,
-            r.state,
+            r.state.as_str(),
             r.shard.as_deref().unwrap_or("-"),
             r.master.as_deref().unwrap_or("-")
         );

@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily,
@@ -14,10 +15,12 @@ use prometheus::proto::{
 };
 use prometheus::TextEncoder;
 
-use crate::failovers::Histogram;
+use crate::model::histogram::Histogram;
+use crate::model::snapshot::{DeploymentView, FailoverView, OpenState, ShardView, Snapshot};
+use crate::model::timeline::{phase_names, Outcome, Timeline};
+use crate::notify::EndpointStats;
 use crate::parse::info::Role;
-use crate::snapshot::{DeploymentView, FailoverView, ShardView, Snapshot};
-use crate::timeline::{phase_names, Outcome, Timeline};
+use crate::slots::SLOTS;
 
 /// One metric family's contract.
 #[derive(Debug)]
@@ -166,11 +169,18 @@ impl Out {
         self.families[i].mut_metric().push(m);
     }
 
-    fn finish(self) -> Vec<MetricFamily> {
-        self.families
+    /// The text format of every family that has a sample.
+    fn finish(self) -> String {
+        let families: Vec<MetricFamily> = self
+            .families
             .into_iter()
             .filter(|f| !f.get_metric().is_empty())
-            .collect()
+            .collect();
+        let mut text = String::new();
+        TextEncoder::new()
+            .encode_utf8(&families, &mut text)
+            .expect("families built here are well formed");
+        text
     }
 }
 
@@ -198,7 +208,8 @@ fn flag(b: bool) -> f64 {
     }
 }
 
-/// Renders a snapshot as the /metrics body.
+/// Renders a snapshot as the /metrics body (without the delivery counters:
+/// [`render_deliveries`]).
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = Out::new();
     out.add(
@@ -211,20 +222,30 @@ pub fn render(snapshot: &Snapshot) -> String {
         failovers(&mut out, d, &snapshot.failovers);
         canaries(&mut out, d);
     }
-    for (name, severity) in &snapshot.alerts.rules {
+    for (rule, severity) in &snapshot.alerts.rules {
         let n = snapshot
             .alerts
             .firing
             .iter()
-            .filter(|a| a.rule.to_string() == *name)
+            .filter(|a| a.rule == *rule)
             .count();
         out.add(
             "redis_ha_alerts_firing",
-            &[("alertname", name.as_str()), ("severity", severity)],
+            &[
+                ("alertname", rule.to_string().as_str()),
+                ("severity", severity.as_str()),
+            ],
             n as f64,
         );
     }
-    for e in snapshot.deliveries.iter() {
+    out.finish()
+}
+
+/// Renders the delivery counters of every receiver URL: live counters,
+/// read at each scrape (the rest of the body is rendered once per snapshot).
+pub fn render_deliveries(deliveries: &[Arc<EndpointStats>]) -> String {
+    let mut out = Out::new();
+    for e in deliveries {
         let endpoint = [("receiver", &*e.receiver), ("endpoint", &*e.endpoint)];
         for (result, n) in [
             ("delivered", &e.delivered),
@@ -244,17 +265,13 @@ pub fn render(snapshot: &Snapshot) -> String {
             e.queued.load(Ordering::Relaxed) as f64,
         );
     }
-    let mut text = String::new();
-    TextEncoder::new()
-        .encode_utf8(&out.finish(), &mut text)
-        .expect("families built here are well formed");
-    text
+    out.finish()
 }
 
 fn deployment(out: &mut Out, d: &DeploymentView) {
     let dep = &*d.name;
     for t in d.targets.iter().filter(|t| t.exported && t.polled) {
-        let labels = [("deployment", dep), (t.id.role.label(), t.id.addr.as_str())];
+        let labels = [("deployment", dep), (t.id.kind.label(), t.id.addr.as_str())];
         out.add("redis_ha_target_up", &labels, flag(t.up));
         out.add(
             "redis_ha_target_poll_failures_total",
@@ -282,14 +299,14 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
             out.add("redis_ha_sentinel_tilt", &labels, flag(tilt));
         }
     }
-    for (sentinel, up) in &d.subscriptions {
+    for (sentinel, up) in d.subscriptions.iter() {
         out.add(
             "redis_ha_sentinel_subscription_up",
             &[("deployment", dep), ("sentinel", sentinel.as_str())],
             flag(*up),
         );
     }
-    for (shard, event, n) in &d.events_total {
+    for (shard, event, n) in d.events_total.iter() {
         out.add(
             "redis_ha_sentinel_events_total",
             &[
@@ -300,7 +317,7 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
             *n as f64,
         );
     }
-    for s in &d.shards {
+    for s in d.shards.iter() {
         shard(out, dep, s);
     }
     if let Some(c) = &d.cluster {
@@ -336,30 +353,30 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
                 &[("deployment", dep), ("state", "uncovered")],
                 f64::from(sv.uncovered),
             );
-            let covered = crate::slots::SLOTS as f64 - f64::from(sv.uncovered);
+            let covered = SLOTS as f64 - f64::from(sv.uncovered);
             out.add(
                 "redis_ha_cluster_slot_coverage_ratio",
                 &labels,
-                covered / crate::slots::SLOTS as f64,
+                covered / SLOTS as f64,
             );
             out.add(
                 "redis_ha_cluster_uncovered_ranges",
                 &labels,
                 f64::from(sv.uncovered_ranges),
             );
-            for shard in &d.shards {
+            for shard in d.shards.iter() {
+                // `shard_slots` is sorted by shard.
                 let n = sv
                     .shard_slots
-                    .iter()
-                    .find(|(s, _)| *s == shard.name)
-                    .map_or(0, |(_, n)| *n);
+                    .binary_search_by(|(s, _)| s.as_str().cmp(&shard.name))
+                    .map_or(0, |i| sv.shard_slots[i].1);
                 out.add(
                     "redis_ha_cluster_shard_slots",
                     &[("deployment", dep), ("shard", shard.name.as_str())],
                     f64::from(n),
                 );
             }
-            for state in ["migrating", "importing"] {
+            for state in [OpenState::Migrating, OpenState::Importing] {
                 let slots: BTreeSet<u16> = sv
                     .open
                     .iter()
@@ -368,7 +385,7 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
                     .collect();
                 out.add(
                     "redis_ha_cluster_open_slots",
-                    &[("deployment", dep), ("state", state)],
+                    &[("deployment", dep), ("state", state.as_str())],
                     slots.len() as f64,
                 );
             }
@@ -494,7 +511,7 @@ fn shard(out: &mut Out, dep: &str, s: &ShardView) {
 /// The canary families of one deployment: every probed shard that
 /// reported has all four, histograms empty until something is observed.
 fn canaries(out: &mut Out, d: &DeploymentView) {
-    for c in &d.canaries {
+    for c in d.canaries.iter() {
         let labels = [("deployment", &*d.name), ("shard", c.shard.as_str())];
         out.add("redis_ha_canary_up", &labels, flag(c.status.up));
         out.histogram("redis_ha_canary_write_latency_seconds", &labels, &c.latency);
@@ -516,14 +533,14 @@ fn canaries(out: &mut Out, d: &DeploymentView) {
 /// phase its histogram, so rates and quantiles work before the first failover.
 fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
     let dep = &*d.name;
-    for s in &d.shards {
+    for s in d.shards.iter() {
         let labels = [("deployment", dep), ("shard", s.name.as_str())];
         out.add(
             "redis_ha_failover_in_progress",
             &labels,
             flag(s.failover_in_progress),
         );
-        for outcome in [Outcome::Completed, Outcome::Aborted, Outcome::TimedOut] {
+        for outcome in Outcome::ALL {
             let n = f
                 .totals
                 .get(&(dep.to_string(), s.name.clone(), outcome))
@@ -566,7 +583,7 @@ fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
             &[
                 ("deployment", dep),
                 ("kind", d.kind.as_str()),
-                ("phase", phase),
+                ("phase", phase.as_str()),
             ],
             h,
         );

@@ -1,9 +1,8 @@
 //! Hash slots: key slots, per-view slot ownership, contiguous ranges, and
 //! the agreement check of `redis-cli --cluster check`. Pure.
 
-use std::collections::BTreeMap;
-
 use crate::parse::cluster::{ClusterNode, MAX_SLOT};
+use crate::util::hash::Fnv;
 
 /// Slots in a cluster.
 pub const SLOTS: usize = MAX_SLOT as usize + 1;
@@ -94,25 +93,6 @@ pub fn signature(view: &[ClusterNode]) -> u64 {
     h.0
 }
 
-/// FNV-1a, 64 bits: stable across runs and versions (signatures, alert
-/// fingerprints), and cheap.
-pub(crate) struct Fnv(pub(crate) u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-}
-
 /// Where one view's slot map differs from another: `(start, end, this
 /// view's owner, the other's owner)` per contiguous run.
 pub fn differences<'a>(
@@ -129,21 +109,6 @@ pub fn differences<'a>(
         .filter(|(_, _, (a, b))| a != b)
         .map(|(s, e, (a, b))| (s, e, a, b))
         .collect()
-}
-
-/// Groups views by signature: the most common first (ties: the one seen first).
-pub fn by_signature<K: Clone>(views: &[(K, &[ClusterNode])]) -> Vec<(u64, Vec<K>)> {
-    let mut groups: BTreeMap<u64, (usize, Vec<K>)> = BTreeMap::new();
-    for (i, (key, view)) in views.iter().enumerate() {
-        let g = groups.entry(signature(view)).or_insert((i, Vec::new()));
-        g.1.push(key.clone());
-    }
-    let mut out: Vec<(usize, u64, Vec<K>)> = groups
-        .into_iter()
-        .map(|(s, (first, keys))| (first, s, keys))
-        .collect();
-    out.sort_by(|a, b| b.2.len().cmp(&a.2.len()).then(a.0.cmp(&b.0)));
-    out.into_iter().map(|(_, s, k)| (s, k)).collect()
 }
 
 #[cfg(test)]
@@ -180,8 +145,5 @@ mod tests {
         let mut shuffled = ok.clone();
         shuffled.reverse();
         assert_eq!(signature(&ok), signature(&shuffled));
-        let groups = by_signature(&[("a", &ok[..]), ("b", &after[..]), ("c", &shuffled[..])]);
-        assert_eq!(groups[0].1, ["a", "c"]);
-        assert_eq!(groups[1].1, ["b"]);
     }
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
-use crate::timeline::Timeline;
+use crate::model::timeline::Timeline;
 
 /// Reads the timelines in `path` (none if it does not exist), keeps the
 /// last `keep_per_shard` ended ones of each shard and every open one, and
@@ -101,11 +101,11 @@ fn append(path: &Path, batch: &[Timeline]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::Kind;
-    use crate::timeline::Outcome;
+    use crate::model::timeline::{MarkName, Outcome};
 
     fn timeline(shard: &str, start: f64, open: bool) -> Timeline {
         let mut t = Timeline::open("d", shard, Kind::Sentinel, start);
-        t.mark("odown", start, "s");
+        t.mark(MarkName::Odown, start, "s");
         if !open {
             t.outcome = Some(Outcome::Completed);
         }

@@ -5,9 +5,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use super::reply::{Held, Written};
+use crate::model::canary::{Ack, AckRun, Episode, ReadBack};
 
 /// Acknowledged writes remembered: about 7 minutes at the default 100 ms.
 /// A new master that lacks more than that is reported as lacking these.
@@ -15,65 +14,6 @@ const ACKS_KEPT: usize = 4096;
 
 /// Lost writes listed one by one in an episode; beyond it only counted.
 const LOST_LISTED: usize = 1024;
-
-/// One write a node acknowledged.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Ack {
-    /// The write's sequence number.
-    pub seq: u64,
-    /// When the acknowledgement arrived (unix seconds).
-    pub at: f64,
-    /// The node that acknowledged it, `host:port`.
-    pub node: Arc<str>,
-}
-
-/// Consecutive sequence numbers one node acknowledged, for the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AckRun {
-    /// The first sequence number.
-    pub first: u64,
-    /// The last (inclusive).
-    pub last: u64,
-    /// The node.
-    pub node: Arc<str>,
-}
-
-/// What a node held when the canary first read its key after an outage or
-/// a move: the last of the canary's writes it has.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReadBack {
-    /// The node read, `host:port`.
-    pub node: Arc<str>,
-    /// The sequence number it held; `None` when it held no canary write.
-    pub seq: Option<u64>,
-    /// When that write was sent (unix seconds).
-    pub written_at: Option<f64>,
-}
-
-/// A stretch between two acknowledged writes in which something went wrong
-/// for clients: writes failed, the master changed, or acknowledged writes
-/// turned out to be missing.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Episode {
-    /// The last acknowledged write before it.
-    pub from: Ack,
-    /// The first acknowledged write after it.
-    pub to: Ack,
-    /// What the node read after a failure or a move held, if it was read.
-    pub read_back: Option<ReadBack>,
-    /// Acknowledged writes the nodes written to since do not hold, newest
-    /// last (at most 1024, the newest).
-    pub lost: Vec<Ack>,
-    /// How many there are in all.
-    pub lost_total: u64,
-}
-
-impl Episode {
-    /// Seconds during which no write was acknowledged.
-    pub fn unavailable_seconds(&self) -> f64 {
-        (self.to.at - self.from.at).max(0.0)
-    }
-}
 
 /// The acknowledged writes, in sequence order (a probe writes one at a time,
 /// so acknowledgements arrive in the order of their numbers).

@@ -18,7 +18,6 @@
 //! every episode when writes resume; the monitor adds episodes to the
 //! failover they overlap.
 
-pub mod impact;
 pub mod ledger;
 pub mod reply;
 
@@ -30,62 +29,18 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::collect::{client, command, Events, PollSettings};
+use crate::client::{client, command, Events, PollSettings};
 use crate::config::{Deployment, Kind};
-use crate::model::{Input, PollError, Role};
-use crate::monitor::unix;
-use crate::snapshot::{DeploymentView, Snapshot};
-use ledger::{Ack, AckRun, Episode, Tracker};
+use crate::model::canary::{Episode, Report, ReportKind, Status};
+use crate::model::snapshot::{DeploymentView, Snapshot};
+use crate::model::timeline::MarkName;
+use crate::model::{Input, PollError, TargetKind};
+use crate::util::time::unix;
+use ledger::Tracker;
 use reply::{Held, Refusal};
-
-/// Upper bounds of the write latency histogram, in seconds: from a write on
-/// loopback to the longest interval.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
 
 /// Runs of acknowledged sequence numbers a status carries, for the API.
 const RUNS_REPORTED: usize = 16;
-
-/// What a probe tells the monitor.
-#[derive(Debug, Clone)]
-pub struct Report {
-    /// The deployment.
-    pub deployment: Arc<str>,
-    /// The shard probed.
-    pub shard: String,
-    /// When it was sent.
-    pub at: SystemTime,
-    /// What happened.
-    pub kind: ReportKind,
-}
-
-/// A probe's news.
-#[derive(Debug, Clone)]
-pub enum ReportKind {
-    /// Where the probe stands (every poll interval, and when writes start
-    /// or stop failing).
-    Status(Status),
-    /// Writes resumed after an episode.
-    Episode(Box<Episode>),
-}
-
-/// Where a probe stands.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Status {
-    /// The last write was acknowledged.
-    pub up: bool,
-    /// The node it writes to.
-    pub node: Option<Arc<str>>,
-    /// The key it writes.
-    pub key: Option<String>,
-    /// The last acknowledged write.
-    pub last_ack: Option<Ack>,
-    /// The latest runs of acknowledged sequence numbers.
-    pub acked: Vec<AckRun>,
-    /// Round trips of the writes acknowledged since the last status, seconds.
-    pub latencies: Vec<f64>,
-}
 
 /// One server the probe talks to, over a client of its own.
 struct Conn {
@@ -144,7 +99,7 @@ impl Asker {
         let mut sentinels: Vec<(bool, &str)> = view
             .targets
             .iter()
-            .filter(|t| t.id.role == Role::Sentinel && t.exported)
+            .filter(|t| t.id.kind == TargetKind::Sentinel && t.exported)
             .map(|t| (!t.up, t.id.addr.as_str()))
             .collect();
         sentinels.sort();
@@ -252,7 +207,7 @@ fn switched_away(snapshot: &Snapshot, deployment: &str, shard: &str, conn: &Conn
         .iter()
         .find(|t| t.deployment == deployment && t.shard == shard)
         .is_some_and(|t| {
-            t.at("switched").is_some_and(|at| at > conn.since)
+            t.at(MarkName::Switched).is_some_and(|at| at > conn.since)
                 && t.new_master.as_deref().is_some_and(|m| *m != *conn.addr)
         })
 }

@@ -1,25 +1,24 @@
 //! One target's poll loop over a persistent fred connection.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use fred::prelude::*;
-use fred::types::config::{Server, TlsConnector, UnresponsiveConfig};
-use fred::types::{ClusterHash, CustomCommand, InfoKind};
+use fred::types::InfoKind;
 use futures::future::try_join_all;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use super::PollSettings;
-use crate::config::{Auth, Deployment, Kind, Tls};
+use crate::client::{client, command, Events, PollSettings};
+use crate::config::{Deployment, Kind};
 use crate::model::{
-    ClusterReading, Input, MasterView, NodeReading, Observation, PollError, Reading, Role,
-    SentinelReading, TargetId,
+    ClusterReading, Input, MasterView, NodeReading, Observation, PollError, Reading,
+    SentinelReading, TargetId, TargetKind,
 };
 use crate::parse::cluster::{parse_nodes, ClusterInfo};
 use crate::parse::info::{ReplicationInfo, SentinelInfo};
 use crate::parse::sentinel::{parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry};
-use crate::parse::{split_addr, ParseError};
+use crate::parse::ParseError;
 
 /// Polls `target` every interval until `stop` turns true, sending every
 /// result, success or failure, to the monitor.
@@ -30,9 +29,9 @@ pub async fn run(
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (auth, tls) = match target.role {
-        Role::Node => (&deployment.auth, &deployment.tls),
-        Role::Sentinel => (&deployment.sentinel_auth, &deployment.sentinel_tls),
+    let (auth, tls) = match target.kind {
+        TargetKind::Node => (&deployment.auth, &deployment.tls),
+        TargetKind::Sentinel => (&deployment.sentinel_auth, &deployment.sentinel_tls),
     };
     // An address fred refuses, or TLS files that cannot be read any more,
     // never connect: every poll reports why, so the target shows as down,
@@ -50,13 +49,15 @@ pub async fn run(
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut was_up = None;
+    // The last cluster view sent: an unchanged one is sent as the same lines.
+    let mut last_view: Option<ClusterReading> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => break,
         }
         let started = Instant::now();
-        let result = match &client {
+        let mut result = match &client {
             Ok(client) => {
                 // Sentinels take two rounds of commands; the per-command
                 // timeout bounds each, this bounds the whole.
@@ -92,6 +93,14 @@ pub async fn run(
             _ => {}
         }
         was_up = Some(result.is_ok());
+        if let Ok(Reading::Node(NodeReading {
+            cluster: Some(view),
+            ..
+        })) = &mut result
+        {
+            *view = view.clone().reusing(last_view.as_ref());
+            last_view = Some(view.clone());
+        }
         let obs = Observation {
             target: target.clone(),
             at: SystemTime::now(),
@@ -110,80 +119,6 @@ pub async fn run(
     }
 }
 
-/// A client for one server: one connection, reconnecting forever with
-/// backoff, every command bounded by `timeout` and never retried, so a poll
-/// reports what the server did at that moment.
-pub(crate) fn client(
-    addr: &str,
-    auth: &Auth,
-    tls: Option<&Tls>,
-    timeout: Duration,
-    events: Events,
-) -> Result<Client, PollError> {
-    let (host, port) =
-        split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
-    let connector = tls
-        .map(|t| crate::tls::client_config(t).map(TlsConnector::from))
-        .transpose()
-        .map_err(|e| PollError::Connect(format!("TLS: {e}")))?;
-    let config = Config {
-        server: ServerConfig::Centralized {
-            server: Server {
-                host: host.into(),
-                port,
-                // Without one, the address connected to (IP or hostname).
-                tls_server_name: tls.and_then(|t| t.server_name.as_deref().map(Into::into)),
-            },
-        },
-        tls: connector.map(Into::into),
-        username: auth.username.clone(),
-        password: auth.password.as_ref().map(|p| p.expose().to_string()),
-        // Keep trying when the first connection fails: the target may come up later.
-        fail_fast: false,
-        ..Default::default()
-    };
-    Builder::from_config(config)
-        .with_connection_config(|c| {
-            c.connection_timeout = timeout;
-            c.internal_command_timeout = timeout;
-            c.max_command_attempts = 1;
-            // A connection whose replies stopped (a frozen server) is closed
-            // and reopened instead of queueing polls behind it forever.
-            c.unresponsive = UnresponsiveConfig {
-                max_timeout: Some(timeout * 2),
-                interval: (timeout / 2).max(Duration::from_millis(10)),
-            };
-        })
-        .with_performance_config(|p| {
-            p.default_command_timeout = timeout;
-            if let Events::Subscribe = events {
-                // A failover is a burst of events from each sentinel; the
-                // default of 32 could drop the ones a timeline needs.
-                p.broadcast_channel_capacity = EVENT_BUFFER;
-            }
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
-        .build()
-        .map_err(|e| PollError::Command(e.to_string()))
-}
-
-/// Messages buffered between a sentinel's connection and its subscriber task.
-const EVENT_BUFFER: usize = 4096;
-
-/// Whether a client will carry a sentinel's event stream.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Events {
-    /// A poller's client: commands only.
-    None,
-    /// A subscriber's client: `PSUBSCRIBE *`.
-    Subscribe,
-}
-
-/// A command by name, its keys (if any) hashed as usual.
-pub(crate) fn command(name: &'static str) -> CustomCommand {
-    CustomCommand::new_static(name, ClusterHash::FirstKey, false)
-}
-
 fn failed(e: Error) -> PollError {
     match e.kind() {
         ErrorKind::Timeout => PollError::Timeout,
@@ -200,11 +135,11 @@ async fn poll(
     target: &TargetId,
     deployment: &Deployment,
 ) -> Result<Reading, PollError> {
-    match target.role {
-        Role::Node => poll_node(client, deployment.kind == Kind::Cluster)
+    match target.kind {
+        TargetKind::Node => poll_node(client, deployment.kind == Kind::Cluster)
             .await
             .map(Reading::Node),
-        Role::Sentinel => poll_sentinel(client, deployment)
+        TargetKind::Sentinel => poll_sentinel(client, deployment)
             .await
             .map(Reading::Sentinel),
     }
@@ -229,10 +164,10 @@ async fn poll_node(client: &Client, cluster: bool) -> Result<NodeReading, PollEr
     .map_err(failed)?;
     Ok(NodeReading {
         replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
-        cluster: Some(ClusterReading {
-            info: parsed("CLUSTER INFO", ClusterInfo::parse(&cinfo))?,
-            nodes: parsed("CLUSTER NODES", parse_nodes(&cnodes))?,
-        }),
+        cluster: Some(ClusterReading::new(
+            parsed("CLUSTER INFO", ClusterInfo::parse(&cinfo))?,
+            parsed("CLUSTER NODES", parse_nodes(&cnodes))?,
+        )),
     })
 }
 

@@ -6,8 +6,7 @@ use fred::prelude::*;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 
-use super::poller::{client, Events};
-use super::PollSettings;
+use crate::client::{client, Events, PollSettings};
 use crate::config::Deployment;
 use crate::model::{EventMessage, Input, TargetId};
 
@@ -87,7 +86,7 @@ pub async fn run(
     connection.abort();
 }
 
-async fn subscribe(client: &Client, target: &TargetId, settings: super::PollSettings) -> bool {
+async fn subscribe(client: &Client, target: &TargetId, settings: PollSettings) -> bool {
     match tokio::time::timeout(settings.timeout, client.psubscribe("*")).await {
         Ok(Ok(())) => true,
         Ok(Err(e)) => {

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 use tokio::sync::{mpsc, Notify};
 
-use crate::alert::{Alert, Transition};
 use crate::config::{endpoint_label, Alerts, Receiver, ReceiverKind, Route, Secret};
+use crate::model::alert::{Alert, Transition};
 use payload::{render, unix_now};
 use queue::{Message, Queue};
 
@@ -343,7 +343,7 @@ fn open_queue(dir: Option<&Path>, receiver: &str, url: &Secret, size: usize) -> 
     let Some(dir) = dir else {
         return Queue::in_memory(size);
     };
-    let mut h = crate::slots::Fnv::default();
+    let mut h = crate::util::hash::Fnv::default();
     h.write(url.expose().as_bytes());
     let path = dir.join(format!("queue-{receiver}-{:016x}.jsonl", h.0));
     Queue::open(path.clone(), size).unwrap_or_else(|e| {

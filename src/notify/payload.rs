@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use crate::alert::{Alert, Transition};
 use crate::config::ReceiverKind;
+use crate::model::alert::{Alert, Transition};
 
 /// Alertmanager's "not set" time: a firing alert's `endsAt`.
 const ZERO_TIME: &str = "0001-01-01T00:00:00Z";

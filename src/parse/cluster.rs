@@ -1,6 +1,7 @@
 //! Replies of `CLUSTER INFO` and `CLUSTER NODES`.
 
 use super::{info::fields, num, ParseError};
+use crate::util::hash::digest;
 
 /// The fields of `CLUSTER INFO` the agent relies on: one node's own view.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,7 +61,7 @@ impl ClusterInfo {
 }
 
 /// The flags of one `CLUSTER NODES` line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct NodeFlags {
     /// The line describes the node that answered.
     pub myself: bool,
@@ -141,6 +142,29 @@ impl ClusterNode {
     pub fn is_member(&self) -> bool {
         !self.flags.handshake && !self.flags.noaddr && !self.addr.starts_with(':')
     }
+}
+
+/// A digest of what a `CLUSTER NODES` reply says, whichever line is the
+/// answering node's own (`myself` is left out) and in whatever order the
+/// lines come (each node lists its table in its own hash order): two nodes
+/// that see the cluster alike have views with the same digest. Ping and
+/// pong times are not parsed and the link state is left out (no view uses
+/// it, and each node's links flap on their own), so a steady cluster's
+/// views keep theirs.
+pub fn view_digest(lines: &[ClusterNode]) -> u64 {
+    let sum = lines.iter().fold(0u64, |sum, l| {
+        let flags = NodeFlags {
+            myself: false,
+            ..l.flags
+        };
+        let line = (
+            (&l.id, &l.addr, &l.hostname, flags, &l.master_id),
+            (l.config_epoch, &l.slots, &l.shard_id),
+            (&l.migrating, &l.importing),
+        );
+        sum.wrapping_add(digest(&line))
+    });
+    digest(&(sum, lines.len()))
 }
 
 /// Parses the reply of `CLUSTER NODES`, one node a line.
@@ -459,5 +483,34 @@ mod tests {
         ] {
             assert!(parse_nodes(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn views_that_say_the_same_have_one_digest() {
+        let view = fixture("cluster-nodes-ok.txt");
+        let lines = parse_nodes(&view).unwrap();
+        // Another node's view: its own line is `myself`, the order differs,
+        // ping and pong times moved on.
+        let other: Vec<&str> = view.lines().rev().collect();
+        let other = other
+            .join("\n")
+            .replacen("myself,", "", 1)
+            .replace(" 1795", " 1796");
+        let mut other = parse_nodes(&other).unwrap();
+        other[0].flags.myself = true;
+        assert_eq!(view_digest(&lines), view_digest(&other));
+        // A flag, an epoch, a slot or a lost line changes it.
+        let mut changed = lines.clone();
+        changed[1].flags.pfail = true;
+        assert_ne!(view_digest(&lines), view_digest(&changed));
+        let mut changed = lines.clone();
+        changed[2].config_epoch += 1;
+        assert_ne!(view_digest(&lines), view_digest(&changed));
+        let mut changed = lines.clone();
+        if let Some(r) = changed.iter_mut().find_map(|l| l.slots.first_mut()) {
+            r.1 -= 1;
+        }
+        assert_ne!(view_digest(&lines), view_digest(&changed));
+        assert_ne!(view_digest(&lines), view_digest(&lines[1..]));
     }
 }

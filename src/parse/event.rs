@@ -73,9 +73,104 @@ pub enum Detail {
     Text(String),
 }
 
+/// The events the agent acts on, named after their channels; every other
+/// channel is [`EventKind::Other`] (still counted and listed by name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `+sdown`
+    Sdown,
+    /// `-sdown`
+    SdownCleared,
+    /// `+odown`
+    Odown,
+    /// `-odown`
+    OdownCleared,
+    /// `+new-epoch`
+    NewEpoch,
+    /// `+try-failover`
+    TryFailover,
+    /// `+elected-leader`
+    ElectedLeader,
+    /// `+failover-state-select-slave`
+    StateSelectSlave,
+    /// `+selected-slave`
+    SelectedSlave,
+    /// `+failover-state-send-slaveof-noone`
+    StateSendSlaveofNoone,
+    /// `+failover-state-wait-promotion`
+    StateWaitPromotion,
+    /// `+promoted-slave`
+    PromotedSlave,
+    /// `+failover-state-reconf-slaves`
+    StateReconfSlaves,
+    /// `+failover-end-for-timeout`
+    FailoverEndForTimeout,
+    /// `+failover-end`
+    FailoverEnd,
+    /// `+switch-master`
+    SwitchMaster,
+    /// `-failover-abort-not-elected`
+    AbortNotElected,
+    /// `-failover-abort-no-good-slave`
+    AbortNoGoodSlave,
+    /// `-failover-abort-slave-timeout`
+    AbortSlaveTimeout,
+    /// Any other channel.
+    Other,
+}
+
+impl EventKind {
+    const CHANNELS: [(EventKind, &'static str); 19] = [
+        (EventKind::Sdown, "+sdown"),
+        (EventKind::SdownCleared, "-sdown"),
+        (EventKind::Odown, "+odown"),
+        (EventKind::OdownCleared, "-odown"),
+        (EventKind::NewEpoch, "+new-epoch"),
+        (EventKind::TryFailover, "+try-failover"),
+        (EventKind::ElectedLeader, "+elected-leader"),
+        (EventKind::StateSelectSlave, "+failover-state-select-slave"),
+        (EventKind::SelectedSlave, "+selected-slave"),
+        (
+            EventKind::StateSendSlaveofNoone,
+            "+failover-state-send-slaveof-noone",
+        ),
+        (
+            EventKind::StateWaitPromotion,
+            "+failover-state-wait-promotion",
+        ),
+        (EventKind::PromotedSlave, "+promoted-slave"),
+        (
+            EventKind::StateReconfSlaves,
+            "+failover-state-reconf-slaves",
+        ),
+        (
+            EventKind::FailoverEndForTimeout,
+            "+failover-end-for-timeout",
+        ),
+        (EventKind::FailoverEnd, "+failover-end"),
+        (EventKind::SwitchMaster, "+switch-master"),
+        (EventKind::AbortNotElected, "-failover-abort-not-elected"),
+        (EventKind::AbortNoGoodSlave, "-failover-abort-no-good-slave"),
+        (
+            EventKind::AbortSlaveTimeout,
+            "-failover-abort-slave-timeout",
+        ),
+    ];
+
+    /// The kind of the event published on `channel`.
+    pub fn of(channel: &str) -> EventKind {
+        Self::CHANNELS
+            .iter()
+            .find(|(_, c)| *c == channel)
+            .map_or(EventKind::Other, |(k, _)| *k)
+    }
+}
+
 /// One sentinel event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
+    /// What the channel says the event is.
+    pub kind: EventKind,
     /// The channel, which names the event: `+sdown`, `+switch-master`, ...
     pub channel: String,
     /// The instance it is about, when the payload starts with one.
@@ -153,6 +248,7 @@ impl Event {
             },
         };
         Event {
+            kind: EventKind::of(channel),
             channel: channel.to_string(),
             instance,
             detail,

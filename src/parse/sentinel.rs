@@ -9,9 +9,70 @@ use std::collections::HashMap;
 
 use super::{join_addr, num, ParseError};
 
+/// One token of a `flags` field, as `sentinel.c` writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// `s_down`: this sentinel sees the instance subjectively down.
+    SDown,
+    /// `o_down`: it sees the master objectively down (quorum reached).
+    ODown,
+    /// `master`
+    Master,
+    /// `slave`
+    Slave,
+    /// `sentinel`
+    Sentinel,
+    /// `disconnected`: no link to the instance.
+    Disconnected,
+    /// `master_down`: another sentinel says the master is down.
+    MasterDown,
+    /// `failover_in_progress`: a failover of this master is under way.
+    FailoverInProgress,
+    /// `promoted`: the replica chosen in a failover.
+    Promoted,
+    /// `reconf_sent`, `reconf_inprog`, `reconf_done`: a replica being
+    /// pointed at the new master.
+    ReconfSent,
+    /// See [`Flag::ReconfSent`].
+    ReconfInprog,
+    /// See [`Flag::ReconfSent`].
+    ReconfDone,
+    /// `force_failover`: a `SENTINEL FAILOVER` was asked for.
+    ForceFailover,
+    /// `script_kill_sent`
+    ScriptKillSent,
+    /// `master_reboot`: the master restarted during `master-reboot-down-after-period`.
+    MasterReboot,
+}
+
+impl Flag {
+    const ALL: [(Flag, &'static str); 15] = [
+        (Flag::SDown, "s_down"),
+        (Flag::ODown, "o_down"),
+        (Flag::Master, "master"),
+        (Flag::Slave, "slave"),
+        (Flag::Sentinel, "sentinel"),
+        (Flag::Disconnected, "disconnected"),
+        (Flag::MasterDown, "master_down"),
+        (Flag::FailoverInProgress, "failover_in_progress"),
+        (Flag::Promoted, "promoted"),
+        (Flag::ReconfSent, "reconf_sent"),
+        (Flag::ReconfInprog, "reconf_inprog"),
+        (Flag::ReconfDone, "reconf_done"),
+        (Flag::ForceFailover, "force_failover"),
+        (Flag::ScriptKillSent, "script_kill_sent"),
+        (Flag::MasterReboot, "master_reboot"),
+    ];
+
+    fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
 /// The `flags` field: comma-separated tokens such as `master,s_down,o_down`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Flags(Vec<String>);
+/// Tokens of later versions are ignored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flags(u16);
 
 impl Flags {
     /// Parses the comma-separated `flags` value.
@@ -19,16 +80,14 @@ impl Flags {
         Flags(
             value
                 .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect(),
+                .filter_map(|t| Flag::ALL.iter().find(|(_, name)| *name == t.trim()))
+                .fold(0, |bits, (flag, _)| bits | flag.bit()),
         )
     }
 
-    /// Whether the token is present, e.g. `s_down`, `o_down`, `disconnected`.
-    pub fn has(&self, token: &str) -> bool {
-        self.0.iter().any(|t| t == token)
+    /// Whether the flag is set.
+    pub fn has(self, flag: Flag) -> bool {
+        self.0 & flag.bit() != 0
     }
 }
 
@@ -175,7 +234,7 @@ pub(crate) mod tests {
         let m = MasterEntry::parse(&maps[0]).unwrap();
         assert_eq!(m.name, "mymaster");
         assert_eq!(m.addr, "127.0.0.1:7101");
-        assert!(m.flags.has("master") && !m.flags.has("s_down"));
+        assert!(m.flags.has(Flag::Master) && !m.flags.has(Flag::SDown));
         assert_eq!(
             (
                 m.config_epoch,
@@ -249,7 +308,7 @@ pub(crate) mod tests {
             assert_eq!(addrs, ["127.0.0.1:7111", "127.0.0.1:7112"], "{version}");
             for s in &sentinels {
                 assert_eq!(s.run_id.len(), 40, "{version}: {s:?}");
-                assert!(s.flags.has("sentinel"), "{version}: {s:?}");
+                assert!(s.flags.has(Flag::Sentinel), "{version}: {s:?}");
             }
             let text = fixture(&file);
             let ckquorum = text.split("### sentinel ckquorum mymaster").nth(1).unwrap();

@@ -3,89 +3,29 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use serde::Serialize;
-
 use crate::config::Kind;
-use crate::timeline::{worth_keeping, Outcome, Timeline};
-
-/// Upper bounds of the phase histogram buckets, in seconds: from a fast
-/// manual failover (tens of ms) to a slow one (minutes).
-pub const PHASE_BUCKETS: &[f64] = &[
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
-];
-
-/// A Prometheus-style histogram; by default over [`PHASE_BUCKETS`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Histogram {
-    /// Upper bounds of the buckets, in seconds.
-    pub bounds: &'static [f64],
-    /// Observations at or below each bound (not cumulative).
-    pub counts: Vec<u64>,
-    /// All observations.
-    pub count: u64,
-    /// Their sum.
-    pub sum: f64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        Histogram::new(PHASE_BUCKETS)
-    }
-}
-
-impl Histogram {
-    /// An empty histogram over `bounds`.
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: Vec::new(),
-            count: 0,
-            sum: 0.0,
-        }
-    }
-
-    /// Counts one value.
-    pub fn observe(&mut self, v: f64) {
-        if self.counts.is_empty() {
-            self.counts = vec![0; self.bounds.len()];
-        }
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            self.counts[i] += 1;
-        }
-        self.count += 1;
-        self.sum += v;
-    }
-
-    /// Cumulative counts per bucket, as the text format wants them.
-    pub fn cumulative(&self) -> Vec<u64> {
-        let mut total = 0;
-        (0..self.bounds.len())
-            .map(|i| {
-                total += self.counts.get(i).copied().unwrap_or(0);
-                total
-            })
-            .collect()
-    }
-}
+use crate::model::histogram::Histogram;
+use crate::model::snapshot::RecordedEvent;
+use crate::model::timeline::{Outcome, Phase, Timeline};
 
 /// Ended failovers and what they add up to.
 #[derive(Debug)]
-pub struct Failovers {
+pub struct History {
     keep_per_shard: usize,
     /// Ended timelines, oldest first, at most `keep_per_shard` per shard.
     closed: VecDeque<Timeline>,
     /// Failovers ended since the agent started, by (deployment, shard, outcome).
     pub totals: BTreeMap<(String, String, Outcome), u64>,
     /// Phase durations of completed failovers, by (deployment, kind, phase).
-    pub phases: BTreeMap<(String, Kind, &'static str), Histogram>,
-    /// Timelines changed since the last [`Failovers::take_changed`], to persist.
+    pub phases: BTreeMap<(String, Kind, Phase), Histogram>,
+    /// Timelines changed since the last [`History::take_changed`], to persist.
     changed: Vec<Timeline>,
 }
 
-impl Failovers {
+impl History {
     /// An empty store keeping `keep_per_shard` ended timelines per shard.
     pub fn new(keep_per_shard: usize) -> Self {
-        Failovers {
+        History {
             keep_per_shard: keep_per_shard.max(1),
             closed: VecDeque::new(),
             totals: BTreeMap::new(),
@@ -104,7 +44,7 @@ impl Failovers {
     /// An open timeline changed: persist it once it is a real failover
     /// (a suspicion that clears by itself is never written).
     pub fn changed(&mut self, t: &Timeline) {
-        if worth_keeping(t) {
+        if t.worth_keeping() {
             self.changed.push(t.clone());
         }
     }
@@ -176,23 +116,6 @@ impl Failovers {
         kept.reverse();
         self.closed = kept.into();
     }
-}
-
-/// One sentinel event as received, for the API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RecordedEvent {
-    /// Unix seconds when the agent received it.
-    pub at: f64,
-    /// The deployment of the sentinel.
-    pub deployment: String,
-    /// The sentinel that published it.
-    pub sentinel: String,
-    /// The channel (event name).
-    pub channel: String,
-    /// The payload, as published.
-    pub payload: String,
-    /// Another sentinel published the same event shortly before: not counted again.
-    pub duplicate: bool,
 }
 
 /// How long the same event from another sentinel counts as the same event.
@@ -272,6 +195,7 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::timeline::MarkName;
 
     #[test]
     fn the_same_event_from_three_sentinels_counts_once() {
@@ -291,30 +215,19 @@ mod tests {
         assert_eq!(log.recent().count(), 10);
     }
 
-    #[test]
-    fn histograms_are_cumulative() {
-        let mut h = Histogram::default();
-        for v in [0.01, 0.3, 0.3, 7.0, 1000.0] {
-            h.observe(v);
-        }
-        let c = h.cumulative();
-        assert_eq!((c[0], c[3], c[7], *c.last().unwrap()), (1, 3, 4, 4));
-        assert_eq!(h.count, 5, "+Inf holds every observation");
-    }
-
     fn ended(shard: &str, start: f64) -> Timeline {
         let mut t = Timeline::open("d", shard, Kind::Sentinel, start);
-        t.mark("sdown", start, "s");
-        t.mark("odown", start + 1.0, "s");
-        t.mark("switched", start + 2.0, "s");
-        t.mark("ended", start + 3.0, "s");
+        t.mark(MarkName::Sdown, start, "s");
+        t.mark(MarkName::Odown, start + 1.0, "s");
+        t.mark(MarkName::Switched, start + 2.0, "s");
+        t.mark(MarkName::Ended, start + 3.0, "s");
         t.outcome = Some(Outcome::Completed);
         t
     }
 
     #[test]
     fn ended_failovers_count_and_are_bounded_per_shard() {
-        let mut f = Failovers::new(2);
+        let mut f = History::new(2);
         for i in 0..3 {
             f.closed(ended("a", f64::from(i) * 10.0));
         }
@@ -323,7 +236,10 @@ mod tests {
         assert_eq!(f.ended().filter(|t| t.shard == "a").count(), 2);
         let newest_a = f.ended().find(|t| t.shard == "a").unwrap();
         assert_eq!(newest_a.marks[0].at, 20.0);
-        assert_eq!(f.phases[&("d".into(), Kind::Sentinel, "total")].count, 4);
+        assert_eq!(
+            f.phases[&("d".into(), Kind::Sentinel, Phase::Total)].count,
+            4
+        );
         assert_eq!(f.take_changed().len(), 4);
         assert!(f.take_changed().is_empty());
     }

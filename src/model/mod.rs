@@ -1,29 +1,39 @@
-//! What collectors hand to the monitor: typed, timestamped observations.
+//! The agent's data, below everything that moves it: what collectors hand
+//! to the monitor (typed, timestamped observations), what the monitor
+//! publishes (snapshots, timelines, alerts), and what the canary reports.
+//! Plain data and the rules that belong to it; no I/O, no state machines.
 
-use std::collections::HashMap;
+pub mod alert;
+pub mod canary;
+pub mod histogram;
+pub mod snapshot;
+pub mod timeline;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::parse::cluster::{ClusterInfo, ClusterNode};
+use crate::parse::cluster::{view_digest, ClusterInfo, ClusterNode};
 use crate::parse::info::{ReplicationInfo, SentinelInfo};
 use crate::parse::sentinel::{MasterEntry, ReplicaEntry, SentinelEntry};
 
 /// Whether a target is a data node or a sentinel: they are polled
-/// differently and labelled `node` or `sentinel`.
+/// differently and labelled `node` or `sentinel`. (What a data node says it
+/// is, master or replica, is [`crate::parse::info::Role`].)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Role {
+pub enum TargetKind {
     /// A redis-server holding data.
     Node,
     /// A sentinel.
     Sentinel,
 }
 
-impl Role {
+impl TargetKind {
     /// The label name that identifies this kind of target in metrics.
     pub fn label(self) -> &'static str {
         match self {
-            Role::Node => "node",
-            Role::Sentinel => "sentinel",
+            TargetKind::Node => "node",
+            TargetKind::Sentinel => "sentinel",
         }
     }
 }
@@ -34,7 +44,7 @@ pub struct TargetId {
     /// The deployment it belongs to (a process in two deployments is two targets).
     pub deployment: Arc<str>,
     /// Node or sentinel.
-    pub role: Role,
+    pub kind: TargetKind,
     /// `host:port` as announced.
     pub addr: String,
 }
@@ -55,7 +65,7 @@ pub enum Input {
         up: bool,
     },
     /// A canary probe's status or episode.
-    Canary(crate::canary::Report),
+    Canary(canary::Report),
 }
 
 /// One message from a sentinel's event stream, as received.
@@ -127,13 +137,75 @@ pub struct NodeReading {
     pub cluster: Option<ClusterReading>,
 }
 
-/// One cluster node's view of the cluster.
+/// One cluster node's view of the cluster, with what the monitor needs to
+/// compare it cheaply: a 1000-node view is 1000 lines, compared by digest
+/// and shared (not copied) while it says the same.
 #[derive(Debug, Clone)]
 pub struct ClusterReading {
+    info: ClusterInfo,
+    nodes: Arc<[ClusterNode]>,
+    digest: u64,
+    myself: Option<usize>,
+}
+
+impl ClusterReading {
+    /// `CLUSTER INFO` and `CLUSTER NODES` of one node.
+    pub fn new(info: ClusterInfo, nodes: Vec<ClusterNode>) -> Self {
+        ClusterReading {
+            digest: view_digest(&nodes),
+            myself: nodes.iter().position(|l| l.flags.myself),
+            info,
+            nodes: nodes.into(),
+        }
+    }
+
+    /// This reading with the lines of `last` (the same node's previous
+    /// reading) when they say the same: the poller sends it so, and an
+    /// unchanged view then costs the monitor neither a copy nor a free of
+    /// its lines.
+    pub fn reusing(self, last: Option<&ClusterReading>) -> Self {
+        match last {
+            Some(last) if last.digest == self.digest && last.own_id() == self.own_id() => {
+                ClusterReading {
+                    nodes: last.nodes.clone(),
+                    myself: last.myself,
+                    ..self
+                }
+            }
+            _ => self,
+        }
+    }
+
     /// `CLUSTER INFO`.
-    pub info: ClusterInfo,
-    /// `CLUSTER NODES`.
-    pub nodes: Vec<ClusterNode>,
+    pub fn info(&self) -> &ClusterInfo {
+        &self.info
+    }
+
+    /// `CLUSTER NODES`, in the order the node listed them.
+    pub fn nodes(&self) -> &[ClusterNode] {
+        &self.nodes
+    }
+
+    /// [`view_digest`] of the lines: equal for two views that say the same
+    /// (whichever node is `myself` in each), so views are grouped by it.
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    /// The answering node's own line.
+    pub fn own_line(&self) -> Option<&ClusterNode> {
+        self.nodes.get(self.myself?)
+    }
+
+    fn own_id(&self) -> Option<&str> {
+        self.own_line().map(|l| l.id.as_str())
+    }
+
+    /// Whether another reading of the same node says something else: the
+    /// lines (by digest and own line) or CLUSTER INFO.
+    pub fn differs(&self, other: &ClusterReading) -> bool {
+        self.digest != other.digest || self.own_id() != other.own_id() || self.info != other.info
+    }
 }
 
 /// What a sentinel said.
@@ -142,11 +214,11 @@ pub struct SentinelReading {
     /// `INFO sentinel`.
     pub info: SentinelInfo,
     /// Every watched master, by name.
-    pub masters: HashMap<String, MasterView>,
+    pub masters: BTreeMap<String, MasterView>,
 }
 
 /// One sentinel's view of one master.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MasterView {
     /// From `SENTINEL MASTERS`.
     pub master: MasterEntry,

@@ -1,12 +1,120 @@
-//! What the canary saw of one failover, as its timeline records it: how
-//! long writes failed, which acknowledged writes the new master never had,
-//! and how many reads the old master answered after the switch. Pure: the
-//! monitor adds each episode the probe reports to the failover it overlaps.
+//! What the canary probe reports to the monitor, and what a failover's
+//! timeline records of it: acknowledged writes, episodes in which clients
+//! could not write or lost acknowledged writes, and a failover's figures.
+//! The probe (src/canary/) produces them; the monitor adds each episode to
+//! the failover it overlaps (docs/timelines.md, "Canary").
+
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::ledger::{Ack, Episode, ReadBack};
-use crate::timeline::Timeline;
+use super::timeline::Timeline;
+
+/// Upper bounds of the write latency histogram, in seconds: from a write on
+/// loopback to the longest interval.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+/// What a probe tells the monitor.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The deployment.
+    pub deployment: Arc<str>,
+    /// The shard probed.
+    pub shard: String,
+    /// When it was sent.
+    pub at: SystemTime,
+    /// What happened.
+    pub kind: ReportKind,
+}
+
+/// A probe's news.
+#[derive(Debug, Clone)]
+pub enum ReportKind {
+    /// Where the probe stands (every poll interval, and when writes start
+    /// or stop failing).
+    Status(Status),
+    /// Writes resumed after an episode.
+    Episode(Box<Episode>),
+}
+
+/// Where a probe stands.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    /// The last write was acknowledged.
+    pub up: bool,
+    /// The node it writes to.
+    pub node: Option<Arc<str>>,
+    /// The key it writes.
+    pub key: Option<String>,
+    /// The last acknowledged write.
+    pub last_ack: Option<Ack>,
+    /// The latest runs of acknowledged sequence numbers.
+    pub acked: Vec<AckRun>,
+    /// Round trips of the writes acknowledged since the last status, seconds.
+    pub latencies: Vec<f64>,
+}
+
+/// One write a node acknowledged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The write's sequence number.
+    pub seq: u64,
+    /// When the acknowledgement arrived (unix seconds).
+    pub at: f64,
+    /// The node that acknowledged it, `host:port`.
+    pub node: Arc<str>,
+}
+
+/// Consecutive sequence numbers one node acknowledged, for the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AckRun {
+    /// The first sequence number.
+    pub first: u64,
+    /// The last (inclusive).
+    pub last: u64,
+    /// The node.
+    pub node: Arc<str>,
+}
+
+/// What a node held when the canary first read its key after an outage or
+/// a move: the last of the canary's writes it has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadBack {
+    /// The node read, `host:port`.
+    pub node: Arc<str>,
+    /// The sequence number it held; `None` when it held no canary write.
+    pub seq: Option<u64>,
+    /// When that write was sent (unix seconds).
+    pub written_at: Option<f64>,
+}
+
+/// A stretch between two acknowledged writes in which something went wrong
+/// for clients: writes failed, the master changed, or acknowledged writes
+/// turned out to be missing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Episode {
+    /// The last acknowledged write before it.
+    pub from: Ack,
+    /// The first acknowledged write after it.
+    pub to: Ack,
+    /// What the node read after a failure or a move held, if it was read.
+    pub read_back: Option<ReadBack>,
+    /// Acknowledged writes the nodes written to since do not hold, newest
+    /// last (at most 1024, the newest).
+    pub lost: Vec<Ack>,
+    /// How many there are in all.
+    pub lost_total: u64,
+}
+
+impl Episode {
+    /// Seconds during which no write was acknowledged.
+    pub fn unavailable_seconds(&self) -> f64 {
+        (self.to.at - self.from.at).max(0.0)
+    }
+}
 
 /// Ranges of lost sequence numbers kept on a timeline.
 const LOST_RANGES_KEPT: usize = 64;
@@ -45,7 +153,7 @@ impl Impact {
     /// Adds an episode to the failover's figures (`t.canary`).
     pub fn add(t: &mut Timeline, e: &Episode) {
         // When the new master took over: reads the old one answered later were stale.
-        let switched = t.at("switched").or_else(|| t.at("promoted"));
+        let switched = t.switched();
         let stale = e
             .lost
             .iter()
@@ -85,6 +193,7 @@ mod tests {
 
     use super::*;
     use crate::config::Kind;
+    use crate::model::timeline::{MarkName, Outcome};
 
     fn ack(seq: u64, at: f64, node: &str) -> Ack {
         Ack {
@@ -97,8 +206,8 @@ mod tests {
     fn failover() -> Timeline {
         let mut t = Timeline::open("d", "m", Kind::Sentinel, 10.0);
         t.old_master = Some("a:1".into());
-        t.mark("sdown", 10.0, "s");
-        t.mark("switched", 12.0, "s");
+        t.mark(MarkName::Sdown, 10.0, "s");
+        t.mark(MarkName::Switched, 12.0, "s");
         t
     }
 
@@ -151,8 +260,8 @@ mod tests {
         let mut t = failover();
         let before = episode(ack(1, 5.0, "a:1"), ack(2, 9.0, "a:1"), Vec::new());
         assert!(!Impact::overlaps(&before, &t));
-        t.mark("ended", 13.0, "s");
-        t.outcome = Some(crate::timeline::Outcome::Completed);
+        t.mark(MarkName::Ended, 13.0, "s");
+        t.outcome = Some(Outcome::Completed);
         let after = episode(ack(3, 14.0, "b:1"), ack(4, 15.0, "b:1"), Vec::new());
         assert!(!Impact::overlaps(&after, &t));
         let during = episode(ack(3, 9.5, "a:1"), ack(4, 13.5, "b:1"), Vec::new());

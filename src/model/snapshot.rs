@@ -1,21 +1,38 @@
-//! The immutable picture the monitor publishes after every change. Outputs
-//! (/metrics, readiness, the supervisor of pollers) read only this.
+//! The immutable picture the monitor publishes after every batch of
+//! inputs. Outputs (/metrics, the API, readiness, alert delivery) and the
+//! supervisor of pollers read only this. Plain data: no live counters, no
+//! types of any output.
+//!
+//! Successive snapshots share what did not change: the views of targets
+//! and shards are [`Shared`] vectors, the rest sits behind `Arc`s replaced
+//! only when their content changes, so publishing a snapshot costs what
+//! changed, not the size of the deployments.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::alert::Alert;
-use crate::config::Kind;
-use crate::failovers::{Histogram, RecordedEvent};
-use crate::model::TargetId;
+use serde::Serialize;
+
+use super::alert::Alert;
+use super::canary::Status;
+use super::histogram::Histogram;
+use super::timeline::{Outcome, Phase, Timeline};
+use super::TargetId;
+use crate::config::{Kind, RuleName, Severity};
 use crate::parse::cluster::ClusterInfo;
 use crate::parse::info::Role;
-use crate::timeline::{Outcome, Timeline};
+use crate::util::shared::Shared;
 
 /// Everything the agent knows at one moment.
 #[derive(Debug, Default)]
 pub struct Snapshot {
+    /// Grows with every snapshot published: outputs key what they derive
+    /// from a snapshot (the /metrics body) by it.
+    pub generation: u64,
+    /// Grows whenever a deployment's set of targets or shards changes: the
+    /// supervisor reconciles pollers and probes only then.
+    pub topology: u64,
     /// True once every target known so far has been polled at least once.
     pub ready: bool,
     /// One view per configured deployment, in config order.
@@ -24,13 +41,6 @@ pub struct Snapshot {
     pub failovers: Arc<FailoverView>,
     /// Alerts firing now; shared between snapshots until they change.
     pub alerts: Arc<AlertsView>,
-    /// Delivery counters of every receiver URL. Live counters: a snapshot's
-    /// cached /metrics body shows them as of its first scrape, at most one
-    /// poll interval old.
-    pub deliveries: Arc<crate::notify::Deliveries>,
-    /// The /metrics body, rendered on the first scrape of this snapshot and
-    /// reused by later ones, so scrapes cost nothing between changes.
-    pub(crate) rendered: OnceLock<axum::body::Bytes>,
 }
 
 impl Snapshot {
@@ -40,37 +50,65 @@ impl Snapshot {
             .iter()
             .flat_map(|d| d.targets.iter().map(|t| &t.id))
     }
+
+    /// The deployment called `name`.
+    pub fn deployment(&self, name: &str) -> Option<&DeploymentView> {
+        self.deployments
+            .iter()
+            .find(|d| *d.name == *name)
+            .map(|d| &**d)
+    }
 }
 
 /// One deployment's derived state.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentView {
     /// The configured name.
     pub name: Arc<str>,
     /// Sentinel set or cluster.
     pub kind: Kind,
-    /// Every polled target, sorted.
-    pub targets: Vec<TargetView>,
-    /// Shards: sentinel masters, or cluster shards.
-    pub shards: Vec<ShardView>,
+    /// Every polled target, sorted by kind and address.
+    pub targets: Shared<TargetView>,
+    /// Shards: sentinel masters, or cluster shards, sorted by name.
+    pub shards: Shared<ShardView>,
     /// Cluster-wide state, for clusters.
-    pub cluster: Option<ClusterView>,
+    pub cluster: Option<Arc<ClusterView>>,
     /// Sentinels and whether their event subscription is live.
-    pub subscriptions: Vec<(String, bool)>,
+    pub subscriptions: Arc<Vec<(String, bool)>>,
     /// Sentinel events counted once each: (shard, event, count). Events
     /// about no master (`+new-epoch`, `+tilt`) have an empty shard.
-    pub events_total: Vec<(String, String, u64)>,
+    pub events_total: Arc<Vec<(String, String, u64)>>,
     /// The canary of each probed shard that reported, by shard.
-    pub canaries: Vec<CanaryView>,
+    pub canaries: Arc<Vec<CanaryView>>,
+}
+
+impl DeploymentView {
+    /// The shard called `name`.
+    pub fn shard(&self, name: &str) -> Option<&ShardView> {
+        let i = self.shards.iter().position(|s| s.name.as_str() == name)?;
+        self.shards.get(i)
+    }
+
+    /// The slot map, for clusters where some node answers.
+    pub fn slots(&self) -> Option<&SlotsView> {
+        self.cluster.as_ref()?.slots.as_ref()
+    }
+
+    /// Whether `shard` serves slots; true for sentinel shards, and while
+    /// the slot map is unknown (no node answers).
+    pub fn owns_slots(&self, shard: &str) -> bool {
+        self.slots()
+            .is_none_or(|s| s.shard_slots.iter().any(|(n, c)| n == shard && *c > 0))
+    }
 }
 
 /// What the canary probe of one shard reports.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CanaryView {
     /// The shard.
     pub shard: String,
     /// Its latest status (no latencies: they are in `latency`).
-    pub status: crate::canary::Status,
+    pub status: Status,
     /// Round trips of acknowledged writes.
     pub latency: Histogram,
     /// Every episode's time without an acknowledged write.
@@ -80,23 +118,40 @@ pub struct CanaryView {
 }
 
 /// The alert rules and what fires.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct AlertsView {
     /// Alerts firing now.
     pub firing: Vec<Alert>,
     /// Every enabled rule and its severity.
-    pub rules: Vec<(String, &'static str)>,
+    pub rules: Vec<(RuleName, Severity)>,
+}
+
+/// One sentinel event as received, for the API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedEvent {
+    /// Unix seconds when the agent received it.
+    pub at: f64,
+    /// The deployment of the sentinel.
+    pub deployment: String,
+    /// The sentinel that published it.
+    pub sentinel: String,
+    /// The channel (event name).
+    pub channel: String,
+    /// The payload, as published.
+    pub payload: String,
+    /// Another sentinel published the same event shortly before: not counted again.
+    pub duplicate: bool,
 }
 
 /// Failover timelines and sentinel events, for the API and metrics.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct FailoverView {
     /// Open timelines (newest first), then ended ones (newest first).
     pub timelines: Vec<Timeline>,
     /// Failovers ended since the agent started.
     pub totals: BTreeMap<(String, String, Outcome), u64>,
     /// Phase durations of completed failovers.
-    pub phases: BTreeMap<(String, Kind, &'static str), Histogram>,
+    pub phases: BTreeMap<(String, Kind, Phase), Histogram>,
     /// The last sentinel events received, oldest first.
     pub events: Vec<RecordedEvent>,
     /// Index in `timelines` of each shard's latest ended failover, by
@@ -105,7 +160,7 @@ pub struct FailoverView {
 }
 
 /// One polled process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetView {
     /// Which target.
     pub id: TargetId,
@@ -127,7 +182,7 @@ pub struct TargetView {
 }
 
 /// One shard: a sentinel master name, or a cluster shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ShardView {
     /// The `shard` label.
     pub name: String,
@@ -148,7 +203,7 @@ pub struct ShardView {
 }
 
 /// One data node within its shard.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct NodeView {
     /// `host:port`.
     pub addr: String,
@@ -248,8 +303,8 @@ pub struct SlotRangeView {
     pub start: u16,
     /// Last slot (inclusive).
     pub end: u16,
-    /// `ok`, `pfail`, `fail` or `uncovered` (no master at all).
-    pub state: &'static str,
+    /// Whether the slots are served.
+    pub state: SlotState,
     /// The owning shard.
     pub shard: Option<String>,
     /// The owning master, `host:port`.
@@ -278,8 +333,8 @@ pub struct OpenSlot {
     pub node: String,
     /// The slot.
     pub slot: u16,
-    /// `migrating` (to `peer`) or `importing` (from `peer`).
-    pub state: &'static str,
+    /// Migrating to `peer`, or importing from it.
+    pub state: OpenState,
     /// The other node, `host:port` (or its id if unknown).
     pub peer: String,
     /// When the agent first saw it open (unix seconds).
@@ -295,4 +350,55 @@ pub struct FailingView {
     pub pfail: u32,
     /// Some reachable node flags it `fail`.
     pub fail: bool,
+}
+
+/// How a slot of the merged map is served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotState {
+    /// Its master is healthy in every answering view.
+    Ok,
+    /// Some answering view flags its master `fail?`.
+    Pfail,
+    /// Some answering view flags its master `fail`: not served.
+    Fail,
+    /// No master claims it: not served.
+    Uncovered,
+}
+
+impl SlotState {
+    /// The `state` value in the API and the `slots` command.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlotState::Ok => "ok",
+            SlotState::Pfail => "pfail",
+            SlotState::Fail => "fail",
+            SlotState::Uncovered => "uncovered",
+        }
+    }
+
+    /// Whether clients cannot use the slot: nobody serves it.
+    pub fn lost(self) -> bool {
+        matches!(self, SlotState::Fail | SlotState::Uncovered)
+    }
+}
+
+/// Which side of a slot migration a node is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpenState {
+    /// `[slot->-target]` on the source's own line.
+    Migrating,
+    /// `[slot-<-source]` on the target's own line.
+    Importing,
+}
+
+impl OpenState {
+    /// The `state` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpenState::Migrating => "migrating",
+            OpenState::Importing => "importing",
+        }
+    }
 }

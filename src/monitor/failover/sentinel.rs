@@ -1,0 +1,541 @@
+//! Follows one sentinel-managed master through failovers, from the events
+//! of every sentinel (and the polls, when events were missed). The leader's
+//! progress is kept as Sentinel names it ([`FailoverState`]).
+
+use std::collections::BTreeSet;
+
+use super::{Context, Step};
+use crate::config::Kind;
+use crate::model::timeline::{FailoverState, MarkName, Outcome, Timeline, POLL};
+use crate::parse::event::{Detail, Event, EventKind, InstanceKind};
+
+/// How long a timeline that is only a suspicion (`sdown`, nothing more)
+/// lives once no sentinel reports the master down.
+const SUSPICION_LIMIT: f64 = 30.0;
+
+/// How long after a failover ended a `+switch-master` to the same new
+/// master is that failover's (the leader publishes its own after
+/// `+failover-end`), not a new one.
+const LATE_SWITCH: f64 = 60.0;
+
+/// The failover machine of one sentinel shard.
+#[derive(Debug, Default, Clone)]
+pub struct SentinelShard {
+    /// The failover in progress.
+    pub open: Option<Timeline>,
+    /// Sentinels that currently see the master subjectively down.
+    pub sdown: BTreeSet<String>,
+    /// Same for objectively down.
+    pub odown: BTreeSet<String>,
+    /// The last ended failover's new master and end time, to recognise the
+    /// leader's own `+switch-master`, which comes after `+failover-end`.
+    last_switch: Option<(String, f64)>,
+    /// A candidate lost the election: the reason, should the failover go nowhere.
+    not_elected: bool,
+}
+
+impl SentinelShard {
+    fn timeline(&mut self, ctx: &Context, old_master: Option<&str>) -> &mut Timeline {
+        self.open.get_or_insert_with(|| {
+            self.not_elected = false;
+            let mut t = Timeline::open(ctx.deployment, ctx.shard, Kind::Sentinel, ctx.at);
+            t.old_master = old_master.map(String::from);
+            t
+        })
+    }
+
+    /// Marks `name` on the open timeline; only the events that can begin a
+    /// failover (`opens`) start a new one, so a late event of an ended
+    /// failover opens nothing.
+    fn mark(
+        &mut self,
+        ctx: &Context,
+        name: MarkName,
+        old_master: Option<&str>,
+        opens: bool,
+    ) -> Step {
+        if self.open.is_none() && !opens {
+            return Step::Unchanged;
+        }
+        let t = self.timeline(ctx, old_master);
+        if t.old_master.is_none() {
+            t.old_master = old_master.map(String::from);
+        }
+        Step::changed_if(t.mark(name, ctx.at, ctx.reporter))
+    }
+
+    /// Moves the open failover's state on (never back: a second candidate's
+    /// `+try-failover` does not undo the leader's progress).
+    fn advance(&mut self, state: FailoverState) -> Step {
+        match &mut self.open {
+            Some(t) if t.state < Some(state) => {
+                t.state = Some(state);
+                Step::Changed
+            }
+            _ => Step::Unchanged,
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome, reason: Option<&str>) -> Step {
+        match self.open.take() {
+            Some(mut t) => {
+                t.close(outcome, reason);
+                if let (Outcome::Completed, Some(new)) = (outcome, &t.new_master) {
+                    self.last_switch = Some((new.clone(), t.ended().unwrap_or(0.0)));
+                }
+                Step::Closed(Box::new(t))
+            }
+            None => Step::Unchanged,
+        }
+    }
+
+    /// Applies one event about this shard's master.
+    pub fn on_event(&mut self, event: &Event, ctx: &Context) -> Step {
+        let master_addr = event
+            .instance
+            .as_ref()
+            .map(|i| {
+                if i.kind == InstanceKind::Master {
+                    i.addr.as_str()
+                } else {
+                    i.master.as_ref().map_or("", |m| m.1.as_str())
+                }
+            })
+            .filter(|a| !a.is_empty());
+        let about_master = event.is_about_master();
+        use EventKind as E;
+        use FailoverState as S;
+        match (event.kind, &event.detail) {
+            (E::Sdown, _) if about_master => {
+                self.sdown.insert(ctx.reporter.to_string());
+                self.mark(ctx, MarkName::Sdown, master_addr, true)
+            }
+            (E::SdownCleared, _) if about_master => {
+                self.sdown.remove(ctx.reporter);
+                self.recovered()
+            }
+            (E::Odown, _) if about_master => {
+                self.odown.insert(ctx.reporter.to_string());
+                self.mark(ctx, MarkName::Odown, master_addr, true)
+            }
+            (E::OdownCleared, _) if about_master => {
+                self.odown.remove(ctx.reporter);
+                self.recovered()
+            }
+            (E::TryFailover, _) => self
+                .mark(ctx, MarkName::TryFailover, master_addr, true)
+                .and(self.advance(S::WaitStart)),
+            (E::ElectedLeader, _) => self
+                .mark(ctx, MarkName::Elected, master_addr, false)
+                .and(self.advance(S::SelectSlave)),
+            (E::StateSelectSlave, _) => self.advance(S::SelectSlave),
+            (E::SelectedSlave, _) => {
+                let selected = event.instance.as_ref().map(|i| i.addr.clone());
+                let step = self.mark(ctx, MarkName::Selected, master_addr, false);
+                if let Some(t) = &mut self.open {
+                    if t.new_master.is_none() {
+                        t.new_master = selected;
+                    }
+                }
+                step.and(self.advance(S::SendSlaveofNoone))
+            }
+            (E::StateSendSlaveofNoone, _) => self.advance(S::SendSlaveofNoone),
+            (E::StateWaitPromotion, _) => self.advance(S::WaitPromotion),
+            (E::PromotedSlave, _) => self
+                .mark(ctx, MarkName::Promoted, master_addr, false)
+                .and(self.advance(S::ReconfSlaves)),
+            (E::StateReconfSlaves, _) => self.advance(S::ReconfSlaves),
+            (E::NewEpoch, Detail::Epoch(e)) => match &mut self.open {
+                Some(t) if !t.epochs.contains(e) => {
+                    t.epochs.push(*e);
+                    Step::Changed
+                }
+                _ => Step::Unchanged,
+            },
+            (E::SwitchMaster, Detail::Switch { old, new, .. }) => {
+                let repeat = self
+                    .last_switch
+                    .as_ref()
+                    .is_some_and(|(n, t)| n == new && ctx.at - t < LATE_SWITCH);
+                if self.open.is_none() && repeat {
+                    return Step::Unchanged;
+                }
+                // No -sdown follows for the old master: its flags are reset.
+                self.sdown.clear();
+                self.odown.clear();
+                let step = self.mark(ctx, MarkName::Switched, Some(old), true);
+                let t = self.timeline(ctx, Some(old));
+                t.new_master = Some(new.clone());
+                step.and(self.advance(S::UpdateConfig))
+            }
+            (E::FailoverEnd, _) => {
+                self.mark(ctx, MarkName::Ended, master_addr, false);
+                self.advance(S::UpdateConfig);
+                self.finish(Outcome::Completed, None)
+            }
+            (E::AbortNoGoodSlave | E::AbortSlaveTimeout, _) => {
+                self.mark(ctx, MarkName::Ended, master_addr, false);
+                self.finish(Outcome::Aborted, Some(&event.channel[1..]))
+            }
+            // A losing candidate: another sentinel may still win, so this
+            // only names the reason should the failover go nowhere.
+            (E::AbortNotElected, _) if self.open.is_some() => {
+                self.not_elected = true;
+                Step::Unchanged
+            }
+            (E::FailoverEndForTimeout, _) => {
+                self.mark(ctx, MarkName::ReconfTimeout, master_addr, false)
+            }
+            _ => Step::Unchanged,
+        }
+    }
+
+    /// The master answers again: a suspicion that never became a failover
+    /// is dropped; one that reached odown without a failover is aborted.
+    fn recovered(&mut self) -> Step {
+        let Some(t) = &self.open else {
+            return Step::Unchanged;
+        };
+        if !self.sdown.is_empty() || !self.odown.is_empty() || t.at(MarkName::TryFailover).is_some()
+        {
+            return Step::Unchanged;
+        }
+        if t.at(MarkName::Odown).is_some() {
+            self.finish(Outcome::Aborted, Some("master-recovered"))
+        } else {
+            self.open = None;
+            Step::Dropped
+        }
+    }
+
+    /// The polls show the failover over: the sentinels agree on `master`,
+    /// a node other than the one that failed, and none reports a failover
+    /// in progress. Closes a timeline whose end events were missed (agent
+    /// restarted, subscription lost).
+    pub fn on_settled(&mut self, master: &str, at: f64) -> Step {
+        let Some(t) = &mut self.open else {
+            return Step::Unchanged;
+        };
+        if t.old_master.as_deref().is_none_or(|old| old == master) {
+            return Step::Unchanged;
+        }
+        t.new_master.get_or_insert_with(|| master.to_string());
+        t.mark(MarkName::Switched, at, POLL);
+        t.mark(MarkName::Ended, at, POLL);
+        self.advance(FailoverState::UpdateConfig);
+        self.finish(Outcome::Completed, None)
+    }
+
+    /// Follows one sentinel's poll: whether it sees the master down. The
+    /// poll is the resync after events were missed.
+    pub fn seen_by(&mut self, sentinel: &str, sdown: bool, odown: bool) {
+        for (set, down) in [(&mut self.sdown, sdown), (&mut self.odown, odown)] {
+            if down {
+                set.insert(sentinel.to_string());
+            } else {
+                set.remove(sentinel);
+            }
+        }
+    }
+
+    /// Closes a failover that has gone on longer than `limit` seconds.
+    pub fn on_tick(&mut self, now: f64, limit: f64) -> Step {
+        let Some(t) = &self.open else {
+            return Step::Unchanged;
+        };
+        let age = now - t.started().unwrap_or(now);
+        if !t.worth_keeping() {
+            // Only a suspicion: it lasts while some sentinel sees the master
+            // down, and is dropped (never counted) once the polls show none
+            // does, even if the `-sdown` events were missed.
+            if age > SUSPICION_LIMIT && self.sdown.is_empty() && self.odown.is_empty() {
+                self.open = None;
+                return Step::Dropped;
+            }
+            return Step::Unchanged;
+        }
+        if age <= limit {
+            return Step::Unchanged;
+        }
+        if self.not_elected && t.at(MarkName::Switched).is_none() {
+            self.finish(Outcome::Aborted, Some("failover-abort-not-elected"))
+        } else {
+            self.finish(Outcome::TimedOut, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::event::tests::{recorded, recorded_in};
+
+    fn ctx<'a>(at: f64, reporter: &'a str) -> Context<'a> {
+        Context {
+            deployment: "d",
+            shard: "mymaster",
+            at,
+            reporter,
+        }
+    }
+
+    /// Feeds the recorded failover through the machine: (machine, closed timelines).
+    fn replay(events: &[(f64, u16, String, String)]) -> (SentinelShard, Vec<Timeline>) {
+        let mut shard = SentinelShard::default();
+        let mut closed = Vec::new();
+        for (at, port, channel, payload) in events {
+            let reporter = format!("127.0.0.1:{port}");
+            let event = Event::parse(channel, payload);
+            if let Step::Closed(t) = shard.on_event(&event, &ctx(*at, &reporter)) {
+                closed.push(*t);
+            }
+        }
+        (shard, closed)
+    }
+
+    fn names(t: &Timeline) -> Vec<(&'static str, &str)> {
+        t.marks
+            .iter()
+            .map(|m| (m.name.as_str(), m.reporter.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn the_recorded_failover_is_one_complete_timeline() {
+        let (shard, closed) = replay(&recorded());
+        assert!(shard.open.is_none());
+        assert_eq!(
+            closed.len(),
+            1,
+            "the leader's late +switch-master opens nothing"
+        );
+        let t = &closed[0];
+        let marks: Vec<(&str, f64, &str)> = t
+            .marks
+            .iter()
+            .map(|m| (m.name.as_str(), m.at, m.reporter.as_str()))
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                ("sdown", 1795314809.800, "127.0.0.1:27101"),
+                ("odown", 1795314809.897, "127.0.0.1:27100"),
+                ("try_failover", 1795314809.907, "127.0.0.1:27100"),
+                ("elected", 1795314809.987, "127.0.0.1:27100"),
+                ("selected", 1795314810.043, "127.0.0.1:27100"),
+                ("promoted", 1795314810.931, "127.0.0.1:27100"),
+                ("switched", 1795314810.996, "127.0.0.1:27101"),
+                ("ended", 1795314812.068, "127.0.0.1:27100"),
+            ]
+        );
+        assert_eq!(t.outcome, Some(Outcome::Completed));
+        assert_eq!(t.state, Some(FailoverState::UpdateConfig));
+        assert_eq!(t.old_master.as_deref(), Some("127.0.0.1:7100"));
+        assert_eq!(t.new_master.as_deref(), Some("127.0.0.1:7101"));
+        assert_eq!(t.epochs, [1]);
+        let phases: std::collections::HashMap<&str, f64> = t
+            .phases()
+            .into_iter()
+            .map(|(p, s)| (p.as_str(), s))
+            .collect();
+        let close = |p: &str, want: f64| {
+            assert!(
+                (phases[p] - want).abs() < 1e-6,
+                "{p}: {} vs {want}",
+                phases[p]
+            )
+        };
+        close("detection", 0.097);
+        close("election", 0.090);
+        close("promotion", 0.944);
+        close("switch", 1.196);
+        close("reconfiguration", 1.137);
+        close("total", 2.268);
+        assert!(
+            !phases.contains_key("outage"),
+            "no last_ok mark without polls"
+        );
+    }
+
+    #[test]
+    fn the_leaders_states_follow_sentinel_c() {
+        let events = recorded();
+        let mut shard = SentinelShard::default();
+        let mut states = Vec::new();
+        for (at, port, channel, payload) in &events {
+            let reporter = format!("127.0.0.1:{port}");
+            shard.on_event(&Event::parse(channel, payload), &ctx(*at, &reporter));
+            let state = shard.open.as_ref().and_then(|t| t.state);
+            if states.last() != Some(&state) {
+                states.push(state);
+            }
+        }
+        use FailoverState as S;
+        assert_eq!(
+            states,
+            [
+                Some(S::None),
+                Some(S::WaitStart),
+                Some(S::SelectSlave),
+                Some(S::SendSlaveofNoone),
+                Some(S::WaitPromotion),
+                Some(S::ReconfSlaves),
+                Some(S::UpdateConfig),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn the_failovers_recorded_on_redis_6_2_and_valkey_8_1_are_complete_timelines() {
+        for version in crate::parse::RECORDED_VERSIONS {
+            let (shard, closed) = replay(&recorded_in(&format!(
+                "{version}/sentinel-failover-events.txt"
+            )));
+            assert!(shard.open.is_none(), "{version}");
+            assert_eq!(closed.len(), 1, "{version}");
+            let t = &closed[0];
+            // The sentinel on 7111 led both failovers.
+            assert_eq!(
+                names(t),
+                [
+                    ("sdown", "127.0.0.1:7110"),
+                    ("odown", "127.0.0.1:7111"),
+                    ("try_failover", "127.0.0.1:7111"),
+                    ("elected", "127.0.0.1:7111"),
+                    ("selected", "127.0.0.1:7111"),
+                    ("promoted", "127.0.0.1:7111"),
+                    ("switched", "127.0.0.1:7110"),
+                    ("ended", "127.0.0.1:7111"),
+                ],
+                "{version}"
+            );
+            assert_eq!(t.outcome, Some(Outcome::Completed), "{version}");
+            assert_eq!(
+                (t.old_master.as_deref(), t.new_master.as_deref()),
+                (Some("127.0.0.1:7100"), Some("127.0.0.1:7101")),
+                "{version}"
+            );
+            assert_eq!(t.epochs, [1], "{version}");
+        }
+    }
+
+    #[test]
+    fn a_short_sdown_is_no_failover_and_odown_without_failover_aborts() {
+        let sdown = Event::parse("+sdown", "master mymaster 127.0.0.1 7100 ");
+        let back = Event::parse("-sdown", "master mymaster 127.0.0.1 7100");
+        let mut s = SentinelShard::default();
+        assert_eq!(s.on_event(&sdown, &ctx(1.0, "a")), Step::Changed);
+        assert_eq!(s.on_event(&sdown, &ctx(1.1, "b")), Step::Unchanged);
+        assert_eq!(
+            s.on_event(&back, &ctx(1.2, "a")),
+            Step::Unchanged,
+            "b still sees it down"
+        );
+        assert_eq!(s.on_event(&back, &ctx(1.3, "b")), Step::Dropped);
+
+        s.on_event(&sdown, &ctx(2.0, "a"));
+        s.on_event(
+            &Event::parse("+odown", "master mymaster 127.0.0.1 7100 #quorum 2/2"),
+            &ctx(2.1, "a"),
+        );
+        s.on_event(&back, &ctx(2.5, "a"));
+        let Step::Closed(t) = s.on_event(
+            &Event::parse("-odown", "master mymaster 127.0.0.1 7100"),
+            &ctx(2.6, "a"),
+        ) else {
+            panic!("odown then recovery closes the timeline")
+        };
+        assert_eq!(
+            (t.outcome, t.abort_reason.as_deref()),
+            (Some(Outcome::Aborted), Some("master-recovered"))
+        );
+    }
+
+    #[test]
+    fn a_suspicion_whose_end_was_missed_is_dropped() {
+        let mut s = SentinelShard::default();
+        s.on_event(
+            &Event::parse("+sdown", "master mymaster 127.0.0.1 7100"),
+            &ctx(1.0, "a"),
+        );
+        assert_eq!(
+            s.on_tick(20.0, 360.0),
+            Step::Unchanged,
+            "a still sees it down"
+        );
+        s.seen_by("a", false, false);
+        assert_eq!(s.on_tick(20.0, 360.0), Step::Unchanged, "too early to tell");
+        assert_eq!(s.on_tick(40.0, 360.0), Step::Dropped);
+    }
+
+    #[test]
+    fn manual_failover_abort_and_timeout() {
+        let mut s = SentinelShard::default();
+        s.on_event(
+            &Event::parse("+try-failover", "master mymaster 127.0.0.1 7100"),
+            &ctx(5.0, "a"),
+        );
+        let t = s.open.clone().unwrap();
+        assert_eq!(t.marks[0].name, MarkName::TryFailover);
+        assert!(t.phases().is_empty());
+        let Step::Closed(t) = s.on_event(
+            &Event::parse(
+                "-failover-abort-no-good-slave",
+                "master mymaster 127.0.0.1 7100",
+            ),
+            &ctx(5.5, "a"),
+        ) else {
+            panic!("abort closes")
+        };
+        assert_eq!(
+            (t.outcome, t.abort_reason.as_deref()),
+            (Some(Outcome::Aborted), Some("failover-abort-no-good-slave"))
+        );
+
+        s.on_event(
+            &Event::parse("+odown", "master mymaster 127.0.0.1 7100 #quorum 2/2"),
+            &ctx(10.0, "a"),
+        );
+        s.on_event(
+            &Event::parse("+try-failover", "master mymaster 127.0.0.1 7100"),
+            &ctx(10.1, "a"),
+        );
+        s.on_event(
+            &Event::parse(
+                "-failover-abort-not-elected",
+                "master mymaster 127.0.0.1 7100",
+            ),
+            &ctx(10.2, "a"),
+        );
+        assert!(s.open.is_some(), "another sentinel may still win");
+        assert_eq!(s.on_tick(15.0, 20.0), Step::Unchanged);
+        let Step::Closed(t) = s.on_tick(31.0, 20.0) else {
+            panic!("times out")
+        };
+        assert_eq!(
+            t.abort_reason.as_deref(),
+            Some("failover-abort-not-elected")
+        );
+    }
+
+    #[test]
+    fn polls_close_a_failover_whose_end_was_missed() {
+        let events = recorded();
+        // The agent stopped listening after +odown.
+        let (mut s, closed) = replay(&events[..3]);
+        assert!(closed.is_empty());
+        let later = 1795314830.0;
+        assert_eq!(
+            s.on_settled("127.0.0.1:7100", later),
+            Step::Unchanged,
+            "still the old master"
+        );
+        let Step::Closed(t) = s.on_settled("127.0.0.1:7101", later) else {
+            panic!("settled")
+        };
+        assert_eq!(t.outcome, Some(Outcome::Completed));
+        assert_eq!(t.new_master.as_deref(), Some("127.0.0.1:7101"));
+        assert_eq!(t.marks.last().unwrap().reporter, POLL);
+    }
+}

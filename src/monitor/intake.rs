@@ -1,0 +1,249 @@
+//! Intake: every poll's reading replaces its target's last one and says
+//! whether anything a view reads changed, so an unchanged poll costs a
+//! comparison. Also the masters' offset histories, which date lag.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::model::{NodeReading, Observation, Reading, TargetKind};
+use crate::parse::info::Role;
+
+/// A target within its deployment: node or sentinel, and its address.
+pub type TargetKey = (TargetKind, String);
+
+/// How many distinct master offsets are remembered per master to date a
+/// replica's lag: 1024 polls cover 17 minutes of constant writes at 1 s.
+const OFFSET_HISTORY: usize = 1024;
+
+/// What the agent knows of one target from its polls.
+#[derive(Debug, Default, Clone)]
+pub struct TargetState {
+    /// Configured as a seed: polled even when no member lists it.
+    pub seed: bool,
+    /// At least one poll finished.
+    pub polled: bool,
+    /// The last poll succeeded.
+    pub up: bool,
+    /// Failed polls since the agent started.
+    pub failures: u64,
+    /// How long the last poll took.
+    pub last_duration: Option<Duration>,
+    /// When the last poll finished.
+    pub last_poll: Option<SystemTime>,
+    /// When the last successful poll finished.
+    pub last_success: Option<SystemTime>,
+    /// The last successful reading; stale while `up` is false.
+    pub reading: Option<Reading>,
+}
+
+impl TargetState {
+    /// The reading, if the last poll succeeded.
+    pub fn fresh(&self) -> Option<&Reading> {
+        self.reading.as_ref().filter(|_| self.up)
+    }
+}
+
+/// A master's replication offset over time, to tell how old the oldest
+/// write a replica lacks is.
+#[derive(Debug, Clone)]
+pub struct OffsetHistory {
+    samples: VecDeque<(Instant, u64)>,
+    latest: Instant,
+}
+
+impl OffsetHistory {
+    fn new(at: Instant) -> Self {
+        OffsetHistory {
+            samples: VecDeque::new(),
+            latest: at,
+        }
+    }
+
+    fn record(&mut self, at: Instant, offset: u64) {
+        self.latest = at;
+        match self.samples.back() {
+            Some(&(_, last)) if last == offset => return,
+            // A restarted master starts a new stream: the old one says nothing.
+            Some(&(_, last)) if offset < last => self.samples.clear(),
+            _ => {}
+        }
+        self.samples.push_back((at, offset));
+        if self.samples.len() > OFFSET_HISTORY {
+            self.samples.pop_front();
+        }
+    }
+
+    /// Seconds since the master first reported an offset beyond `offset`
+    /// (a lower bound, exact to one poll interval); 0 when caught up.
+    pub fn age_of(&self, offset: u64) -> f64 {
+        self.samples
+            .iter()
+            .find(|&&(_, o)| o > offset)
+            .map_or(0.0, |&(t, _)| {
+                self.latest.saturating_duration_since(t).as_secs_f64()
+            })
+    }
+}
+
+/// Every followed target of one deployment and what its polls said.
+#[derive(Debug, Clone, Default)]
+pub struct Intake {
+    /// By kind and address: the order views list them in.
+    pub targets: BTreeMap<TargetKey, TargetState>,
+    /// Offset histories of the nodes last seen as masters, by address.
+    pub histories: HashMap<String, OffsetHistory>,
+}
+
+impl Intake {
+    /// Starts from the seeds.
+    pub fn new(seeds: impl IntoIterator<Item = TargetKey>) -> Self {
+        let targets = seeds
+            .into_iter()
+            .map(|key| {
+                let state = TargetState {
+                    seed: true,
+                    ..Default::default()
+                };
+                (key, state)
+            })
+            .collect();
+        Intake {
+            targets,
+            histories: HashMap::new(),
+        }
+    }
+
+    /// Records one poll. `None` when its target is no longer followed (a
+    /// poller's last result after its target left); else whether the
+    /// topology may have changed: a target came up or went down, or its
+    /// cluster view or sentinel view says something new.
+    pub fn record(&mut self, obs: Observation) -> Option<bool> {
+        let key = (obs.target.kind, obs.target.addr);
+        let state = self.targets.get_mut(&key)?;
+        state.polled = true;
+        state.last_duration = Some(obs.duration);
+        state.last_poll = Some(obs.at);
+        let was_up = state.up;
+        match obs.result {
+            Ok(reading) => {
+                if let Reading::Node(n) = &reading {
+                    if n.replication.role == Role::Master {
+                        self.histories
+                            .entry(key.1)
+                            .or_insert_with(|| OffsetHistory::new(obs.seen))
+                            .record(obs.seen, n.replication.master_repl_offset);
+                    }
+                }
+                let news = !was_up || says_more(state.reading.as_ref(), &reading);
+                state.up = true;
+                state.last_success = Some(obs.at);
+                state.reading = Some(reading);
+                Some(news)
+            }
+            Err(_) => {
+                state.up = false;
+                state.failures += 1;
+                Some(was_up)
+            }
+        }
+    }
+
+    /// Makes the target set equal to `members` plus the seeds; returns the
+    /// targets that left, whose state went with them, and whether any came.
+    pub fn follow(&mut self, members: &BTreeSet<TargetKey>) -> (Vec<TargetKey>, bool) {
+        let gone: Vec<TargetKey> = self
+            .targets
+            .iter()
+            .filter(|(key, s)| !s.seed && !members.contains(*key))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &gone {
+            self.targets.remove(key);
+            self.histories.remove(&key.1);
+        }
+        let before = self.targets.len();
+        for key in members {
+            if !self.targets.contains_key(key) {
+                self.targets.insert(key.clone(), TargetState::default());
+            }
+        }
+        (gone, self.targets.len() > before)
+    }
+
+    /// A data node's last reading, and whether its last poll succeeded.
+    pub fn node(&self, addr: &str) -> (Option<&NodeReading>, bool) {
+        match self.targets.get(&(TargetKind::Node, addr.to_string())) {
+            Some(TargetState {
+                reading: Some(Reading::Node(r)),
+                up,
+                ..
+            }) => (Some(r), *up),
+            _ => (None, false),
+        }
+    }
+
+    /// Whether the node at `addr` answered its last poll claiming `role`.
+    pub fn reports_role(&self, addr: &str, role: Role) -> bool {
+        matches!(self.node(addr), (Some(r), true) if r.replication.role == role)
+    }
+
+    /// Readings of one kind: the fresh ones, or if no target of that kind
+    /// answered its last poll, the last known ones, so that a moment in
+    /// which nothing answers does not erase the topology. With whether each
+    /// is fresh, in target order.
+    pub fn readings<'a, T>(
+        &'a self,
+        pick: impl Fn(&'a Reading) -> Option<&'a T>,
+    ) -> Vec<(&'a str, &'a T, bool)> {
+        let all: Vec<(&'a str, &'a T, bool)> = self
+            .targets
+            .iter()
+            .filter_map(|((_, addr), s)| Some((addr.as_str(), pick(s.reading.as_ref()?)?, s.up)))
+            .collect();
+        if all.iter().any(|(_, _, up)| *up) {
+            all.into_iter().filter(|(_, _, up)| *up).collect()
+        } else {
+            all
+        }
+    }
+}
+
+/// Whether `new` says something the topology reads that `old` did not:
+/// the cluster view (by digest) or CLUSTER INFO, a sentinel's masters, or
+/// a change of kind. Offsets and other replication figures move every poll
+/// and only touch the node's own shard, which is re-derived anyway.
+fn says_more(old: Option<&Reading>, new: &Reading) -> bool {
+    match (old, new) {
+        (Some(Reading::Node(old)), Reading::Node(new)) => match (&old.cluster, &new.cluster) {
+            (Some(old), Some(new)) => old.differs(new),
+            (None, None) => false,
+            _ => true,
+        },
+        (Some(Reading::Sentinel(old)), Reading::Sentinel(new)) => old.masters != new.masters,
+        _ => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_history_ages() {
+        let t0 = Instant::now();
+        let mut h = OffsetHistory::new(t0);
+        h.record(t0, 100);
+        h.record(t0 + Duration::from_secs(1), 200);
+        h.record(t0 + Duration::from_secs(5), 200);
+        assert_eq!(h.age_of(200), 0.0);
+        assert_eq!(h.age_of(150), 4.0);
+        assert_eq!(h.age_of(50), 5.0);
+        // A restarted master: the old stream is forgotten.
+        h.record(t0 + Duration::from_secs(6), 10);
+        assert_eq!(h.age_of(5), 0.0);
+        for i in 0..(OFFSET_HISTORY as u64 + 10) {
+            h.record(t0 + Duration::from_secs(7 + i), 100 + i);
+        }
+        assert_eq!(h.samples.len(), OFFSET_HISTORY);
+    }
+}

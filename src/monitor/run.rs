@@ -1,0 +1,49 @@
+//! The monitor's task: applies every input waiting, publishes one snapshot
+//! per batch, and hands on what must outlive it.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::Monitor;
+use crate::model::alert::Transition;
+use crate::model::snapshot::Snapshot;
+use crate::model::timeline::Timeline;
+use crate::model::Input;
+
+/// Inputs applied at most per batch: a burst of polls costs one step and
+/// one snapshot, and a snapshot is never more than this many inputs late.
+const BATCH: usize = 256;
+
+/// Where the monitor hands what must outlive it.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    /// Changed timelines, for the timeline file.
+    pub timelines: Option<mpsc::UnboundedSender<Vec<Timeline>>>,
+    /// Alert transitions, for the receivers.
+    pub transitions: Option<mpsc::UnboundedSender<Vec<Transition>>>,
+}
+
+/// Runs the monitor until every sender is gone: applies every input
+/// waiting, then hands alert transitions on (first: they are what pages
+/// someone), publishes the batch's snapshot and hands changed timelines on.
+pub async fn run(
+    mut monitor: Monitor,
+    mut rx: mpsc::Receiver<Input>,
+    tx: watch::Sender<Arc<Snapshot>>,
+    outputs: Outputs,
+) {
+    let mut batch = Vec::new();
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        monitor.apply_all(batch.drain(..));
+        let transitions = monitor.take_transitions();
+        if let (Some(n), false) = (&outputs.transitions, transitions.is_empty()) {
+            let _ = n.send(transitions);
+        }
+        tx.send_replace(monitor.snapshot());
+        let changed = monitor.take_changed_timelines();
+        if let (Some(p), false) = (&outputs.timelines, changed.is_empty()) {
+            let _ = p.send(changed);
+        }
+    }
+}

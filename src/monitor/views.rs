@@ -1,0 +1,74 @@
+//! What a deployment's view shows of each part, from the intake, the
+//! derivations and the failover machines.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::failover::Machines;
+use super::intake::{TargetKey, TargetState};
+use crate::model::snapshot::{CanaryView, ShardView, SlotsView, TargetView};
+use crate::model::{Reading, TargetId};
+
+/// One target as the view shows it.
+pub fn target(
+    deployment: &Arc<str>,
+    key: &TargetKey,
+    s: &TargetState,
+    exported: bool,
+) -> TargetView {
+    TargetView {
+        id: TargetId {
+            deployment: deployment.clone(),
+            kind: key.0,
+            addr: key.1.clone(),
+        },
+        exported,
+        polled: s.polled,
+        up: s.up,
+        last_duration: s.last_duration,
+        last_poll: s.last_poll,
+        failures: s.failures,
+        tilt: match &s.reading {
+            Some(Reading::Sentinel(r)) => Some(r.info.tilt),
+            _ => None,
+        },
+    }
+}
+
+/// A shard as derived from the polls, with what its failover machine
+/// says: whether a failover is under way, and (from the events between
+/// polls) how many sentinels see the master down.
+pub fn shard(derived: &ShardView, machines: &Machines) -> ShardView {
+    let mut s = derived.clone();
+    if let (Some(sv), Some((sdown, odown))) = (&mut s.sentinel, machines.down(&s.name)) {
+        sv.sdown = sdown;
+        sv.odown = odown;
+    }
+    s.failover_in_progress = machines.in_progress(&s.name);
+    s
+}
+
+/// Whether a shard counts in `shards_without_replica`: it serves slots and
+/// no replica's link is up.
+pub fn without_replica(s: &ShardView, slots: &SlotsView) -> bool {
+    // `shard_slots` is sorted by shard.
+    s.replicas_healthy == 0
+        && slots
+            .shard_slots
+            .binary_search_by(|(n, _)| n.as_str().cmp(&s.name))
+            .is_ok_and(|i| slots.shard_slots[i].1 > 0)
+}
+
+/// The canary views of the shards that exist.
+pub fn canaries(
+    canaries: &BTreeMap<String, CanaryView>,
+    exists: impl Fn(&str) -> bool,
+) -> Arc<Vec<CanaryView>> {
+    Arc::new(
+        canaries
+            .values()
+            .filter(|c| exists(&c.shard))
+            .cloned()
+            .collect(),
+    )
+}

@@ -1,0 +1,174 @@
+//! The supervisor: keeps one poller (and, for sentinels, one event
+//! subscriber) per target of the latest snapshot, and one canary probe per
+//! probed shard, starting and stopping them as snapshots add and drop
+//! targets and shards.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::client::PollSettings;
+use crate::collect::{poller, subscriber};
+use crate::config::Config;
+use crate::model::snapshot::Snapshot;
+use crate::model::{Input, TargetId, TargetKind};
+
+/// How long a canary probe keeps running after its shard stopped being
+/// probed (left the topology, or lost its slots).
+const PROBE_GRACE: Duration = Duration::from_secs(30);
+
+/// Tasks started for one key (a target, a probed shard), and the switch
+/// that stops them.
+struct Running {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Makes the running set equal to `wanted`: tells the tasks of keys no
+/// longer wanted to stop (they close their connections and exit on their
+/// own), and starts tasks for new keys (`start` gives none for a key it
+/// cannot serve).
+fn reconcile<K: Eq + Hash + Clone>(
+    running: &mut HashMap<K, Running>,
+    wanted: &HashSet<K>,
+    mut start: impl FnMut(&K, watch::Receiver<bool>) -> Option<Vec<JoinHandle<()>>>,
+    left: impl Fn(&K),
+) {
+    running.retain(|key, r| {
+        let keep = wanted.contains(key);
+        if !keep {
+            left(key);
+            let _ = r.stop.send(true);
+        }
+        keep
+    });
+    for key in wanted {
+        if running.contains_key(key) {
+            continue;
+        }
+        let (stop, stopped) = watch::channel(false);
+        if let Some(tasks) = start(key, stopped) {
+            running.insert(key.clone(), Running { stop, tasks });
+        }
+    }
+}
+
+/// The shards the canary probes: every shard of a sentinel deployment,
+/// every shard owning slots of a cluster, where `canary.enabled`.
+fn probed(config: &Config, snapshot: &Snapshot) -> HashSet<(Arc<str>, String)> {
+    let mut wanted = HashSet::new();
+    for d in &snapshot.deployments {
+        if !config
+            .deployments
+            .iter()
+            .any(|c| *c.name == *d.name && c.canary.enabled)
+        {
+            continue;
+        }
+        // While no node answers, the slot map is unknown: probes keep
+        // running (and their records of acknowledged writes) rather than
+        // stop exactly when a failover may be losing writes.
+        for s in d.shards.iter().filter(|s| d.owns_slots(&s.name)) {
+            wanted.insert((d.name.clone(), s.name.clone()));
+        }
+    }
+    wanted
+}
+
+/// Keeps exactly one poller running for every target of the latest
+/// snapshot, and one canary probe for every probed shard.
+pub async fn supervise(
+    config: Arc<Config>,
+    mut snapshots: watch::Receiver<Arc<Snapshot>>,
+    inputs: mpsc::Sender<Input>,
+) {
+    let settings = PollSettings {
+        interval: config.poll_interval,
+        timeout: config.timeout,
+    };
+    let deployment = |name: &str| config.deployments.iter().find(|d| *d.name == *name);
+    let mut pollers: HashMap<TargetId, Running> = HashMap::new();
+    let mut probes: HashMap<(Arc<str>, String), Running> = HashMap::new();
+    let mut probe_seen: HashMap<(Arc<str>, String), Instant> = HashMap::new();
+    let canary = config.deployments.iter().any(|d| d.canary.enabled);
+    let mut topology = None;
+    loop {
+        let snapshot = snapshots.borrow_and_update().clone();
+        // Targets change only with the topology: most snapshots need no look.
+        if topology != Some(snapshot.topology) {
+            topology = Some(snapshot.topology);
+            let targets: HashSet<TargetId> = snapshot.targets().cloned().collect();
+            reconcile(
+                &mut pollers,
+                &targets,
+                |id, stopped| {
+                    let deployment = deployment(&id.deployment)?;
+                    tracing::info!(deployment = %id.deployment, target = %id.addr, kind = id.kind.label(), "polling new target");
+                    let mut tasks = vec![tokio::spawn(poller::run(
+                        id.clone(),
+                        deployment.clone(),
+                        settings,
+                        inputs.clone(),
+                        stopped.clone(),
+                    ))];
+                    if id.kind == TargetKind::Sentinel {
+                        tasks.push(tokio::spawn(subscriber::run(
+                            id.clone(),
+                            deployment.clone(),
+                            settings,
+                            inputs.clone(),
+                            stopped,
+                        )));
+                    }
+                    Some(tasks)
+                },
+                |id| tracing::info!(deployment = %id.deployment, target = %id.addr, "target left the topology; polling stopped"),
+            );
+        }
+        if !canary {
+            if snapshots.changed().await.is_err() {
+                break;
+            }
+            continue;
+        }
+        // A shard's view flickers during a failover (its slots briefly
+        // elsewhere, no node answering): its probe, and its records of
+        // acknowledged writes, outlive such a gap.
+        let now = Instant::now();
+        for key in probed(&config, &snapshot) {
+            probe_seen.insert(key, now);
+        }
+        probe_seen.retain(|_, seen| now.duration_since(*seen) < PROBE_GRACE);
+        let wanted: HashSet<(Arc<str>, String)> = probe_seen.keys().cloned().collect();
+        reconcile(
+            &mut probes,
+            &wanted,
+            |(name, shard), stopped| {
+                let deployment = deployment(name)?;
+                tracing::info!(deployment = %name, shard = %shard, "canary probe started");
+                Some(vec![tokio::spawn(crate::canary::run(
+                    deployment.clone(),
+                    shard.clone(),
+                    settings,
+                    snapshots.clone(),
+                    inputs.clone(),
+                    stopped,
+                ))])
+            },
+            |(name, shard)| tracing::info!(deployment = %name, shard = %shard, "shard left the topology; canary probe stopped"),
+        );
+        if snapshots.changed().await.is_err() {
+            break;
+        }
+    }
+    for r in pollers.into_values().chain(probes.into_values()) {
+        let _ = r.stop.send(true);
+        for task in r.tasks {
+            let _ = task.await;
+        }
+    }
+}
