@@ -110,7 +110,7 @@ fn the_prometheus_rules_match_the_agents_rules() {
     let documented = documented_families();
     let alerts_doc =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/alerts.md")).unwrap();
-    for (rule, severity, for_) in redis_ha_exporter::alert::DEFAULTS {
+    for (rule, severity, for_) in redis_ha_exporter::monitor::alerts::rules::DEFAULTS {
         let name = rule.to_string();
         let r = rules
             .iter()
