@@ -3,13 +3,65 @@
 //! agent have no shell and no curl, so the binary checks itself.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use reqwest::Url;
+use reqwest::{StatusCode, Url};
 
-use crate::config::{self, Config};
-use crate::web::{ClientAuth, WebConfig};
+use crate::config::{self, ClientAuth, Config, ConfigError, WebConfig};
+
+/// Why the agent is not known to be healthy, in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum HealthError {
+    /// The agent's config or web config, needed to know where to ask.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// `--url` is not a URL.
+    #[error("invalid URL {url:?}: {source}")]
+    Url {
+        /// As given.
+        url: String,
+        /// Why.
+        source: url::ParseError,
+    },
+    /// The client certificate or key to show could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The client certificate and key do not make an identity.
+    #[error("{cert} and {key} do not make a client certificate: {}", chain(.source))]
+    Identity {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// Why.
+        source: reqwest::Error,
+    },
+    /// No HTTP client could be made.
+    #[error("cannot make an HTTP client: {}", chain(.0))]
+    Client(#[source] reqwest::Error),
+    /// No answer.
+    #[error("{url}: {}", chain(.source))]
+    Request {
+        /// The URL asked, without credentials.
+        url: String,
+        /// Why, without the URL.
+        source: reqwest::Error,
+    },
+    /// An answer other than 200.
+    #[error("{url} answered {status}")]
+    Status {
+        /// The URL asked, without credentials.
+        url: String,
+        /// The answer.
+        status: StatusCode,
+    },
+}
 
 /// Checks the agent: at `url`, or at `/-/healthy` of the listen address of
 /// `config` (default 0.0.0.0:9478), over HTTPS when its web config (the
@@ -20,12 +72,9 @@ pub async fn run(
     config: Option<&Path>,
     web_flag: Option<&Path>,
     timeout: Duration,
-) -> Result<String, String> {
-    let config: Option<Config> = config
-        .map(config::load)
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    let web = config::web_config(web_flag, config.as_ref()).map_err(|e| e.to_string())?;
+) -> Result<String, HealthError> {
+    let config: Option<Config> = config.map(config::load).transpose()?;
+    let web = config::web_config(web_flag, config.as_ref())?;
     let url = match url {
         Some(u) => u.to_string(),
         None => {
@@ -56,8 +105,11 @@ fn url_for(listen: SocketAddr, https: bool) -> String {
 
 /// One GET of `url`. No credentials are sent: `/-/healthy` answers without
 /// them (docs/security.md says why).
-async fn probe(url: &str, web: &WebConfig, timeout: Duration) -> Result<String, String> {
-    let url = Url::parse(url).map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+async fn probe(url: &str, web: &WebConfig, timeout: Duration) -> Result<String, HealthError> {
+    let url = Url::parse(url).map_err(|source| HealthError::Url {
+        url: url.to_string(),
+        source,
+    })?;
     let shown = redacted(&url);
     let host = url.host_str().unwrap_or_default();
     let loopback = host.eq_ignore_ascii_case("localhost")
@@ -82,32 +134,35 @@ async fn probe(url: &str, web: &WebConfig, timeout: Duration) -> Result<String, 
         // The agent asks every client for a certificate signed by its client
         // CA: show its own (docs/security.md: it must be signed by that CA
         // and allow client authentication).
-        let read =
-            |p: &Path| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+        let read = |path: &Path| {
+            std::fs::read(path).map_err(|source| HealthError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
         let mut pem = read(&tls.cert_file)?;
         pem.push(b'\n');
         pem.extend(read(&tls.key_file)?);
-        let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
-            format!(
-                "{} and {} do not make a client certificate: {}",
-                tls.cert_file.display(),
-                tls.key_file.display(),
-                chain(&e)
-            )
-        })?;
+        let identity =
+            reqwest::Identity::from_pem(&pem).map_err(|source| HealthError::Identity {
+                cert: tls.cert_file.clone(),
+                key: tls.key_file.clone(),
+                source,
+            })?;
         client = client.identity(identity);
     }
-    let client = client
-        .build()
-        .map_err(|e| format!("cannot make an HTTP client: {}", chain(&e)))?;
+    let client = client.build().map_err(HealthError::Client)?;
     let response = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("{shown}: {}", chain(&e.without_url())))?;
+        .map_err(|e| HealthError::Request {
+            url: shown.clone(),
+            source: e.without_url(),
+        })?;
     match response.status() {
-        reqwest::StatusCode::OK => Ok(format!("{shown} answered 200")),
-        status => Err(format!("{shown} answered {status}")),
+        StatusCode::OK => Ok(format!("{shown} answered 200")),
+        status => Err(HealthError::Status { url: shown, status }),
     }
 }
 

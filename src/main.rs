@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use redis_ha_exporter::config::{self, Config};
+use redis_ha_exporter::config::{self, Config, WebConfig};
 use redis_ha_exporter::model::snapshot::Snapshot;
-use redis_ha_exporter::web::{self, WebConfig};
+use redis_ha_exporter::web;
 use redis_ha_exporter::{healthcheck, http, monitor, notify, store, supervise};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -131,6 +131,7 @@ fn main() -> ExitCode {
                     web_config_file.as_deref(),
                     *timeout,
                 ))
+                .map_err(|e| e.to_string())
             });
         // Exit 1, not 2, for every failure: a container health check knows
         // only 0 (healthy) and 1 (unhealthy).
