@@ -28,6 +28,7 @@ use crate::alert::{Alert, Transition};
 use crate::config::{endpoint_label, Alerts, Receiver, ReceiverKind, Route, Secret};
 use payload::{render, unix_now};
 use queue::{Message, Queue};
+pub use send::ClientError;
 
 /// Delivery counters and queue length of one URL, read by /metrics.
 #[derive(Debug)]
@@ -51,6 +52,17 @@ pub struct EndpointStats {
 
 /// Every URL's counters, in config order.
 pub type Deliveries = Vec<Arc<EndpointStats>>;
+
+/// Why delivery cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `alerts.state_dir` does not exist and cannot be made.
+    #[error("alerts.state_dir {}: cannot create it: {error}", dir.display())]
+    StateDir { dir: PathBuf, error: std::io::Error },
+    /// A receiver's HTTP client cannot be made from its settings.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
 
 /// One URL of a receiver: its queue and the wake-up of its delivery task.
 #[derive(Debug)]
@@ -152,11 +164,12 @@ fn message_id(fingerprint: &str, what: &str, now: f64) -> String {
 impl Dispatcher {
     /// Opens every receiver's queues (with what they held when the agent
     /// stopped) and starts one delivery task per URL.
-    pub fn start(alerts: &Alerts, firing: Vec<Transition>) -> anyhow::Result<(Self, Deliveries)> {
+    pub fn start(alerts: &Alerts, firing: Vec<Transition>) -> Result<(Self, Deliveries), Error> {
         let dir = alerts.state_dir.as_deref();
         if let Some(dir) = dir {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("alerts.state_dir {}: cannot create it: {e}", dir.display())
+            std::fs::create_dir_all(dir).map_err(|error| Error::StateDir {
+                dir: dir.to_path_buf(),
+                error,
             })?;
         }
         let mut stats = Vec::new();
