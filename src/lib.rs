@@ -20,6 +20,7 @@ pub mod model;
 pub mod monitor;
 pub mod notify;
 pub mod parse;
+pub mod shutdown;
 pub mod slots;
 pub mod snapshot;
 pub mod store;

@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::model::{Input, Role, TargetId};
+use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
 
 pub(crate) use poller::{client, command, Events};
@@ -103,11 +104,15 @@ fn probed(config: &Config, snapshot: &Snapshot) -> HashSet<(Arc<str>, String)> {
 }
 
 /// Keeps exactly one poller running for every target of the latest
-/// snapshot, and one canary probe for every probed shard.
+/// snapshot, and one canary probe for every probed shard, until `shutdown`:
+/// then stops them all and returns once they have ended, each after
+/// closing its connection. With them go the senders of the monitor's
+/// input, which is how the monitor learns the agent is stopping.
 pub async fn supervise(
     config: Arc<Config>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     inputs: mpsc::Sender<Input>,
+    mut shutdown: Shutdown,
 ) {
     let settings = PollSettings {
         interval: config.poll_interval,
@@ -172,14 +177,19 @@ pub async fn supervise(
             },
             |(name, shard)| tracing::info!(deployment = %name, shard = %shard, "shard left the topology; canary probe stopped"),
         );
-        if snapshots.changed().await.is_err() {
-            break;
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { break },
+            () = shutdown.requested() => break,
         }
     }
-    for r in pollers.into_values().chain(probes.into_values()) {
+    let running: Vec<Running> = pollers.into_values().chain(probes.into_values()).collect();
+    // All told first, then awaited: each may take up to a timeout to close
+    // its connection (a frozen server never answers QUIT), and those waits
+    // must overlap, not add up.
+    for r in &running {
         let _ = r.stop.send(true);
-        for task in r.tasks {
-            let _ = task.await;
-        }
+    }
+    for task in running.into_iter().flat_map(|r| r.tasks) {
+        let _ = task.await;
     }
 }
