@@ -25,6 +25,7 @@ pub mod model;
 pub mod monitor;
 pub mod notify;
 pub mod parse;
+pub mod shutdown;
 pub mod slots;
 pub mod store;
 pub mod supervise;

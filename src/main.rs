@@ -2,19 +2,25 @@
 //! a running agent whether it is healthy, or prints a cluster's slot
 //! coverage once.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
+use futures::{FutureExt as _, TryFutureExt as _};
 use redis_ha_exporter::config::{self, Config, WebConfig};
 use redis_ha_exporter::model::snapshot::Snapshot;
+use redis_ha_exporter::shutdown::{self, Shutdown};
 use redis_ha_exporter::web;
 use redis_ha_exporter::{healthcheck, http, monitor, notify, store, supervise};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::task::{self, JoinSet};
 
 /// Watches Redis Sentinel and Redis Cluster deployments and serves what it
 /// sees as Prometheus metrics.
@@ -220,20 +226,60 @@ fn init_logs(filter: &str) {
         .init();
 }
 
-/// The running parts of the agent, without the HTTP server.
+/// How long a stop may take, from the signal to the exit: below the 10 s
+/// that `docker stop` waits before SIGKILL (Kubernetes waits 30 s, systemd
+/// 90 s), so that an agent that cannot finish says what it was waiting for.
+/// With the defaults a stop takes well under a second: the longest wait is
+/// a poll in progress (2 x `timeout`) and then QUIT (`timeout`).
+const STOP_WITHIN: Duration = Duration::from_secs(8);
+
+/// The agent's tasks, by name. None ends while the agent runs; on a stop,
+/// each ends after the tasks that feed it, all within [`STOP_WITHIN`].
+#[derive(Default)]
+struct Tasks {
+    set: JoinSet<anyhow::Result<()>>,
+    names: HashMap<task::Id, &'static str>,
+}
+
+impl Tasks {
+    fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
+        let id = self.set.spawn(task).id();
+        self.names.insert(id, name);
+    }
+
+    /// The next task to end, and how it ended; none once all have.
+    async fn next(&mut self) -> Option<(&'static str, anyhow::Result<()>)> {
+        let (id, ended) = match self.set.join_next_with_id().await? {
+            Ok((id, ended)) => (id, ended),
+            Err(e) => (e.id(), Err(e.into())),
+        };
+        Some((self.names.remove(&id).unwrap_or("a task"), ended))
+    }
+
+    /// The tasks that have not ended, sorted.
+    fn running(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = self.names.values().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// The running parts of the agent; the HTTP server joins their tasks.
 struct Agent {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Delivery counters of every receiver URL, for /metrics.
     deliveries: Vec<Arc<notify::EndpointStats>>,
-    monitor: JoinHandle<()>,
-    supervisor: JoinHandle<()>,
-    /// Alert delivery, when there are receivers.
-    delivery: Option<JoinHandle<()>>,
+    tasks: Tasks,
 }
 
-/// Starts the monitor, the pollers, the receivers' delivery and (with a
-/// timeline path) the timeline file.
-fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
+/// Starts the monitor, the pollers (until `shutdown`), the receivers'
+/// delivery and (with a timeline path) the timeline file.
+fn start(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent> {
+    let mut tasks = Tasks::default();
     let mut restored = Vec::new();
     let mut outputs = monitor::Outputs::default();
     if let Some(path) = &config.timelines.path {
@@ -245,35 +291,46 @@ fn start(config: Arc<Config>) -> anyhow::Result<Agent> {
             }
         }
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(store::write(path.clone(), rx));
+        tasks.spawn(
+            "the timeline writer",
+            store::write(path.clone(), rx).map(Ok),
+        );
         outputs.timelines = Some(tx);
     }
     // Without receivers nothing keeps the firing set up to date: a file
     // left from an earlier configuration is not read.
     let mut firing = Vec::new();
     let mut deliveries = Vec::new();
-    let mut delivery = None;
     if !config.alerts.receivers.is_empty() {
         firing = notify::load_firing(&config.alerts);
         let (dispatcher, stats) = notify::Dispatcher::start(&config.alerts, firing.clone())?;
         let (tx, rx) = mpsc::unbounded_channel();
-        delivery = Some(tokio::spawn(notify::run(dispatcher, rx)));
+        tasks.spawn("alert delivery", notify::run(dispatcher, rx).err_into());
         outputs.transitions = Some(tx);
         deliveries = stats;
     }
     let monitor = monitor::Monitor::new(&config, restored, firing);
     let (snap_tx, snapshots) = watch::channel(monitor.snapshot());
     let (input_tx, input_rx) = mpsc::channel(4096);
+    tasks.spawn(
+        "the monitor",
+        monitor::run(monitor, input_rx, snap_tx, outputs).map(Ok),
+    );
+    tasks.spawn(
+        "the poller supervisor",
+        supervise::supervise(config, snapshots.clone(), input_tx, shutdown).map(Ok),
+    );
     Ok(Agent {
-        monitor: tokio::spawn(monitor::run(monitor, input_rx, snap_tx, outputs)),
-        supervisor: tokio::spawn(supervise::supervise(config, snapshots.clone(), input_tx)),
         snapshots,
         deliveries,
-        delivery,
+        tasks,
     })
 }
 
 async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
+    // Caught from here on: a signal while the agent starts stops it as
+    // cleanly as one later, instead of killing it.
+    let mut signals = Signals::new()?;
     let config = Arc::new(config);
     // The certificate and key are read again here: they may have changed
     // since the config was checked.
@@ -287,27 +344,70 @@ async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let agent = start(config.clone())?;
-    tracing::info!(listen = %config.listen, deployments = config.deployments.len(), endpoint = %web.summary(), "serving");
-    let server = web::serve(
-        listener,
-        http::router(agent.snapshots, agent.deliveries, auth),
-        tls,
-        shutdown(),
+    let (stop, shutdown) = shutdown::channel();
+    let mut agent = start(config.clone(), shutdown.clone())?;
+    let router = http::router(
+        agent.snapshots.clone(),
+        std::mem::take(&mut agent.deliveries),
+        auth,
     );
-    // The monitor and the supervisor run for as long as the agent does: if
-    // either ends, the metrics would go stale while looking fine, so the
-    // agent exits and its supervisor (systemd, Kubernetes) restarts it.
-    tokio::select! {
-        served = server => Ok(served?),
-        ended = agent.monitor => anyhow::bail!("the monitor stopped: {}", why(ended)),
-        ended = agent.supervisor => anyhow::bail!("the poller supervisor stopped: {}", why(ended)),
-        ended = async move {
-            match agent.delivery {
-                Some(d) => d.await,
-                None => std::future::pending().await,
+    let mut served = shutdown;
+    let server = web::serve(listener, router, tls, async move {
+        served.requested().await;
+    });
+    agent.tasks.spawn("the HTTP server", server.err_into());
+    tracing::info!(listen = %config.listen, deployments = config.deployments.len(), endpoint = %web.summary(), "serving");
+    // Every task runs for as long as the agent does: if one ends, metrics
+    // would go stale while looking fine, or timelines and notifications
+    // would go nowhere, so the agent stops and exits non-zero, and its
+    // supervisor (systemd, Kubernetes) restarts it.
+    let failed = tokio::select! {
+        signal = signals.recv() => {
+            tracing::info!(signal, within = ?STOP_WITHIN, "stopping");
+            None
+        }
+        Some((name, ended)) = agent.tasks.next() => {
+            let why = match ended {
+                Ok(()) => "its input ended".to_string(),
+                Err(e) => format!("{e:#}"),
+            };
+            tracing::error!(task = name, %why, "a task stopped; stopping the agent");
+            Some(anyhow::anyhow!("{name} stopped: {why}"))
+        }
+    };
+    stop.request();
+    let began = Instant::now();
+    let mut failures: Vec<anyhow::Error> = failed.into_iter().collect();
+    let deadline = tokio::time::sleep(STOP_WITHIN);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            next = agent.tasks.next() => match next {
+                None => break,
+                Some((name, Ok(()))) => tracing::info!(task = name, "stopped"),
+                Some((name, Err(e))) => {
+                    tracing::error!(task = name, error = %e, "failed while stopping");
+                    failures.push(e.context(format!("{name} failed while stopping")));
+                }
+            },
+            () = &mut deadline => {
+                let running = agent.tasks.running();
+                tracing::error!(?running, "did not stop in time; exiting without them");
+                anyhow::bail!("did not stop within {}: {} still running", humantime::format_duration(STOP_WITHIN), running.join(", "));
             }
-        } => anyhow::bail!("alert delivery stopped: {}", why(ended)),
+            signal = signals.recv() => {
+                let running = agent.tasks.running();
+                tracing::warn!(signal, ?running, "signalled again while stopping; exiting without them");
+                anyhow::bail!("{signal} while stopping: exited before {} ended", running.join(", "));
+            }
+        }
+    }
+    match failures.into_iter().next() {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!(took = ?began.elapsed(), "stopped cleanly");
+            Ok(())
+        }
     }
 }
 
@@ -316,7 +416,9 @@ async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
 /// code whether every slot is covered.
 async fn slots(config: Config, wait: std::time::Duration) -> ExitCode {
     let seeds = config.deployments[0].seeds.join(", ");
-    let mut agent = match start(Arc::new(config)) {
+    // Not requested: the agent runs until this returns.
+    let (_stop, shutdown) = shutdown::channel();
+    let mut agent = match start(Arc::new(config), shutdown) {
         Ok(a) => a,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -382,20 +484,28 @@ async fn slots(config: Config, wait: std::time::Duration) -> ExitCode {
     }
 }
 
-fn why(ended: Result<(), tokio::task::JoinError>) -> String {
-    match ended {
-        Ok(()) => "its input ended".into(),
-        Err(e) => e.to_string(),
-    }
+/// The stop signals, SIGTERM (service managers, `docker stop`, Kubernetes)
+/// and SIGINT (Ctrl-C).
+struct Signals {
+    term: Signal,
+    int: Signal,
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        let catch =
+            |kind| signal(kind).map_err(|e| anyhow::anyhow!("cannot catch stop signals: {e}"));
+        Ok(Signals {
+            term: catch(SignalKind::terminate())?,
+            int: catch(SignalKind::interrupt())?,
+        })
     }
-    tracing::info!("shutting down");
+
+    /// The next one's name.
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }

@@ -16,6 +16,7 @@ use crate::collect::{poller, subscriber};
 use crate::config::Config;
 use crate::model::snapshot::Snapshot;
 use crate::model::{Input, TargetId, TargetKind};
+use crate::shutdown::Shutdown;
 
 /// How long a canary probe keeps running after its shard stopped being
 /// probed (left the topology, or lost its slots).
@@ -80,11 +81,15 @@ fn probed(config: &Config, snapshot: &Snapshot) -> HashSet<(Arc<str>, String)> {
 }
 
 /// Keeps exactly one poller running for every target of the latest
-/// snapshot, and one canary probe for every probed shard.
+/// snapshot, and one canary probe for every probed shard, until `shutdown`:
+/// then stops them all and returns once they have ended, each after
+/// closing its connection. With them go the senders of the monitor's
+/// input, which is how the monitor learns the agent is stopping.
 pub async fn supervise(
     config: Arc<Config>,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,
     inputs: mpsc::Sender<Input>,
+    mut shutdown: Shutdown,
 ) {
     let settings = PollSettings {
         interval: config.poll_interval,
@@ -129,25 +134,8 @@ pub async fn supervise(
                 |id| tracing::info!(deployment = %id.deployment, target = %id.addr, "target left the topology; polling stopped"),
             );
         }
-        if !canary {
-            if snapshots.changed().await.is_err() {
-                break;
-            }
-            continue;
-        }
-        // A shard's view flickers during a failover (its slots briefly
-        // elsewhere, no node answering): its probe, and its records of
-        // acknowledged writes, outlive such a gap.
-        let now = Instant::now();
-        for key in probed(&config, &snapshot) {
-            probe_seen.insert(key, now);
-        }
-        probe_seen.retain(|_, seen| now.duration_since(*seen) < PROBE_GRACE);
-        let wanted: HashSet<(Arc<str>, String)> = probe_seen.keys().cloned().collect();
-        reconcile(
-            &mut probes,
-            &wanted,
-            |(name, shard), stopped| {
+        if canary {
+            reconcile_probes(&config, &snapshot, &mut probes, &mut probe_seen, |(name, shard), stopped| {
                 let deployment = deployment(name)?;
                 tracing::info!(deployment = %name, shard = %shard, "canary probe started");
                 Some(vec![tokio::spawn(crate::canary::run(
@@ -158,17 +146,46 @@ pub async fn supervise(
                     inputs.clone(),
                     stopped,
                 ))])
-            },
+            });
+        }
+        tokio::select! {
+            changed = snapshots.changed() => if changed.is_err() { break },
+            () = shutdown.requested() => break,
+        }
+    }
+    let running: Vec<Running> = pollers.into_values().chain(probes.into_values()).collect();
+    // All told first, then awaited: each may take up to a timeout to close
+    // its connection (a frozen server never answers QUIT), and those waits
+    // must overlap, not add up.
+    for r in &running {
+        let _ = r.stop.send(true);
+    }
+    for task in running.into_iter().flat_map(|r| r.tasks) {
+        let _ = task.await;
+    }
+}
+
+/// Keeps a probe for every shard probed now or within [`PROBE_GRACE`].
+fn reconcile_probes(
+    config: &Config,
+    snapshot: &Snapshot,
+    probes: &mut HashMap<(Arc<str>, String), Running>,
+    probe_seen: &mut HashMap<(Arc<str>, String), Instant>,
+    start: impl FnMut(&(Arc<str>, String), watch::Receiver<bool>) -> Option<Vec<JoinHandle<()>>>,
+) {
+        // A shard's view flickers during a failover (its slots briefly
+        // elsewhere, no node answering): its probe, and its records of
+        // acknowledged writes, outlive such a gap.
+        let now = Instant::now();
+        for key in probed(config, snapshot) {
+            probe_seen.insert(key, now);
+        }
+        probe_seen.retain(|_, seen| now.duration_since(*seen) < PROBE_GRACE);
+        let wanted: HashSet<(Arc<str>, String)> = probe_seen.keys().cloned().collect();
+        reconcile(
+            probes,
+            &wanted,
+            start,
             |(name, shard)| tracing::info!(deployment = %name, shard = %shard, "shard left the topology; canary probe stopped"),
         );
-        if snapshots.changed().await.is_err() {
-            break;
-        }
-    }
-    for r in pollers.into_values().chain(probes.into_values()) {
-        let _ = r.stop.send(true);
-        for task in r.tasks {
-            let _ = task.await;
-        }
-    }
 }

@@ -1,7 +1,7 @@
 //! The web config file: TLS and basic auth of the agent's own endpoint, in
 //! the format of the Prometheus exporter-toolkit, so the same file and the
 //! same habits work for this agent as for every other exporter. Read by
-//! [`super::load_web_config`]; `crate::web` serves with what it holds.
+//! [`super::load_web_config`]; the endpoint (src/web.rs) serves with what it holds.
 
 use std::collections::BTreeMap;
 use std::fmt;

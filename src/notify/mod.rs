@@ -28,6 +28,7 @@ use crate::config::{endpoint_label, Alerts, Receiver, ReceiverKind, Route, Secre
 use crate::model::alert::{Alert, Transition};
 use payload::{render, unix_now};
 use queue::{Message, Queue};
+pub use send::ClientError;
 
 /// Delivery counters and queue length of one URL, read by /metrics.
 #[derive(Debug)]
@@ -51,6 +52,21 @@ pub struct EndpointStats {
 
 /// Every URL's counters, in config order.
 pub type Deliveries = Vec<Arc<EndpointStats>>;
+
+/// Why delivery cannot start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `alerts.state_dir` does not exist and cannot be made.
+    #[error("alerts.state_dir {}: cannot create it: {error}", dir.display())]
+    StateDir { dir: PathBuf, error: std::io::Error },
+    /// A receiver's HTTP client cannot be made from its settings.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A URL's delivery task ended, which it never should: its queue
+    /// would fill with nobody sending it.
+    #[error("a delivery task stopped: {0}")]
+    Sender(String),
+}
 
 /// One URL of a receiver: its queue and the wake-up of its delivery task.
 #[derive(Debug)]
@@ -152,11 +168,12 @@ fn message_id(fingerprint: &str, what: &str, now: f64) -> String {
 impl Dispatcher {
     /// Opens every receiver's queues (with what they held when the agent
     /// stopped) and starts one delivery task per URL.
-    pub fn start(alerts: &Alerts, firing: Vec<Transition>) -> anyhow::Result<(Self, Deliveries)> {
+    pub fn start(alerts: &Alerts, firing: Vec<Transition>) -> Result<(Self, Deliveries), Error> {
         let dir = alerts.state_dir.as_deref();
         if let Some(dir) = dir {
-            std::fs::create_dir_all(dir).map_err(|e| {
-                anyhow::anyhow!("alerts.state_dir {}: cannot create it: {e}", dir.display())
+            std::fs::create_dir_all(dir).map_err(|error| Error::StateDir {
+                dir: dir.to_path_buf(),
+                error,
             })?;
         }
         let mut stats = Vec::new();
@@ -352,22 +369,31 @@ fn open_queue(dir: Option<&Path>, receiver: &str, url: &Secret, size: usize) -> 
     })
 }
 
-/// Runs the dispatcher: transitions as they come, repeats once a second.
-/// Ends if a delivery task ends (it never should): the agent then exits
-/// rather than go on without paging anyone.
-pub async fn run(mut d: Dispatcher, mut rx: mpsc::UnboundedReceiver<Vec<Transition>>) {
+/// Runs the dispatcher: transitions as they come, repeats once a second,
+/// until the monitor is gone. Every transition it was sent is then in the
+/// queue files (and `firing.json` up to date), so what the agent did not
+/// deliver before it stopped is delivered after it starts again. The
+/// delivery tasks end with it, mid-request or not: a request cut short
+/// stays queued, and is sent again with the same id.
+///
+/// Ends with an error if a delivery task ends (it never should): the agent
+/// then exits rather than go on without paging anyone.
+pub async fn run(
+    mut d: Dispatcher,
+    mut rx: mpsc::UnboundedReceiver<Vec<Transition>>,
+) -> Result<(), Error> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             got = rx.recv() => match got {
                 Some(t) => d.notify(t, unix_now()),
-                None => return,
+                None => return Ok(()),
             },
             _ = tick.tick() => d.tick(unix_now()),
             Some(ended) = d.workers.join_next() => {
-                tracing::error!(error = ?ended.err(), "a delivery task stopped");
-                return;
+                let why = ended.map_or_else(|e| e.to_string(), |()| "it returned".into());
+                return Err(Error::Sender(why));
             }
         }
     }

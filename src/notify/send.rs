@@ -6,6 +6,7 @@
 //! backoff and jitter (or after the receiver's `Retry-After`). Given up:
 //! any other answer that is not 2xx, which a retry would not change.
 
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -24,33 +25,63 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// A `Retry-After` longer than this is cut to it.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
 
+/// Why a receiver's HTTP client cannot be made. Each message names the
+/// receiver and says what is wrong with its settings; none holds the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// `tls.ca_file` cannot be read.
+    #[error("receiver {receiver:?}: cannot read ca_file {}: {error}", path.display())]
+    ReadCa {
+        receiver: String,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// `tls.ca_file` holds no usable PEM certificates.
+    #[error("receiver {receiver:?}: ca_file {}: {error}", path.display())]
+    ParseCa {
+        receiver: String,
+        path: PathBuf,
+        error: reqwest::Error,
+    },
+    /// The TLS settings were refused as a whole.
+    #[error("receiver {receiver:?}: {error}")]
+    Build {
+        receiver: String,
+        error: reqwest::Error,
+    },
+}
+
 /// The HTTP client of one receiver: its timeout, its trust, no redirects
 /// (a redirect would carry a signed body somewhere else).
-pub(super) fn client(r: &Receiver) -> anyhow::Result<reqwest::Client> {
+pub(super) fn client(r: &Receiver) -> Result<reqwest::Client, ClientError> {
     let mut b = reqwest::Client::builder()
         .use_rustls_tls()
         .timeout(r.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("redis-ha-exporter/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &r.tls.ca_file {
-        let pem = std::fs::read(path).map_err(|e| {
-            anyhow::anyhow!(
-                "receiver {:?}: cannot read ca_file {}: {e}",
-                r.name,
-                path.display()
-            )
+        let pem = std::fs::read(path).map_err(|error| ClientError::ReadCa {
+            receiver: r.name.clone(),
+            path: path.clone(),
+            error,
         })?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            anyhow::anyhow!("receiver {:?}: ca_file {}: {e}", r.name, path.display())
-        })? {
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| ClientError::ParseCa {
+                receiver: r.name.clone(),
+                path: path.clone(),
+                error,
+            })?;
+        for cert in certs {
             b = b.add_root_certificate(cert);
         }
     }
     if r.tls.insecure_skip_verify {
         b = b.danger_accept_invalid_certs(true);
     }
-    b.build()
-        .map_err(|e| anyhow::anyhow!("receiver {:?}: {e}", r.name))
+    b.build().map_err(|error| ClientError::Build {
+        receiver: r.name.clone(),
+        error,
+    })
 }
 
 /// What one attempt came to.

@@ -238,8 +238,9 @@ impl Agent {
             .unwrap()
     }
 
-    /// Kills the agent (SIGKILL: no chance to flush anything) and starts it
-    /// again with the same config, waiting until it serves.
+    /// Kills the agent (SIGKILL: no chance to flush anything) unless it has
+    /// exited already, and starts it again with the same config, waiting
+    /// until it serves.
     pub fn restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -249,6 +250,28 @@ impl Agent {
         self.wait_until("the restarted agent serves", Duration::from_secs(20), |a| {
             a.get("/-/healthy").0 == 200
         });
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the agent to exit: how it
+    /// exited and how long that took.
+    pub fn terminate(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let sent = Instant::now();
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success(), "kill -TERM {}: {kill}", self.child.id());
+        loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                return (exit, sent.elapsed());
+            }
+            assert!(
+                sent.elapsed() < within,
+                "the agent did not exit within {within:?} of SIGTERM; its log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// A JSON document from the API.
