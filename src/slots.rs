@@ -93,12 +93,15 @@ pub fn signature(view: &[ClusterNode]) -> u64 {
     h.0
 }
 
-/// Where one view's slot map differs from another: `(start, end, this
-/// view's owner, the other's owner)` per contiguous run.
+/// A run of slots whose owner differs between two views: `(start, end,
+/// this view's owner, the other's owner)`.
+pub type Difference<'a> = (u16, u16, Option<&'a str>, Option<&'a str>);
+
+/// Where one view's slot map differs from another, per contiguous run.
 pub fn differences<'a>(
     view: &[Option<&'a str>],
     reference: &[Option<&'a str>],
-) -> Vec<(u16, u16, Option<&'a str>, Option<&'a str>)> {
+) -> Vec<Difference<'a>> {
     let pairs: Vec<(Option<&str>, Option<&str>)> = view
         .iter()
         .copied()

@@ -135,18 +135,24 @@ pub async fn supervise(
             );
         }
         if canary {
-            reconcile_probes(&config, &snapshot, &mut probes, &mut probe_seen, |(name, shard), stopped| {
-                let deployment = deployment(name)?;
-                tracing::info!(deployment = %name, shard = %shard, "canary probe started");
-                Some(vec![tokio::spawn(crate::canary::run(
-                    deployment.clone(),
-                    shard.clone(),
-                    settings,
-                    snapshots.clone(),
-                    inputs.clone(),
-                    stopped,
-                ))])
-            });
+            reconcile_probes(
+                &config,
+                &snapshot,
+                &mut probes,
+                &mut probe_seen,
+                |(name, shard), stopped| {
+                    let deployment = deployment(name)?;
+                    tracing::info!(deployment = %name, shard = %shard, "canary probe started");
+                    Some(vec![tokio::spawn(crate::canary::run(
+                        deployment.clone(),
+                        shard.clone(),
+                        settings,
+                        snapshots.clone(),
+                        inputs.clone(),
+                        stopped,
+                    ))])
+                },
+            );
         }
         tokio::select! {
             changed = snapshots.changed() => if changed.is_err() { break },
@@ -173,19 +179,19 @@ fn reconcile_probes(
     probe_seen: &mut HashMap<(Arc<str>, String), Instant>,
     start: impl FnMut(&(Arc<str>, String), watch::Receiver<bool>) -> Option<Vec<JoinHandle<()>>>,
 ) {
-        // A shard's view flickers during a failover (its slots briefly
-        // elsewhere, no node answering): its probe, and its records of
-        // acknowledged writes, outlive such a gap.
-        let now = Instant::now();
-        for key in probed(config, snapshot) {
-            probe_seen.insert(key, now);
-        }
-        probe_seen.retain(|_, seen| now.duration_since(*seen) < PROBE_GRACE);
-        let wanted: HashSet<(Arc<str>, String)> = probe_seen.keys().cloned().collect();
-        reconcile(
-            probes,
-            &wanted,
-            start,
-            |(name, shard)| tracing::info!(deployment = %name, shard = %shard, "shard left the topology; canary probe stopped"),
-        );
+    // A shard's view flickers during a failover (its slots briefly
+    // elsewhere, no node answering): its probe, and its records of
+    // acknowledged writes, outlive such a gap.
+    let now = Instant::now();
+    for key in probed(config, snapshot) {
+        probe_seen.insert(key, now);
+    }
+    probe_seen.retain(|_, seen| now.duration_since(*seen) < PROBE_GRACE);
+    let wanted: HashSet<(Arc<str>, String)> = probe_seen.keys().cloned().collect();
+    reconcile(
+        probes,
+        &wanted,
+        start,
+        |(name, shard)| tracing::info!(deployment = %name, shard = %shard, "shard left the topology; canary probe stopped"),
+    );
 }

@@ -28,6 +28,14 @@ use redis_ha_exporter::parse::sentinel::{Flags, MasterEntry, ReplicaEntry, Senti
 
 const SLOTS: u16 = 16384;
 
+/// Cases per property: 96 in the suite, more with `PROPTEST_CASES` set.
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96)
+}
+
 /// What the monitor publishes equals what it derives from scratch, and the
 /// alerts equal a full evaluation; `now` is the batch's time.
 struct Check {
@@ -442,7 +450,7 @@ fn run_cluster(masters: usize, replicas: usize, ops: Vec<ClusterOp>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_cluster_views_equal_the_full_derivation(
@@ -456,14 +464,18 @@ proptest! {
 
 // --------------------------------------------------------------- sentinel
 
+/// What a sentinel believes of a master: which of its nodes is the master,
+/// the config epoch, and the flags it shows.
+type Belief = (usize, u64, &'static str);
+
 /// A sentinel deployment: masters with their nodes, sentinels with their
 /// (possibly stale) idea of each master.
 #[derive(Debug, Clone)]
 struct Group {
     /// Per master name: its nodes, the current master's index among them, its epoch.
     masters: Vec<(Vec<usize>, usize, u64)>,
-    /// Per sentinel: alive, and what it believes: (master index, epoch, down flags) per master.
-    sentinels: Vec<(bool, Vec<(usize, u64, &'static str)>)>,
+    /// Per sentinel: alive, and what it believes of each master.
+    sentinels: Vec<(bool, Vec<Belief>)>,
     node_alive: Vec<bool>,
     offset: u64,
 }
@@ -709,7 +721,7 @@ fn run_sentinel(masters: usize, ops: Vec<SentinelOp>) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn incremental_sentinel_views_equal_the_full_derivation(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use super::alerts::Changed;
 use super::derive::{self, cluster::ClusterMemory, Topology};
 use super::failover::{Amendment, Machines};
-use super::intake::{Intake, TargetKey};
+use super::intake::{Intake, TargetKey, TargetState};
 use super::views;
 use crate::config::{Deployment, Kind};
 use crate::model::canary::{Report, ReportKind, Status, LATENCY_BUCKETS};
@@ -125,8 +125,7 @@ impl DeploymentState {
             self.dirty.shards.extend(shards.iter().cloned());
         }
         if key.0 == TargetKind::Sentinel {
-            let state = &self.intake.targets[&key];
-            let reading = match state.fresh() {
+            let reading = match self.intake.get(key.0, &key.1).and_then(TargetState::fresh) {
                 Some(Reading::Sentinel(r)) => Some(r),
                 _ => None,
             };
@@ -139,8 +138,7 @@ impl DeploymentState {
     /// The parsed event, if it comes from a followed sentinel and concerns
     /// a watched master (or no master at all).
     pub fn relevant(&self, msg: &EventMessage) -> Option<Event> {
-        let key = (TargetKind::Sentinel, msg.target.addr.clone());
-        if !self.intake.targets.contains_key(&key) {
+        if !self.intake.contains(TargetKind::Sentinel, &msg.target.addr) {
             return None;
         }
         let event = Event::parse(&msg.channel, &msg.payload);
@@ -166,11 +164,7 @@ impl DeploymentState {
 
     /// A sentinel's event subscription came up or went down.
     pub fn on_subscription(&mut self, target: &TargetId, up: bool) {
-        if self
-            .intake
-            .targets
-            .contains_key(&(target.kind, target.addr.clone()))
-        {
+        if self.intake.contains(target.kind, &target.addr) {
             self.subscriptions.insert(target.addr.clone(), up);
             self.dirty.subscriptions = true;
         }
@@ -229,7 +223,11 @@ impl DeploymentState {
             canaries_changed = true;
             shards = self.topology.shards.keys().cloned().collect();
             // Whether a target is exported may have changed.
-            targets = self.intake.targets.keys().cloned().collect();
+            targets = self
+                .intake
+                .iter()
+                .map(|(kind, addr, _)| (kind, addr.clone()))
+                .collect();
         }
         for name in &shards {
             if let Some(plan) = self.topology.shards.get(name) {
@@ -275,11 +273,7 @@ impl DeploymentState {
             let subs: Vec<(String, bool)> = self
                 .subscriptions
                 .iter()
-                .filter(|(addr, _)| {
-                    self.intake
-                        .targets
-                        .contains_key(&(TargetKind::Sentinel, (*addr).clone()))
-                })
+                .filter(|(addr, _)| self.intake.contains(TargetKind::Sentinel, addr))
                 .map(|(a, up)| (a.clone(), *up))
                 .collect();
             self.view.subscriptions = Arc::new(subs);
@@ -300,7 +294,7 @@ impl DeploymentState {
 
     /// Every target known so far has been polled at least once.
     pub fn polled(&self) -> bool {
-        self.intake.targets.values().all(|t| t.polled)
+        self.intake.iter().all(|(_, _, t)| t.polled)
     }
 
     /// The view derived from scratch from the same state: what
@@ -434,11 +428,11 @@ impl DeploymentState {
         let members = &self.topology.members;
         let (keys, targets): (Vec<TargetKey>, Vec<_>) = self
             .intake
-            .targets
             .iter()
-            .map(|(key, s)| {
-                let view = views::target(&self.name, key, s, members.contains(key));
-                (key.clone(), view)
+            .map(|(kind, addr, s)| {
+                let key = (kind, addr.clone());
+                let view = views::target(&self.name, &key, s, members.contains(&key));
+                (key, view)
             })
             .unzip();
         self.target_index = keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
@@ -470,7 +464,7 @@ impl DeploymentState {
     fn update_targets(&mut self, keys: &BTreeSet<TargetKey>) -> Vec<usize> {
         let mut changed = Vec::new();
         for key in keys {
-            let (Some(&i), Some(s)) = (self.target_index.get(key), self.intake.targets.get(key))
+            let (Some(&i), Some(s)) = (self.target_index.get(key), self.intake.get(key.0, &key.1))
             else {
                 continue;
             };

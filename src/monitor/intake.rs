@@ -88,8 +88,10 @@ impl OffsetHistory {
 /// Every followed target of one deployment and what its polls said.
 #[derive(Debug, Clone, Default)]
 pub struct Intake {
-    /// By kind and address: the order views list them in.
-    pub targets: BTreeMap<TargetKey, TargetState>,
+    /// Data nodes by address.
+    nodes: BTreeMap<String, TargetState>,
+    /// Sentinels by address.
+    sentinels: BTreeMap<String, TargetState>,
     /// Offset histories of the nodes last seen as masters, by address.
     pub histories: HashMap<String, OffsetHistory>,
 }
@@ -97,20 +99,50 @@ pub struct Intake {
 impl Intake {
     /// Starts from the seeds.
     pub fn new(seeds: impl IntoIterator<Item = TargetKey>) -> Self {
-        let targets = seeds
-            .into_iter()
-            .map(|key| {
-                let state = TargetState {
-                    seed: true,
-                    ..Default::default()
-                };
-                (key, state)
-            })
-            .collect();
-        Intake {
-            targets,
-            histories: HashMap::new(),
+        let mut intake = Intake::default();
+        for (kind, addr) in seeds {
+            let state = TargetState {
+                seed: true,
+                ..Default::default()
+            };
+            intake.of_mut(kind).insert(addr, state);
         }
+        intake
+    }
+
+    fn of(&self, kind: TargetKind) -> &BTreeMap<String, TargetState> {
+        match kind {
+            TargetKind::Node => &self.nodes,
+            TargetKind::Sentinel => &self.sentinels,
+        }
+    }
+
+    fn of_mut(&mut self, kind: TargetKind) -> &mut BTreeMap<String, TargetState> {
+        match kind {
+            TargetKind::Node => &mut self.nodes,
+            TargetKind::Sentinel => &mut self.sentinels,
+        }
+    }
+
+    /// One target's state.
+    pub fn get(&self, kind: TargetKind, addr: &str) -> Option<&TargetState> {
+        self.of(kind).get(addr)
+    }
+
+    /// Whether the target is followed.
+    pub fn contains(&self, kind: TargetKind, addr: &str) -> bool {
+        self.of(kind).contains_key(addr)
+    }
+
+    /// Every target, nodes then sentinels, each by address: the order
+    /// views list them in.
+    pub fn iter(&self) -> impl Iterator<Item = (TargetKind, &String, &TargetState)> {
+        let nodes = self.nodes.iter().map(|(a, s)| (TargetKind::Node, a, s));
+        let sentinels = self
+            .sentinels
+            .iter()
+            .map(|(a, s)| (TargetKind::Sentinel, a, s));
+        nodes.chain(sentinels)
     }
 
     /// Records one poll. `None` when its target is no longer followed (a
@@ -118,25 +150,29 @@ impl Intake {
     /// topology may have changed: a target came up or went down, or its
     /// cluster view or sentinel view says something new.
     pub fn record(&mut self, obs: Observation) -> Option<bool> {
-        let key = (obs.target.kind, obs.target.addr);
-        let state = self.targets.get_mut(&key)?;
+        let (kind, addr) = (obs.target.kind, obs.target.addr);
+        let map = match kind {
+            TargetKind::Node => &mut self.nodes,
+            TargetKind::Sentinel => &mut self.sentinels,
+        };
+        let state = map.get_mut(&addr)?;
         state.polled = true;
         state.last_duration = Some(obs.duration);
         state.last_poll = Some(obs.at);
         let was_up = state.up;
         match obs.result {
             Ok(reading) => {
+                let news = !was_up || says_more(state.reading.as_ref(), &reading);
+                state.up = true;
+                state.last_success = Some(obs.at);
                 if let Reading::Node(n) = &reading {
                     if n.replication.role == Role::Master {
                         self.histories
-                            .entry(key.1)
+                            .entry(addr)
                             .or_insert_with(|| OffsetHistory::new(obs.seen))
                             .record(obs.seen, n.replication.master_repl_offset);
                     }
                 }
-                let news = !was_up || says_more(state.reading.as_ref(), &reading);
-                state.up = true;
-                state.last_success = Some(obs.at);
                 state.reading = Some(reading);
                 Some(news)
             }
@@ -151,28 +187,34 @@ impl Intake {
     /// Makes the target set equal to `members` plus the seeds; returns the
     /// targets that left, whose state went with them, and whether any came.
     pub fn follow(&mut self, members: &BTreeSet<TargetKey>) -> (Vec<TargetKey>, bool) {
-        let gone: Vec<TargetKey> = self
-            .targets
-            .iter()
-            .filter(|(key, s)| !s.seed && !members.contains(*key))
-            .map(|(key, _)| key.clone())
-            .collect();
-        for key in &gone {
-            self.targets.remove(key);
-            self.histories.remove(&key.1);
+        let mut gone = Vec::new();
+        for kind in [TargetKind::Node, TargetKind::Sentinel] {
+            let map = self.of_mut(kind);
+            map.retain(|addr, s| {
+                let keep = s.seed || members.contains(&(kind, addr.clone()));
+                if !keep {
+                    gone.push((kind, addr.clone()));
+                }
+                keep
+            });
         }
-        let before = self.targets.len();
-        for key in members {
-            if !self.targets.contains_key(key) {
-                self.targets.insert(key.clone(), TargetState::default());
+        for (_, addr) in &gone {
+            self.histories.remove(addr);
+        }
+        let mut added = false;
+        for (kind, addr) in members {
+            let map = self.of_mut(*kind);
+            if !map.contains_key(addr) {
+                map.insert(addr.clone(), TargetState::default());
+                added = true;
             }
         }
-        (gone, self.targets.len() > before)
+        (gone, added)
     }
 
     /// A data node's last reading, and whether its last poll succeeded.
     pub fn node(&self, addr: &str) -> (Option<&NodeReading>, bool) {
-        match self.targets.get(&(TargetKind::Node, addr.to_string())) {
+        match self.nodes.get(addr) {
             Some(TargetState {
                 reading: Some(Reading::Node(r)),
                 up,
@@ -196,9 +238,8 @@ impl Intake {
         pick: impl Fn(&'a Reading) -> Option<&'a T>,
     ) -> Vec<(&'a str, &'a T, bool)> {
         let all: Vec<(&'a str, &'a T, bool)> = self
-            .targets
             .iter()
-            .filter_map(|((_, addr), s)| Some((addr.as_str(), pick(s.reading.as_ref()?)?, s.up)))
+            .filter_map(|(_, addr, s)| Some((addr.as_str(), pick(s.reading.as_ref()?)?, s.up)))
             .collect();
         if all.iter().any(|(_, _, up)| *up) {
             all.into_iter().filter(|(_, _, up)| *up).collect()

@@ -22,7 +22,7 @@ use crate::util::hash::{FastMap, FastSet};
 pub struct ClusterMemory {
     /// The shard label of each node id: a shard keeps its name through
     /// failovers.
-    pub labels: HashMap<String, String>,
+    pub labels: FastMap<String, String>,
     /// When each open slot was first seen, by (node, slot, state).
     pub open_since: HashMap<(String, u16, OpenState), f64>,
 }
@@ -33,9 +33,9 @@ pub struct Health {
     /// Views that answered their last poll.
     pub views: usize,
     /// By node id: how many views flag it `fail?`, and whether any flags it `fail`.
-    pub by_id: HashMap<String, (u32, bool)>,
+    pub by_id: FastMap<String, (u32, bool)>,
     /// The same by address (for a master known by its address only).
-    pub by_addr: HashMap<String, (u32, bool)>,
+    pub by_addr: FastMap<String, (u32, bool)>,
 }
 
 /// A node as a failover machine knows it: by id once a view named it,
@@ -208,6 +208,36 @@ pub fn topology(
     }
 }
 
+/// One line per node id, in id order, and found by id.
+#[derive(Debug, Default)]
+pub struct Table<'a> {
+    lines: Vec<&'a ClusterNode>,
+    index: FastMap<&'a str, usize>,
+}
+
+impl<'a> Table<'a> {
+    fn new(by_id: FastMap<&'a str, &'a ClusterNode>) -> Self {
+        let mut lines: Vec<&ClusterNode> = by_id.into_values().collect();
+        lines.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        let index = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.id.as_str(), i))
+            .collect();
+        Table { lines, index }
+    }
+
+    /// The line of node `id`.
+    pub fn get(&self, id: &str) -> Option<&'a ClusterNode> {
+        self.index.get(id).map(|i| self.lines[*i])
+    }
+
+    /// Every line, by id.
+    pub fn lines(&self) -> &[&'a ClusterNode] {
+        &self.lines
+    }
+}
+
 /// A node is a member when another node lists it, or when it answers and
 /// every node it lists that answers lists it back: a node removed from the
 /// cluster may still list the others, but they deny it. Nothing answered
@@ -230,14 +260,10 @@ pub fn membership(views: &[View], seeds: &[String]) -> BTreeSet<String> {
         })
         .collect();
     // Every address a view lists, but its own.
-    let mut members: BTreeSet<String> = BTreeSet::new();
+    let mut members: FastSet<&str> = FastSet::default();
     for (g, set) in groups.iter().zip(&listed) {
         let own = (g.views.len() == 1).then(|| views[g.first].addr);
-        members.extend(
-            set.iter()
-                .filter(|a| Some(**a) != own)
-                .map(|a| a.to_string()),
-        );
+        members.extend(set.iter().filter(|a| Some(**a) != own));
     }
     // A node no other view lists is denied by every view that answers (none
     // lists it): it is a member only if it lists none of them.
@@ -251,26 +277,23 @@ pub fn membership(views: &[View], seeds: &[String]) -> BTreeSet<String> {
             }
         }
     }
-    members.extend(unlisted.into_iter().map(String::from));
-    members
+    members.extend(unlisted);
+    members.into_iter().map(String::from).collect()
 }
 
 /// One line per node id, from the members' views: a node's own line where
 /// it answered (the last view to claim it, in address order), else the
 /// line with the newest config (the first of equals).
-pub fn table<'a>(
-    views: &[View<'a>],
-    groups: &[Group],
-    members: &BTreeSet<String>,
-) -> BTreeMap<&'a str, &'a ClusterNode> {
-    let kept = |l: &ClusterNode| l.is_member() && members.contains(&l.addr);
+pub fn table<'a>(views: &[View<'a>], groups: &[Group], members: &BTreeSet<String>) -> Table<'a> {
+    let members: FastSet<&str> = members.iter().map(String::as_str).collect();
+    let kept = |l: &ClusterNode| l.is_member() && members.contains(l.addr.as_str());
     let mut own: FastMap<&str, &ClusterNode> = FastMap::default();
     for v in views {
         if let Some(l) = v.reading.own_line().filter(|l| kept(l)) {
             own.insert(&l.id, l);
         }
     }
-    let mut table: BTreeMap<&str, &ClusterNode> = BTreeMap::new();
+    let mut table: FastMap<&str, &ClusterNode> = FastMap::default();
     for g in groups {
         for line in views[g.first].reading.nodes() {
             if !kept(line) || own.contains_key(line.id.as_str()) {
@@ -283,7 +306,7 @@ pub fn table<'a>(
         }
     }
     table.extend(own);
-    table
+    Table::new(table)
 }
 
 /// Flags over the views that answered: each group counts as many times as
@@ -318,12 +341,15 @@ fn health(views: &[View], groups: &[Group]) -> Health {
 fn shards(
     views: &[View],
     groups: &[Group],
-    table: &BTreeMap<&str, &ClusterNode>,
-    labels: &HashMap<String, String>,
+    table: &Table,
+    labels: &FastMap<String, String>,
 ) -> BTreeMap<String, ShardPlan> {
-    let mut lines_of: BTreeMap<&str, Vec<&ClusterNode>> = BTreeMap::new();
-    for (id, line) in table {
-        lines_of.entry(labels[*id].as_str()).or_default().push(line);
+    let mut lines_of: FastMap<&str, Vec<&ClusterNode>> = FastMap::default();
+    for line in table.lines() {
+        lines_of
+            .entry(labels[&line.id].as_str())
+            .or_default()
+            .push(line);
     }
     // Each answering group's lines by id, built once for every shard.
     let indexed: Vec<(usize, FastMap<&str, &ClusterNode>)> = groups
@@ -372,7 +398,7 @@ fn shards(
 }
 
 /// Cluster-wide figures from the views of the answering members.
-fn consensus(fresh: &[View], table: &BTreeMap<&str, &ClusterNode>, health: &Health) -> ClusterView {
+fn consensus(fresh: &[View], table: &Table, health: &Health) -> ClusterView {
     if fresh.is_empty() {
         // Nobody answered: no view says anything, healthy or not.
         return ClusterView {
@@ -405,7 +431,8 @@ fn consensus(fresh: &[View], table: &BTreeMap<&str, &ClusterNode>, health: &Heal
         .max_by_key(|(_, _, n)| *n)
         .map(|(_, i, _)| (*i).clone());
     let failing = table
-        .values()
+        .lines()
+        .iter()
         .map(|line| {
             let (pfail, fail) = health.by_id.get(&line.id).copied().unwrap_or_default();
             FailingView {
@@ -431,10 +458,7 @@ fn consensus(fresh: &[View], table: &BTreeMap<&str, &ClusterNode>, health: &Heal
 /// Names each node's shard so that the name survives failovers: a replica
 /// takes its master's name, a master keeps the name it had (as a promoted
 /// replica it had its old master's), and a new master is named after its id.
-pub fn shard_labels(
-    table: &BTreeMap<&str, &ClusterNode>,
-    previous: &HashMap<String, String>,
-) -> HashMap<String, String> {
+pub fn shard_labels(table: &Table, previous: &FastMap<String, String>) -> FastMap<String, String> {
     // The server's own shard id (Redis 7.2+) wins; else the name the shard
     // had, else the node's id.
     let own = |id: &str| {
@@ -448,12 +472,13 @@ pub fn shard_labels(
         }
     };
     let leads = |l: &ClusterNode| l.flags.master || l.master_id.is_none();
-    let mut labels: HashMap<String, String> = table
-        .values()
+    let mut labels: FastMap<String, String> = table
+        .lines()
+        .iter()
         .filter(|l| leads(l))
         .map(|l| (l.id.clone(), own(&l.id)))
         .collect();
-    for line in table.values().filter(|l| !leads(l)) {
+    for line in table.lines().iter().filter(|l| !leads(l)) {
         let label = match line.shard_id {
             Some(_) => own(&line.id),
             None => line
@@ -469,14 +494,14 @@ pub fn shard_labels(
 
 /// Shards with at least one replica whose master and replicas all share
 /// one host (announced hostname, else IP): one machine failing loses them.
-fn same_host_shards(table: &BTreeMap<&str, &ClusterNode>, labels: &HashMap<String, String>) -> u32 {
+fn same_host_shards(table: &Table, labels: &FastMap<String, String>) -> u32 {
     let host = |l: &ClusterNode| {
         l.hostname.clone().unwrap_or_else(|| {
             crate::parse::split_addr(&l.addr).map_or_else(|| l.addr.clone(), |(h, _)| h.to_string())
         })
     };
-    let mut hosts: BTreeMap<&str, (BTreeSet<String>, usize)> = BTreeMap::new();
-    for line in table.values() {
+    let mut hosts: FastMap<&str, (BTreeSet<String>, usize)> = FastMap::default();
+    for line in table.lines() {
         let Some(label) = labels.get(&line.id) else {
             continue;
         };

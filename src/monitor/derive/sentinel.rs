@@ -44,10 +44,9 @@ pub fn topology(intake: &Intake, config: &Deployment) -> Topology {
         members.extend(shard.iter().map(|n| (TargetKind::Node, n.clone())));
     }
     let fresh: Vec<&SentinelReading> = intake
-        .targets
         .iter()
-        .filter(|((kind, _), _)| *kind == TargetKind::Sentinel)
-        .filter_map(|(_, s)| match s.fresh() {
+        .filter(|(kind, _, _)| *kind == TargetKind::Sentinel)
+        .filter_map(|(_, _, s)| match s.fresh() {
             Some(Reading::Sentinel(r)) => Some(r),
             _ => None,
         })

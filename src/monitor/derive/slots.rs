@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::cluster::{Group, Health, View};
+use super::cluster::{Group, Health, Table, View};
 use crate::model::snapshot::{
     Divergence, OpenSlot, OpenState, SlotRangeView, SlotState, SlotsView,
 };
 use crate::parse::cluster::ClusterNode;
-use crate::slots::{self, SLOTS};
+use crate::slots::{self, Difference, SLOTS};
 use crate::util::hash::FastMap;
 
 /// The merged owner of every slot (one line per node id, higher config
@@ -19,13 +19,13 @@ use crate::util::hash::FastMap;
 pub fn view(
     views: &[View],
     groups: &[Group],
-    table: &BTreeMap<&str, &ClusterNode>,
-    labels: &HashMap<String, String>,
+    table: &Table,
+    labels: &FastMap<String, String>,
     health: &Health,
     open_since: &mut HashMap<(String, u16, OpenState), f64>,
     now: f64,
 ) -> SlotsView {
-    let lines: Vec<&ClusterNode> = table.values().copied().collect();
+    let lines = table.lines();
     let addr_of = |id: &str| {
         table
             .get(id)
@@ -41,7 +41,7 @@ pub fn view(
             },
         )
         .collect();
-    let owner = owners(&lines);
+    let owner = owners(lines);
     let per_slot: Vec<(SlotState, Option<usize>)> = owner
         .iter()
         .map(|o| match o {
@@ -131,8 +131,7 @@ fn agreement(
         return (0, divergences);
     };
     let reference = slots::owners(views[*first].reading.nodes());
-    let mut by_group: FastMap<usize, Vec<(u16, u16, Option<&str>, Option<&str>)>> =
-        FastMap::default();
+    let mut by_group: FastMap<usize, Vec<Difference>> = FastMap::default();
     for (_, members) in maps.iter().skip(1) {
         for i in members {
             let g = group_of[i];

@@ -438,8 +438,7 @@ fn enrich(t: &mut Timeline, intake: &Intake) {
     };
     if t.at(MarkName::LastOk).is_none() {
         if let Some(ok) = intake
-            .targets
-            .get(&(TargetKind::Node, old.clone()))
+            .get(TargetKind::Node, &old)
             .and_then(|s| s.last_success)
         {
             t.mark(MarkName::LastOk, unix(ok), POLL);
