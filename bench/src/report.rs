@@ -484,7 +484,7 @@ impl Report {
             o.push_str("Not run (no criterion output found).\n\n");
             return;
         }
-        o.push_str("Criterion, generated Redis 7.0 replies (benches/parse.rs). Figures per node (per poll for `monitor_poll`), over criterion's samples (each the mean of many iterations); in the last column the whole iteration.\n\n");
+        o.push_str("Criterion, generated Redis 7.0 replies (benches/parse.rs). Figures per node (per poll for `monitor_poll` and `monitor_failover`), over criterion's samples (each the mean of many iterations); in the last column the whole iteration.\n\n");
         o.push_str("| benchmark | nodes | per node: median | p99 | min | max | per iteration (median) |\n|---|---|---|---|---|---|---|\n");
         for r in &self.parsing {
             let e = r.per_element();
@@ -493,8 +493,12 @@ impl Report {
                 "cluster_nodes" => "`parse_nodes` (one CLUSTER NODES reply)",
                 "render_metrics" => "`metrics::render` (/metrics body of the cluster)",
                 "monitor_poll" => {
-                    "`Monitor::apply` of one node's poll (derivation included), per poll"
+                    "`Monitor::apply` of a steady poll (same view, offsets moving), per poll"
                 }
+                "monitor_failover" => {
+                    "`Monitor::apply` of a poll whose view changed mid-failover (the cluster-wide derivation runs), per poll"
+                }
+                "monitor_full" => "`Monitor::reference` (every view of a cluster mid-failover derived from scratch)",
                 other => other,
             };
             let _ = writeln!(

@@ -134,11 +134,10 @@ impl Asker {
                 command("SENTINEL"),
                 vec!["GET-MASTER-ADDR-BY-NAME", master],
             )
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| reply::master_addr(r.as_deref()));
+            .await;
+        let answer = answer.map(|r| reply::master_addr(r.as_deref()));
         match answer {
-            Ok(Some(addr)) => Some(addr),
+            Ok(Ok(Some(addr))) => Some(addr),
             failed => {
                 tracing::debug!(deployment = %deployment.name, shard = master, sentinel = %conn.addr, answer = ?failed, "canary: no master address from this sentinel");
                 self.turn += 1;

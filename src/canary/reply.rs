@@ -94,16 +94,27 @@ impl Refusal {
     }
 }
 
+/// A reply to `SENTINEL GET-MASTER-ADDR-BY-NAME` that is not an address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MasterAddrError {
+    /// The port is not a number.
+    #[error("invalid port {0:?}")]
+    Port(String),
+    /// Not `[host, port]`.
+    #[error("expected [host, port], got {0} items")]
+    Shape(usize),
+}
+
 /// A sentinel's answer to `SENTINEL GET-MASTER-ADDR-BY-NAME`: `[host, port]`,
 /// or nil when it does not monitor that master.
-pub fn master_addr(reply: Option<&[String]>) -> Result<Option<String>, String> {
+pub fn master_addr(reply: Option<&[String]>) -> Result<Option<String>, MasterAddrError> {
     match reply {
         None => Ok(None),
         Some([host, port]) if !host.is_empty() => port
             .parse::<u16>()
             .map(|port| Some(join_addr(host, port)))
-            .map_err(|_| format!("invalid port {port:?}")),
-        Some(other) => Err(format!("expected [host, port], got {} items", other.len())),
+            .map_err(|_| MasterAddrError::Port(port.clone())),
+        Some(other) => Err(MasterAddrError::Shape(other.len())),
     }
 }
 

@@ -7,12 +7,13 @@
 //!
 //! By concern: `yaml.rs` reads YAML (the only user of serde_yaml) and holds
 //! the checks that run inside the deserializer; `deployments.rs`,
-//! `receivers.rs` and `secrets.rs` the sections of the file; `web.rs` the
-//! web config file of the agent's own endpoint. Everything is re-exported
-//! here: the rest of the crate names `config::X` only.
+//! `rules.rs`, `receivers.rs` and `secrets.rs` the sections of the file;
+//! `web.rs` the web config file of the agent's own endpoint. Everything is
+//! re-exported here: the rest of the crate names `config::X` only.
 
 mod deployments;
 mod receivers;
+mod rules;
 mod secrets;
 mod web;
 mod yaml;
@@ -29,8 +30,9 @@ pub use self::deployments::{
 };
 pub use self::receivers::{
     endpoint_label, Alerts, AlertsError, Receiver, ReceiverError, ReceiverKind, ReceiverTls, Route,
-    RuleConfig, RuleName, Severity, UrlError, PAGERDUTY_URL,
+    UrlError, PAGERDUTY_URL,
 };
+pub use self::rules::{RuleConfig, RuleName, Severity};
 pub use self::secrets::{Secret, SecretError, SigningKey};
 pub use self::web::{ClientAuth, PasswordHash, TlsServer, TlsVersion, WebConfig, WebConfigError};
 use self::yaml::{check_addr, duration, from_yaml, listen_addr};

@@ -2,13 +2,13 @@
 //! (receivers) and which alerts go where (routes).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
 use super::deployments::Deployment;
+use super::rules::{RuleConfig, RuleName, Severity};
 use super::secrets::{read_signing_key, secret_from, Secret, SecretError, SigningKey};
 use super::yaml::{opt_duration, CheckedMap};
 
@@ -125,91 +125,6 @@ pub struct Route {
     /// Only these rules.
     #[serde(default)]
     pub alertname: Vec<RuleName>,
-}
-
-/// The built-in rules; the name is the `alertname` label.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
-)]
-#[allow(missing_docs)] // the names are the documentation: docs/alerts.md
-pub enum RuleName {
-    FailoverStarted,
-    FailoverCompleted,
-    FailoverAborted,
-    MultipleMasters,
-    NoMaster,
-    SentinelQuorumLost,
-    SentinelsDisagree,
-    SentinelTilt,
-    SlotCoverageLost,
-    ClusterStateFail,
-    ClusterConfigDiverged,
-    OpenSlotsStuck,
-    ReplicaLagHigh,
-    ReplicaLinkDown,
-    ShardWithoutReplica,
-    TargetDown,
-}
-
-impl fmt::Display for RuleName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
-}
-
-/// How urgent an alert is.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    /// Page someone.
-    Critical,
-    /// Look at it soon.
-    Warning,
-    /// For the record.
-    Info,
-}
-
-impl Severity {
-    /// The `severity` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-    }
-}
-
-/// What a configuration changes in one rule; unset fields keep the default.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RuleConfig {
-    /// `false` turns the rule off.
-    pub enabled: Option<bool>,
-    /// The severity label.
-    pub severity: Option<Severity>,
-    /// How long the condition must hold before the alert fires.
-    #[serde(default, rename = "for", deserialize_with = "opt_duration")]
-    pub for_: Option<Duration>,
-    /// ReplicaLagHigh: fire above this many bytes behind.
-    pub lag_bytes: Option<u64>,
-    /// ReplicaLagHigh: fire above this many seconds behind.
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub lag_time: Option<Duration>,
-    /// OpenSlotsStuck: fire when a slot stays open longer than this.
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub open_for: Option<Duration>,
-    /// FailoverCompleted / FailoverAborted: how long the event stays firing.
-    #[serde(default, deserialize_with = "opt_duration")]
-    pub hold: Option<Duration>,
-    /// Extra labels on every alert of the rule.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Extra annotations, e.g. `runbook_url`.
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
 }
 
 /// Why a receiver was refused; reported at the receiver's line. No message
