@@ -295,6 +295,28 @@ fn render_bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Times `Monitor::apply` of `inputs` taken in turn (each differs from the
+/// last, as successive polls of one node do).
+fn bench_polls(
+    group: &mut criterion::BenchmarkGroup<criterion::measurement::WallTime>,
+    n: usize,
+    monitor: &mut Monitor,
+    inputs: [Input; 2],
+) {
+    let mut turn = 0;
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::from_parameter(n), |b| {
+        b.iter_batched(
+            || {
+                turn += 1;
+                inputs[turn % 2].clone()
+            },
+            |input| monitor.apply(input),
+            criterion::BatchSize::SmallInput,
+        )
+    });
+}
+
 fn monitor_poll_bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("monitor_poll");
     for n in SIZES {
@@ -305,18 +327,7 @@ fn monitor_poll_bench(c: &mut Criterion) {
         let mut moved = answers[k].clone();
         moved.replication = ReplicationInfo::parse(&info_replication(n, k, 100)).expect("parses");
         let inputs = [poll(k, Some(&moved)), poll(k, Some(&answers[k]))];
-        let mut turn = 0;
-        group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::from_parameter(n), |b| {
-            b.iter_batched(
-                || {
-                    turn += 1;
-                    inputs[turn % 2].clone()
-                },
-                |input| monitor.apply(input),
-                criterion::BatchSize::SmallInput,
-            )
-        });
+        bench_polls(&mut group, n, &mut monitor, inputs);
     }
     group.finish();
 }
@@ -333,18 +344,7 @@ fn monitor_failover_bench(c: &mut Criterion) {
             .expect("a promoted view");
         let other = reading(n, k, Stage::Fail, 0);
         let inputs = [poll(k, Some(&other)), poll(k, Some(&answers[k]))];
-        let mut turn = 0;
-        group.throughput(Throughput::Elements(1));
-        group.bench_function(BenchmarkId::from_parameter(n), |b| {
-            b.iter_batched(
-                || {
-                    turn += 1;
-                    inputs[turn % 2].clone()
-                },
-                |input| monitor.apply(input),
-                criterion::BatchSize::SmallInput,
-            )
-        });
+        bench_polls(&mut group, n, &mut monitor, inputs);
     }
     group.finish();
 }

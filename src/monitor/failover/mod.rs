@@ -137,7 +137,8 @@ pub struct Machines {
     effects: Vec<Effect>,
     /// Shards whose failover state shown in their view changed.
     touched: BTreeSet<String>,
-    /// Cluster shards whose settled master changed: their view is fed again.
+    /// Cluster shards whose settled master changed, or whose failover timed
+    /// out: their view is fed again.
     resettled: BTreeSet<String>,
 }
 
@@ -290,13 +291,7 @@ impl Machines {
         plans: &BTreeMap<String, ShardPlan>,
         intake: &Intake,
     ) {
-        let open: Vec<String> = self
-            .sentinel
-            .iter()
-            .filter(|(_, m)| m.open.is_some())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in open {
+        for name in with_open(&self.sentinel, |m| m.open.is_some()) {
             let limit = self
                 .limits
                 .get(&name)
@@ -341,18 +336,17 @@ impl Machines {
             }
             self.record(&name, step, intake);
         }
-        let open: Vec<String> = self
-            .cluster
-            .iter()
-            .filter(|(_, m)| m.open.is_some())
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in open {
+        for name in with_open(&self.cluster, |m| m.open.is_some()) {
             let step = self
                 .cluster
                 .get_mut(&name)
                 .expect("listed above")
                 .on_tick(now, CLUSTER_FAILOVER_LIMIT);
+            // A failover that timed out while the views still suspect the
+            // master opens again at the next view, as it would at the next poll.
+            if matches!(step, Step::Closed(_)) {
+                self.resettled.insert(name.clone());
+            }
             self.record(&name, step, intake);
         }
     }
@@ -428,6 +422,15 @@ impl Machines {
             }
         }
     }
+}
+
+/// The shards of `machines` with a failover open.
+fn with_open<M>(machines: &BTreeMap<String, M>, open: impl Fn(&M) -> bool) -> Vec<String> {
+    machines
+        .iter()
+        .filter(|(_, m)| open(m))
+        .map(|(name, _)| name.clone())
+        .collect()
 }
 
 /// Adds what only polls can tell: when the old master last answered
