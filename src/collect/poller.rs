@@ -15,7 +15,7 @@ use crate::model::{
     ClusterReading, Input, MasterView, NodeReading, Observation, PollError, Reading,
     SentinelReading, TargetId, TargetKind,
 };
-use crate::parse::cluster::{parse_nodes, ClusterInfo};
+use crate::parse::cluster::{parse_nodes, reply_digest, ClusterInfo};
 use crate::parse::info::{ReplicationInfo, SentinelInfo};
 use crate::parse::sentinel::{parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry};
 use crate::parse::ParseError;
@@ -49,24 +49,23 @@ pub async fn run(
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut was_up = None;
-    // The last cluster view sent: an unchanged one is sent as the same lines.
-    let mut last_view: Option<ClusterReading> = None;
+    let mut last_view: Option<LastView> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.changed() => break,
         }
         let started = Instant::now();
-        let mut result = match &client {
+        let result = match &client {
             Ok(client) => {
                 // Sentinels take two rounds of commands; the per-command
                 // timeout bounds each, this bounds the whole.
                 let limit = settings.timeout * 2;
-                let mut result =
-                    match tokio::time::timeout(limit, poll(client, &target, &deployment)).await {
-                        Ok(r) => r,
-                        Err(_) => Err(PollError::Timeout),
-                    };
+                let polled = poll(client, &target, &deployment, last_view.as_ref());
+                let mut result = match tokio::time::timeout(limit, polled).await {
+                    Ok(r) => r,
+                    Err(_) => Err(PollError::Timeout),
+                };
                 // Connection errors (refused, wrong password) surface here,
                 // not in the replies: the poll only sees its commands time out.
                 while let Some(Ok((e, _))) = errors.as_mut().map(|r| r.try_recv()) {
@@ -93,14 +92,22 @@ pub async fn run(
             _ => {}
         }
         was_up = Some(result.is_ok());
-        if let Ok(Reading::Node(NodeReading {
-            cluster: Some(view),
-            ..
-        })) = &mut result
-        {
-            *view = view.clone().reusing(last_view.as_ref());
-            last_view = Some(view.clone());
-        }
+        let result = result.map(|(reading, reply)| {
+            if let (
+                Reading::Node(NodeReading {
+                    cluster: Some(view),
+                    ..
+                }),
+                Some(reply),
+            ) = (&reading, reply)
+            {
+                last_view = Some(LastView {
+                    reply,
+                    view: view.clone(),
+                });
+            }
+            reading
+        });
         let obs = Observation {
             target: target.clone(),
             at: SystemTime::now(),
@@ -130,31 +137,47 @@ fn parsed<T>(command: &'static str, r: Result<T, ParseError>) -> Result<T, PollE
     r.map_err(|error| PollError::Parse { command, error })
 }
 
+/// The last cluster view a poller sent, and the digest of the `CLUSTER
+/// NODES` reply it came from: a reply with the same digest is not parsed
+/// again, and the view is sent as the same shared lines (an unchanged view
+/// costs the monitor a comparison).
+struct LastView {
+    reply: u64,
+    view: ClusterReading,
+}
+
+/// One poll; with a cluster view, the digest of its `CLUSTER NODES` reply.
 async fn poll(
     client: &Client,
     target: &TargetId,
     deployment: &Deployment,
-) -> Result<Reading, PollError> {
+    last: Option<&LastView>,
+) -> Result<(Reading, Option<u64>), PollError> {
     match target.kind {
-        TargetKind::Node => poll_node(client, deployment.kind == Kind::Cluster)
+        TargetKind::Node => poll_node(client, deployment.kind == Kind::Cluster, last)
             .await
-            .map(Reading::Node),
+            .map(|(r, reply)| (Reading::Node(r), reply)),
         TargetKind::Sentinel => poll_sentinel(client, deployment)
             .await
-            .map(Reading::Sentinel),
+            .map(|r| (Reading::Sentinel(r), None)),
     }
 }
 
 /// `INFO replication`, plus `CLUSTER INFO` and `CLUSTER NODES` on cluster
 /// nodes, sent together on the one connection.
-async fn poll_node(client: &Client, cluster: bool) -> Result<NodeReading, PollError> {
+async fn poll_node(
+    client: &Client,
+    cluster: bool,
+    last: Option<&LastView>,
+) -> Result<(NodeReading, Option<u64>), PollError> {
     let info = client.info::<String>(Some(InfoKind::Replication));
     if !cluster {
         let text = info.await.map_err(failed)?;
-        return Ok(NodeReading {
+        let reading = NodeReading {
             replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
             cluster: None,
-        });
+        };
+        return Ok((reading, None));
     }
     let (text, cinfo, cnodes) = tokio::try_join!(
         info,
@@ -162,13 +185,18 @@ async fn poll_node(client: &Client, cluster: bool) -> Result<NodeReading, PollEr
         client.custom::<String, _>(command("CLUSTER"), vec!["NODES"]),
     )
     .map_err(failed)?;
-    Ok(NodeReading {
+    let info = parsed("CLUSTER INFO", ClusterInfo::parse(&cinfo))?;
+    let reply = reply_digest(&cnodes);
+    let view = match last {
+        Some(last) if last.reply == reply => last.view.with_info(info),
+        _ => ClusterReading::new(info, parsed("CLUSTER NODES", parse_nodes(&cnodes))?)
+            .reusing(last.map(|l| &l.view)),
+    };
+    let reading = NodeReading {
         replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
-        cluster: Some(ClusterReading::new(
-            parsed("CLUSTER INFO", ClusterInfo::parse(&cinfo))?,
-            parsed("CLUSTER NODES", parse_nodes(&cnodes))?,
-        )),
-    })
+        cluster: Some(view),
+    };
+    Ok((reading, Some(reply)))
 }
 
 type Maps = Vec<HashMap<String, String>>;

@@ -176,6 +176,15 @@ impl ClusterReading {
         }
     }
 
+    /// The same lines with another `CLUSTER INFO`: a poll whose `CLUSTER
+    /// NODES` reply said what the last one said.
+    pub fn with_info(&self, info: ClusterInfo) -> Self {
+        ClusterReading {
+            info,
+            ..self.clone()
+        }
+    }
+
     /// `CLUSTER INFO`.
     pub fn info(&self) -> &ClusterInfo {
         &self.info
