@@ -512,7 +512,9 @@ mod tests {
     #[test]
     fn replies_that_parse_alike_have_one_digest() {
         let view = fixture("cluster-nodes-ok.txt");
-        let later = view.replace(" 1795", " 1796").replace("connected", "disconnected");
+        let later = view
+            .replace(" 1795", " 1796")
+            .replace("connected", "disconnected");
         assert_eq!(reply_digest(&view), reply_digest(&later));
         let flag = view.replacen("slave", "slave,fail?", 1);
         assert_ne!(reply_digest(&view), reply_digest(&flag));
