@@ -17,6 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures::FutureExt as _;
 use ring::hmac;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -58,24 +59,40 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    match tls {
-        None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
+    let shutdown = shutdown.shared();
+    let drained = shutdown.clone();
+    let served = async {
+        match tls {
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone())
+                    .await
+            }
+            Some(acceptor) => {
+                let listener = TlsListener {
+                    tcp: listener,
+                    acceptor,
+                    handshakes: JoinSet::new(),
+                };
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(shutdown.clone())
+                    .await
+            }
         }
-        Some(acceptor) => {
-            let listener = TlsListener {
-                tcp: listener,
-                acceptor,
-                handshakes: JoinSet::new(),
-            };
-            axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+    };
+    tokio::select! {
+        served = served => served,
+        () = async {
+            drained.await;
+            tokio::time::sleep(DRAIN).await;
+        } => Ok(()),
     }
 }
+
+/// How long requests in flight when the agent stops may take to finish: a
+/// client holding a request open (half sent, or reading slowly) must not
+/// hold the stop past its bound.
+const DRAIN: Duration = Duration::from_secs(2);
 
 /// Hands axum connections whose TLS handshake is done. Handshakes run as
 /// tasks of their own, so a slow or silent client does not hold up the

@@ -96,3 +96,31 @@ fn sigterm_right_after_a_failover_loses_nothing() {
     );
     group.node(old).resume();
 }
+
+/// A client that sent half a request and holds its connection does not hold
+/// the stop: requests in flight get a bounded drain (docs/architecture.md,
+/// "Stopping"), and the agent still exits 0 well within its bound.
+#[test]
+fn a_client_holding_a_request_open_does_not_hold_the_stop() {
+    use std::io::Write;
+
+    // A seed nothing answers: nothing to collect, only the endpoint matters.
+    let seed = format!("127.0.0.1:{}", free_port());
+    let mut agent = Agent::start(&sentinel_deployment("s", &[seed]));
+    let addr = agent.base.trim_start_matches("http://").to_string();
+    let mut held = std::net::TcpStream::connect(&addr).unwrap();
+    held.write_all(b"GET /metrics HTTP/1.1\r\nHost: agent\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let (exit, took) = agent.terminate(STOP_WITHIN);
+    assert!(
+        exit.success(),
+        "exit {exit} after SIGTERM; its log:\n{}",
+        agent.log()
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "the stop waited {took:?} for the held request"
+    );
+    drop(held);
+}
