@@ -193,7 +193,7 @@ fn reading(n: usize, i: usize, stage: Stage, writes: usize) -> NodeReading {
     NodeReading {
         replication: ReplicationInfo::parse(&info_replication(n, i, writes))
             .expect("generated INFO parses"),
-        cluster: Some(ClusterReading::new(
+        cluster: Some(ClusterReading::from_lines(
             ClusterInfo::parse(&cluster_info(n)).expect("generated CLUSTER INFO parses"),
             nodes,
         )),

@@ -71,9 +71,9 @@ pub fn owners<'a>(view: impl IntoIterator<Item = &'a ClusterNode>) -> Vec<Option
 /// `id:slots` of every line that owns slots, reduced to a hash (each line
 /// hashed, the hashes sorted, then combined) so that comparing large
 /// clusters builds no large strings. Equal signatures, same slot map.
-pub fn signature(view: &[ClusterNode]) -> u64 {
+pub fn signature<'a>(view: impl IntoIterator<Item = &'a ClusterNode>) -> u64 {
     let mut lines: Vec<u64> = view
-        .iter()
+        .into_iter()
         .filter(|l| !l.slots.is_empty())
         .map(|l| {
             let mut h = Fnv::default();

@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::PollSettings;
+use crate::collect::topology::{Rotation, Topology};
 use crate::collect::{poller, subscriber};
-use crate::config::Config;
+use crate::config::{Config, Kind};
 use crate::model::snapshot::Snapshot;
 use crate::model::{Input, TargetId, TargetKind};
 use crate::shutdown::Shutdown;
@@ -96,6 +97,20 @@ pub async fn supervise(
         timeout: config.timeout,
     };
     let deployment = |name: &str| config.deployments.iter().find(|d| *d.name == *name);
+    // What the node pollers of each cluster share.
+    let clusters: HashMap<Arc<str>, Arc<Topology>> = config
+        .deployments
+        .iter()
+        .filter(|d| d.kind == Kind::Cluster)
+        .map(|d| {
+            let rotation = Rotation::new(
+                d.seeds.clone(),
+                config.poll_interval,
+                config.topology_interval,
+            );
+            (d.name.as_str().into(), Arc::new(Topology::new(rotation)))
+        })
+        .collect();
     let mut pollers: HashMap<TargetId, Running> = HashMap::new();
     let mut probes: HashMap<(Arc<str>, String), Running> = HashMap::new();
     let mut probe_seen: HashMap<(Arc<str>, String), Instant> = HashMap::new();
@@ -106,6 +121,16 @@ pub async fn supervise(
         // Targets change only with the topology: most snapshots need no look.
         if topology != Some(snapshot.topology) {
             topology = Some(snapshot.topology);
+            for d in &snapshot.deployments {
+                if let Some(shared) = clusters.get(&d.name) {
+                    let nodes = d.targets.iter().map(|t| t.id.addr.clone()).collect();
+                    shared.set_rotation(Rotation::new(
+                        nodes,
+                        config.poll_interval,
+                        config.topology_interval,
+                    ));
+                }
+            }
             let targets: HashSet<TargetId> = snapshot.targets().cloned().collect();
             reconcile(
                 &mut pollers,
@@ -117,6 +142,7 @@ pub async fn supervise(
                         id.clone(),
                         deployment.clone(),
                         settings,
+                        clusters.get(&id.deployment).cloned(),
                         inputs.clone(),
                         stopped.clone(),
                     ))];

@@ -315,7 +315,7 @@ impl World {
         };
         Ok(Reading::Node(NodeReading {
             replication,
-            cluster: Some(ClusterReading::new(info, lines)),
+            cluster: Some(ClusterReading::from_lines(info, lines)),
         }))
     }
 

@@ -4,5 +4,26 @@
 //! one event subscriber per sentinel. The supervisor (src/supervise.rs)
 //! starts and stops them.
 
+pub mod node;
 pub mod poller;
+pub mod sentinel;
 pub mod subscriber;
+pub mod topology;
+
+use fred::error::{Error, ErrorKind};
+
+use crate::model::PollError;
+use crate::parse::ParseError;
+
+/// A command that failed: a timeout, or what the server or client said.
+fn failed(e: Error) -> PollError {
+    match e.kind() {
+        ErrorKind::Timeout => PollError::Timeout,
+        _ => PollError::Command(e.to_string()),
+    }
+}
+
+/// A reply of `command` that did not parse.
+fn parsed<T>(command: &'static str, r: Result<T, ParseError>) -> Result<T, PollError> {
+    r.map_err(|error| PollError::Parse { command, error })
+}

@@ -1,31 +1,28 @@
 //! One target's poll loop over a persistent fred connection.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use fred::prelude::*;
-use fred::types::InfoKind;
-use futures::future::try_join_all;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use crate::client::{client, command, Events, PollSettings};
-use crate::config::{Deployment, Kind};
-use crate::model::{
-    ClusterReading, Input, MasterView, NodeReading, Observation, PollError, Reading,
-    SentinelReading, TargetId, TargetKind,
-};
-use crate::parse::cluster::{parse_nodes, reply_digest, ClusterInfo};
-use crate::parse::info::{ReplicationInfo, SentinelInfo};
-use crate::parse::sentinel::{parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry};
-use crate::parse::ParseError;
+use super::node::{self, Watch};
+use super::sentinel;
+use super::topology::Topology;
+use crate::client::{client, Events, PollSettings};
+use crate::config::Deployment;
+use crate::model::{Input, Observation, PollError, Reading, TargetId, TargetKind};
+use crate::util::time::unix_now;
 
 /// Polls `target` every interval until `stop` turns true, sending every
-/// result, success or failure, to the monitor.
+/// result, success or failure, to the monitor. `cluster`: what the node
+/// pollers of its cluster share, for nodes of clusters.
 pub async fn run(
     target: TargetId,
     deployment: Deployment,
     settings: PollSettings,
+    cluster: Option<Arc<Topology>>,
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -49,7 +46,7 @@ pub async fn run(
     let mut ticker = tokio::time::interval(settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut was_up = None;
-    let mut last_view: Option<LastView> = None;
+    let mut topology = Watch::default();
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -61,7 +58,30 @@ pub async fn run(
                 // Sentinels take two rounds of commands; the per-command
                 // timeout bounds each, this bounds the whole.
                 let limit = settings.timeout * 2;
-                let polled = poll(client, &target, &deployment, last_view.as_ref());
+                let polled = async {
+                    match target.kind {
+                        TargetKind::Sentinel => sentinel::poll(client, &deployment)
+                            .await
+                            .map(Reading::Sentinel),
+                        TargetKind::Node => {
+                            let rotation = cluster.as_ref().map(|c| c.rotation());
+                            let cluster = cluster.as_ref().zip(rotation.as_deref()).map(
+                                |(shared, rotation)| {
+                                    let c = node::Cluster {
+                                        addr: &target.addr,
+                                        rotation,
+                                        lines: &shared.lines,
+                                        round: (unix_now() / settings.interval.as_secs_f64())
+                                            as u64,
+                                        back: was_up != Some(true),
+                                    };
+                                    (c, &mut topology)
+                                },
+                            );
+                            node::poll(client, cluster).await.map(Reading::Node)
+                        }
+                    }
+                };
                 let mut result = match tokio::time::timeout(limit, polled).await {
                     Ok(r) => r,
                     Err(_) => Err(PollError::Timeout),
@@ -92,22 +112,6 @@ pub async fn run(
             _ => {}
         }
         was_up = Some(result.is_ok());
-        let result = result.map(|(reading, reply)| {
-            if let (
-                Reading::Node(NodeReading {
-                    cluster: Some(view),
-                    ..
-                }),
-                Some(reply),
-            ) = (&reading, reply)
-            {
-                last_view = Some(LastView {
-                    reply,
-                    view: view.clone(),
-                });
-            }
-            reading
-        });
         let obs = Observation {
             target: target.clone(),
             at: SystemTime::now(),
@@ -124,143 +128,4 @@ pub async fn run(
         let _ = tokio::time::timeout(settings.timeout, client.quit()).await;
         connection.abort();
     }
-}
-
-fn failed(e: Error) -> PollError {
-    match e.kind() {
-        ErrorKind::Timeout => PollError::Timeout,
-        _ => PollError::Command(e.to_string()),
-    }
-}
-
-fn parsed<T>(command: &'static str, r: Result<T, ParseError>) -> Result<T, PollError> {
-    r.map_err(|error| PollError::Parse { command, error })
-}
-
-/// The last cluster view a poller sent, and the digest of the `CLUSTER
-/// NODES` reply it came from: a reply with the same digest is not parsed
-/// again, and the view is sent as the same shared lines (an unchanged view
-/// costs the monitor a comparison).
-struct LastView {
-    reply: u64,
-    view: ClusterReading,
-}
-
-/// One poll; with a cluster view, the digest of its `CLUSTER NODES` reply.
-async fn poll(
-    client: &Client,
-    target: &TargetId,
-    deployment: &Deployment,
-    last: Option<&LastView>,
-) -> Result<(Reading, Option<u64>), PollError> {
-    match target.kind {
-        TargetKind::Node => poll_node(client, deployment.kind == Kind::Cluster, last)
-            .await
-            .map(|(r, reply)| (Reading::Node(r), reply)),
-        TargetKind::Sentinel => poll_sentinel(client, deployment)
-            .await
-            .map(|r| (Reading::Sentinel(r), None)),
-    }
-}
-
-/// `INFO replication`, plus `CLUSTER INFO` and `CLUSTER NODES` on cluster
-/// nodes, sent together on the one connection.
-async fn poll_node(
-    client: &Client,
-    cluster: bool,
-    last: Option<&LastView>,
-) -> Result<(NodeReading, Option<u64>), PollError> {
-    let info = client.info::<String>(Some(InfoKind::Replication));
-    if !cluster {
-        let text = info.await.map_err(failed)?;
-        let reading = NodeReading {
-            replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
-            cluster: None,
-        };
-        return Ok((reading, None));
-    }
-    let (text, cinfo, cnodes) = tokio::try_join!(
-        info,
-        client.custom::<String, _>(command("CLUSTER"), vec!["INFO"]),
-        client.custom::<String, _>(command("CLUSTER"), vec!["NODES"]),
-    )
-    .map_err(failed)?;
-    let info = parsed("CLUSTER INFO", ClusterInfo::parse(&cinfo))?;
-    let reply = reply_digest(&cnodes);
-    let view = match last {
-        Some(last) if last.reply == reply => last.view.with_info(info),
-        _ => ClusterReading::new(info, parsed("CLUSTER NODES", parse_nodes(&cnodes))?)
-            .reusing(last.map(|l| &l.view)),
-    };
-    let reading = NodeReading {
-        replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
-        cluster: Some(view),
-    };
-    Ok((reading, Some(reply)))
-}
-
-type Maps = Vec<HashMap<String, String>>;
-
-/// `SENTINEL MASTERS` and `INFO sentinel`, then for each watched master
-/// `SENTINEL REPLICAS`, `SENTINELS` and `CKQUORUM`. All read-only: nothing
-/// here can change a sentinel's state or cast a vote.
-async fn poll_sentinel(
-    client: &Client,
-    deployment: &Deployment,
-) -> Result<SentinelReading, PollError> {
-    let (masters, info) = tokio::try_join!(
-        client.custom::<Maps, _>(command("SENTINEL"), vec!["MASTERS"]),
-        client.custom::<String, _>(command("INFO"), vec!["sentinel"]),
-    )
-    .map_err(failed)?;
-    let info = parsed("INFO sentinel", SentinelInfo::parse(&info))?;
-    let masters = masters
-        .iter()
-        .map(|m| parsed("SENTINEL MASTERS", MasterEntry::parse(m)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let views = try_join_all(
-        masters
-            .into_iter()
-            .filter(|m| deployment.watches_master(&m.name))
-            .map(|m| master_view(client, m)),
-    )
-    .await?;
-    Ok(SentinelReading {
-        info,
-        masters: views
-            .into_iter()
-            .map(|v| (v.master.name.clone(), v))
-            .collect(),
-    })
-}
-
-async fn master_view(client: &Client, master: MasterEntry) -> Result<MasterView, PollError> {
-    let name = master.name.as_str();
-    let (replicas, sentinels, quorum) = tokio::join!(
-        client.custom::<Maps, _>(command("SENTINEL"), vec!["REPLICAS", name]),
-        client.custom::<Maps, _>(command("SENTINEL"), vec!["SENTINELS", name]),
-        client.custom::<String, _>(command("SENTINEL"), vec!["CKQUORUM", name]),
-    );
-    let replicas = replicas
-        .map_err(failed)?
-        .iter()
-        .map(|m| parsed("SENTINEL REPLICAS", ReplicaEntry::parse(m)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sentinels = sentinels
-        .map_err(failed)?
-        .iter()
-        .map(|m| parsed("SENTINEL SENTINELS", SentinelEntry::parse(m)))
-        .collect::<Result<Vec<_>, _>>()?;
-    // NOQUORUM is an answer, not a failed poll.
-    let quorum_ok = match quorum {
-        Ok(text) => parsed("SENTINEL CKQUORUM", parse_ckquorum(&text))? > 0,
-        Err(e) if e.details().starts_with("NOQUORUM") => false,
-        Err(e) => return Err(failed(e)),
-    };
-    Ok(MasterView {
-        master,
-        replicas,
-        sentinels,
-        quorum_ok,
-    })
 }

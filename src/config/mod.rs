@@ -43,6 +43,14 @@ pub use crate::tls::Tls;
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:9478";
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often each cluster node's own `CLUSTER NODES` is read at least, as
+/// long as that costs at most two replies a poll round (docs/architecture.md,
+/// "Polling"): what only that reply shows (a slot opened for migration, a
+/// replica suspected on Redis 7.0) reaches the agent within 10 s on
+/// clusters of up to 20 nodes polled every second, within half a poll
+/// round per node beyond, while `CLUSTER INFO`, read every poll, catches
+/// failures, failovers and slot moves within a poll.
+const DEFAULT_TOPOLOGY_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A configuration the agent can run with.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +61,8 @@ pub struct Config {
     pub poll_interval: Duration,
     /// How long one command may take before the poll counts as failed.
     pub timeout: Duration,
+    /// How often each cluster node's `CLUSTER NODES` is read at least.
+    pub topology_interval: Duration,
     /// The sentinel sets and clusters to watch.
     pub deployments: Vec<Deployment>,
     /// Where failover timelines are kept.
@@ -97,8 +107,20 @@ pub enum CheckError {
     #[error("deployments: at least one deployment is needed")]
     NoDeployments,
     /// An interval beyond any sensible poll.
-    #[error("poll_interval and timeout must be at most 1h")]
+    #[error("poll_interval, timeout and topology_interval must be at most 1h")]
     OverAnHour,
+    /// Topology read less often than the polls it rides on.
+    #[error(
+        "topology_interval ({}) must be at least poll_interval ({}): CLUSTER NODES is read with a poll",
+        humantime::format_duration(*.topology_interval),
+        humantime::format_duration(*.poll_interval)
+    )]
+    TopologyFasterThanPolls {
+        /// `topology_interval`.
+        topology_interval: Duration,
+        /// `poll_interval`.
+        poll_interval: Duration,
+    },
     /// The alerts section.
     #[error(transparent)]
     Alerts(#[from] AlertsError),
@@ -215,6 +237,7 @@ pub fn from_flags(
         listen: listen.unwrap_or_else(default_listen),
         poll_interval: DEFAULT_POLL_INTERVAL,
         timeout: DEFAULT_TIMEOUT,
+        topology_interval: DEFAULT_TOPOLOGY_INTERVAL,
         deployments,
         timelines: Timelines::default(),
         alerts: Alerts::default(),
@@ -230,7 +253,7 @@ pub fn from_flags(
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with listen, poll_interval, timeout, deployments, timelines, alerts and web_config_file"
+    expecting = "a mapping with listen, poll_interval, timeout, topology_interval, deployments, timelines, alerts and web_config_file"
 )]
 struct RawConfig {
     #[serde(default = "default_listen", deserialize_with = "listen_addr")]
@@ -239,6 +262,8 @@ struct RawConfig {
     poll_interval: Duration,
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     timeout: Duration,
+    #[serde(default = "default_topology_interval", deserialize_with = "duration")]
+    topology_interval: Duration,
     deployments: Vec<Deployment>,
     #[serde(default)]
     timelines: Timelines,
@@ -256,6 +281,9 @@ fn default_poll_interval() -> Duration {
 fn default_timeout() -> Duration {
     DEFAULT_TIMEOUT
 }
+fn default_topology_interval() -> Duration {
+    DEFAULT_TOPOLOGY_INTERVAL
+}
 
 impl RawConfig {
     fn validate(self) -> Result<Config, CheckError> {
@@ -263,6 +291,7 @@ impl RawConfig {
             listen: self.listen,
             poll_interval: self.poll_interval,
             timeout: self.timeout,
+            topology_interval: self.topology_interval,
             deployments: self.deployments,
             timelines: self.timelines,
             alerts: self.alerts,
@@ -279,8 +308,14 @@ fn check_whole(config: &Config) -> Result<(), CheckError> {
         return Err(CheckError::NoDeployments);
     }
     const HOUR: Duration = Duration::from_secs(3600);
-    if config.poll_interval > HOUR || config.timeout > HOUR {
+    if config.poll_interval > HOUR || config.timeout > HOUR || config.topology_interval > HOUR {
         return Err(CheckError::OverAnHour);
+    }
+    if config.topology_interval < config.poll_interval {
+        return Err(CheckError::TopologyFasterThanPolls {
+            topology_interval: config.topology_interval,
+            poll_interval: config.poll_interval,
+        });
     }
     config.alerts.check(&config.deployments)?;
     if config.timelines.keep_per_shard == 0 {
@@ -321,6 +356,7 @@ mod tests {
         assert_eq!(c.listen, DEFAULT_LISTEN.parse().unwrap());
         assert_eq!(c.poll_interval, Duration::from_secs(1));
         assert_eq!(c.timeout, Duration::from_millis(500));
+        assert_eq!(c.topology_interval, Duration::from_secs(10));
         assert_eq!(c.deployments[0].seeds, ["127.0.0.1:26379"]);
         assert!(c.deployments[0].watches_master("anything"));
     }
@@ -377,6 +413,11 @@ mod tests {
         assert!(e.contains("shorter than poll_interval"), "{e}");
         let e = err(&format!("poll_interval: 3000y\ntimeout: 1s\n{MINIMAL}"));
         assert!(e.contains("at most 1h"), "{e}");
+        let e = err(&format!("topology_interval: 500ms\n{MINIMAL}"));
+        assert!(
+            e.contains("topology_interval (500ms) must be at least poll_interval (1s)"),
+            "{e}"
+        );
         let e = err(&format!("timelines: {{ keep_per_shard: 0 }}\n{MINIMAL}"));
         assert!(e.contains("keep_per_shard must be at least 1"), "{e}");
     }

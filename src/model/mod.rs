@@ -143,20 +143,26 @@ pub struct NodeReading {
 #[derive(Debug, Clone)]
 pub struct ClusterReading {
     info: ClusterInfo,
-    nodes: Arc<[ClusterNode]>,
+    nodes: Arc<[Arc<ClusterNode>]>,
     digest: u64,
     myself: Option<usize>,
 }
 
 impl ClusterReading {
-    /// `CLUSTER INFO` and `CLUSTER NODES` of one node.
-    pub fn new(info: ClusterInfo, nodes: Vec<ClusterNode>) -> Self {
+    /// `CLUSTER INFO` and `CLUSTER NODES` of one node, its lines shared
+    /// (a cluster's views repeat each other's lines: the pollers intern them).
+    pub fn new(info: ClusterInfo, nodes: Vec<Arc<ClusterNode>>) -> Self {
         ClusterReading {
-            digest: view_digest(&nodes),
+            digest: view_digest(nodes.iter().map(|l| &**l)),
             myself: nodes.iter().position(|l| l.flags.myself),
             info,
             nodes: nodes.into(),
         }
+    }
+
+    /// The same from lines of its own, as parsed.
+    pub fn from_lines(info: ClusterInfo, nodes: Vec<ClusterNode>) -> Self {
+        ClusterReading::new(info, nodes.into_iter().map(Arc::new).collect())
     }
 
     /// This reading with the lines of `last` (the same node's previous
@@ -191,8 +197,8 @@ impl ClusterReading {
     }
 
     /// `CLUSTER NODES`, in the order the node listed them.
-    pub fn nodes(&self) -> &[ClusterNode] {
-        &self.nodes
+    pub fn nodes(&self) -> impl ExactSizeIterator<Item = &ClusterNode> + Clone {
+        self.nodes.iter().map(|l| &**l)
     }
 
     /// [`view_digest`] of the lines: equal for two views that say the same
@@ -203,7 +209,7 @@ impl ClusterReading {
 
     /// The answering node's own line.
     pub fn own_line(&self) -> Option<&ClusterNode> {
-        self.nodes.get(self.myself?)
+        self.nodes.get(self.myself?).map(|l| &**l)
     }
 
     fn own_id(&self) -> Option<&str> {

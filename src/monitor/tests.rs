@@ -293,7 +293,7 @@ mod cases {
         Ok(Reading::Node(NodeReading {
             replication: ReplicationInfo::parse(&fixture("cluster-master-info-replication.txt"))
                 .unwrap(),
-            cluster: Some(ClusterReading::new(
+            cluster: Some(ClusterReading::from_lines(
                 ClusterInfo::parse(info).unwrap(),
                 parse_nodes(nodes).unwrap(),
             )),

@@ -60,6 +60,36 @@ impl ClusterInfo {
     }
 }
 
+/// The fields of `CLUSTER INFO` that move when the cluster's topology does:
+/// its state, the slots' health, epochs, members, and (where the server
+/// has them) the count of nodes in `fail?` and `fail`.
+const TOPOLOGY_FIELDS: [&str; 11] = [
+    "cluster_state",
+    "cluster_slots_assigned",
+    "cluster_slots_ok",
+    "cluster_slots_pfail",
+    "cluster_slots_fail",
+    "cluster_known_nodes",
+    "cluster_size",
+    "cluster_current_epoch",
+    "cluster_my_epoch",
+    "cluster_nodes_pfail",
+    "cluster_nodes_fail",
+];
+
+/// A digest of a `CLUSTER INFO` reply's topology fields
+/// ([`TOPOLOGY_FIELDS`]): when it changes, `CLUSTER NODES` has something
+/// new to say; the message counters that move every time are left out.
+pub fn info_signals(text: &str) -> u64 {
+    let mut values: [&str; TOPOLOGY_FIELDS.len()] = [""; TOPOLOGY_FIELDS.len()];
+    for (k, v) in fields(text) {
+        if let Some(i) = TOPOLOGY_FIELDS.iter().position(|f| *f == k) {
+            values[i] = v;
+        }
+    }
+    digest(&values)
+}
+
 /// The flags of one `CLUSTER NODES` line.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct NodeFlags {
@@ -107,7 +137,7 @@ pub type SlotRange = (u16, u16);
 pub const MAX_SLOT: u16 = 16383;
 
 /// One line of `CLUSTER NODES`: what the answering node believes about one node.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ClusterNode {
     /// The 40-character node id.
     pub id: String,
@@ -151,8 +181,10 @@ impl ClusterNode {
 /// pong times are not parsed and the link state is left out (no view uses
 /// it, and each node's links flap on their own), so a steady cluster's
 /// views keep theirs.
-pub fn view_digest(lines: &[ClusterNode]) -> u64 {
-    let sum = lines.iter().fold(0u64, |sum, l| {
+pub fn view_digest<'a>(lines: impl IntoIterator<Item = &'a ClusterNode>) -> u64 {
+    let mut count = 0usize;
+    let sum = lines.into_iter().fold(0u64, |sum, l| {
+        count += 1;
         let flags = NodeFlags {
             myself: false,
             ..l.flags
@@ -164,7 +196,7 @@ pub fn view_digest(lines: &[ClusterNode]) -> u64 {
         );
         sum.wrapping_add(digest(&line))
     });
-    digest(&(sum, lines.len()))
+    digest(&(sum, count))
 }
 
 /// A digest of a `CLUSTER NODES` reply as text, before parsing: every
@@ -507,6 +539,22 @@ mod tests {
         ] {
             assert!(parse_nodes(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn topology_signals_move_with_the_topology_only() {
+        let ok = fixture("cluster-info-ok.txt");
+        let chatter = ok.replace(
+            "cluster_stats_messages_ping_sent:",
+            "cluster_stats_messages_ping_sent:9",
+        );
+        assert_eq!(info_signals(&ok), info_signals(&chatter));
+        let down = fixture("cluster-info-shard-down.txt");
+        assert_ne!(info_signals(&ok), info_signals(&down));
+        let epoch = ok.replace("cluster_my_epoch:", "cluster_my_epoch:9");
+        assert_ne!(info_signals(&ok), info_signals(&epoch));
+        let newer = format!("{ok}cluster_nodes_pfail:1\r\n");
+        assert_ne!(info_signals(&ok), info_signals(&newer));
     }
 
     #[test]

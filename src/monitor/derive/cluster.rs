@@ -253,7 +253,6 @@ pub fn membership(views: &[View], seeds: &[String]) -> BTreeSet<String> {
             views[g.first]
                 .reading
                 .nodes()
-                .iter()
                 .filter(|l| l.is_member())
                 .map(|l| l.addr.as_str())
                 .collect()
@@ -357,7 +356,7 @@ fn shards(
         .filter(|g| g.fresh > 0)
         .map(|g| {
             let lines = views[g.first].reading.nodes();
-            (g.fresh, lines.iter().map(|l| (l.id.as_str(), l)).collect())
+            (g.fresh, lines.map(|l| (l.id.as_str(), l)).collect())
         })
         .collect();
     lines_of
