@@ -57,6 +57,12 @@ pub fn client(
             c.connection_timeout = timeout;
             c.internal_command_timeout = timeout;
             c.max_command_attempts = 1;
+            // Commands wait in fred's queue while it reconnects, and a node
+            // that stays down would grow that queue by a poll's commands a
+            // second for as long as it is down. Bounded, later polls fail at
+            // once; the few queued run (read-only, answered to nobody) when
+            // the node is back.
+            c.max_command_buffer_len = COMMAND_BUFFER;
             // A connection whose replies stopped (a frozen server) is closed
             // and reopened instead of queueing polls behind it forever.
             c.unresponsive = UnresponsiveConfig {
@@ -66,16 +72,26 @@ pub fn client(
         })
         .with_performance_config(|p| {
             p.default_command_timeout = timeout;
-            if let Events::Subscribe = events {
+            p.broadcast_channel_capacity = match events {
                 // A failover is a burst of events from each sentinel; the
                 // default of 32 could drop the ones a timeline needs.
-                p.broadcast_channel_capacity = EVENT_BUFFER;
-            }
+                Events::Subscribe => EVENT_BUFFER,
+                // Only connection errors are read, the latest first: a
+                // client's several channels of 32 each would cost every
+                // target of a 1000-node cluster tens of kB for nothing.
+                Events::None => NOTICES,
+            };
         })
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
         .build()
         .map_err(|e| PollError::Command(e.to_string()))
 }
+
+/// Notices (connection errors, reconnections) a poller's client keeps.
+const NOTICES: usize = 4;
+
+/// Commands that may wait for a connection: a few polls' worth.
+const COMMAND_BUFFER: usize = 16;
 
 /// Messages buffered between a sentinel's connection and its subscriber task.
 const EVENT_BUFFER: usize = 4096;

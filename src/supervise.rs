@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::client::PollSettings;
 use crate::collect::topology::{Rotation, Topology};
 use crate::collect::{poller, subscriber};
-use crate::config::{Config, Kind};
+use crate::config::{Config, Deployment, Kind};
 use crate::model::snapshot::Snapshot;
 use crate::model::{Input, TargetId, TargetKind};
 use crate::shutdown::Shutdown;
@@ -96,7 +96,14 @@ pub async fn supervise(
         interval: config.poll_interval,
         timeout: config.timeout,
     };
-    let deployment = |name: &str| config.deployments.iter().find(|d| *d.name == *name);
+    // Shared by every task of the deployment: a poller holds a pointer, not
+    // a copy (a deployment may list many seeds).
+    let deployments: HashMap<&str, Arc<Deployment>> = config
+        .deployments
+        .iter()
+        .map(|d| (d.name.as_str(), Arc::new(d.clone())))
+        .collect();
+    let deployment = |name: &str| deployments.get(name);
     // What the node pollers of each cluster share.
     let clusters: HashMap<Arc<str>, Arc<Topology>> = config
         .deployments

@@ -213,7 +213,7 @@ fn switched_away(snapshot: &Snapshot, deployment: &str, shard: &str, conn: &Conn
 
 /// The probe of one shard, from its first write to `stop`.
 struct Probe {
-    deployment: Deployment,
+    deployment: Arc<Deployment>,
     name: Arc<str>,
     shard: String,
     settings: PollSettings,
@@ -260,7 +260,7 @@ impl Backoff {
 
 /// Probes `shard` of `deployment` until `stop` turns true.
 pub async fn run(
-    deployment: Deployment,
+    deployment: Arc<Deployment>,
     shard: String,
     settings: PollSettings,
     mut snapshots: watch::Receiver<Arc<Snapshot>>,

@@ -20,7 +20,7 @@ use crate::util::time::unix_now;
 /// pollers of its cluster share, for nodes of clusters.
 pub async fn run(
     target: TargetId,
-    deployment: Deployment,
+    deployment: Arc<Deployment>,
     settings: PollSettings,
     cluster: Option<Arc<Topology>>,
     tx: mpsc::Sender<Input>,
@@ -58,7 +58,10 @@ pub async fn run(
                 // Sentinels take two rounds of commands; the per-command
                 // timeout bounds each, this bounds the whole.
                 let limit = settings.timeout * 2;
-                let polled = async {
+                // Boxed: a poll's futures (fred's commands, the topology
+                // logic) are large, and a poller that held them between
+                // polls would cost that much per target, at rest.
+                let polled = Box::pin(async {
                     match target.kind {
                         TargetKind::Sentinel => sentinel::poll(client, &deployment)
                             .await
@@ -81,7 +84,7 @@ pub async fn run(
                             node::poll(client, cluster).await.map(Reading::Node)
                         }
                     }
-                };
+                });
                 let mut result = match tokio::time::timeout(limit, polled).await {
                     Ok(r) => r,
                     Err(_) => Err(PollError::Timeout),
@@ -93,7 +96,9 @@ pub async fn run(
                 }
                 if client.is_connected() {
                     connection_error = None;
-                } else if let (Err(PollError::Timeout), Some(e)) = (&result, &connection_error) {
+                } else if let (Err(_), Some(e)) = (&result, &connection_error) {
+                    // Timed out or refused by a full queue: either way the
+                    // cause is the connection.
                     result = Err(PollError::Connect(e.clone()));
                 }
                 result

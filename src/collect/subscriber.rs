@@ -1,5 +1,6 @@
 //! One sentinel's event stream: `PSUBSCRIBE *` on a connection of its own.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use fred::prelude::*;
@@ -20,7 +21,7 @@ use crate::model::{EventMessage, Input, TargetId};
 /// next poll resynchronises the state they would have changed.
 pub async fn run(
     target: TargetId,
-    deployment: Deployment,
+    deployment: Arc<Deployment>,
     settings: PollSettings,
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,

@@ -274,6 +274,17 @@ impl Agent {
         }
     }
 
+    /// The agent's resident memory now (`VmRSS`), in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS in /proc/<pid>/status")
+            * 1024
+    }
+
     /// A JSON document from the API.
     pub fn json(&self, path: &str) -> serde_json::Value {
         let (status, body) = self.get(path);
