@@ -19,6 +19,13 @@
 //! `REDIS_HA_LAB_SERVER` selects the binary (a path, or a name looked up in `PATH`),
 //! so the same tests run against Redis 6.2, 7.x or Valkey (`valkey-server`); the default
 //! is `redis-server`. Sentinels are the same binary started with `--sentinel`.
+//!
+//! # Beyond what real servers sustain
+//!
+//! [`SimCluster`] serves a simulated cluster of any size from one process, for
+//! benchmarks and scale tests (see the `sim` module). It starts no servers, so
+//! none of the above applies to it: it runs on its own threads and stops when
+//! dropped.
 
 mod cluster;
 mod error;
@@ -27,6 +34,7 @@ mod ports;
 mod resp;
 mod security;
 mod sentinel;
+mod sim;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -41,6 +49,7 @@ pub use node::{server_major_version, Node};
 pub use resp::Reply;
 pub use security::{Acl, Security, TlsFiles};
 pub use sentinel::{SentinelGroup, SentinelOpts};
+pub use sim::{Control, ControlError, FailureTiming, SimCluster, SimError, SimNode, SimOpts};
 
 /// Environment variable naming the server binary to use.
 pub const SERVER_ENV: &str = "REDIS_HA_LAB_SERVER";

@@ -1,24 +1,42 @@
 //! `redis-ha-lab demo`: a sentinel group and a cluster on loopback with the agent
 //! watching both, so a person can look at real metrics and trigger failovers by hand.
+//!
+//! `redis-ha-lab sim`: the simulated cluster as a process, for the benchmark
+//! harness: its nodes on stdout, controls on stdin.
 
 use std::fs;
-use std::io;
+use std::io::{self, BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
+use redis_ha_lab::{
+    Cluster, ClusterOpts, Control, SentinelGroup, SentinelOpts, SimCluster, SimOpts,
+};
 
 const USAGE: &str = "\
 usage: redis-ha-lab demo --agent <path-to-agent-binary> [--listen 127.0.0.1:9478]
+       redis-ha-lab sim [--masters 3] [--replicas 1] [--node-timeout 1s]
+                        [--write-rate 1000] [--seed 1] [--threads 1]
 
-Starts a sentinel group (1 master, 2 replicas, 3 sentinels) and a cluster
-(3 masters, 1 replica each) on 127.0.0.1, writes a config for both and runs
-`<agent> --config <config>` until Ctrl-C.
+demo: starts a sentinel group (1 master, 2 replicas, 3 sentinels) and a
+cluster (3 masters, 1 replica each) on 127.0.0.1, writes a config for both
+and runs `<agent> --config <config>` until Ctrl-C. The server binary is
+$REDIS_HA_LAB_SERVER, default redis-server from PATH.
 
-The server binary is $REDIS_HA_LAB_SERVER, default redis-server from PATH.";
+sim: serves a simulated cluster (no real servers) and prints one JSON line,
+{\"nodes\":[{\"index\":0,\"addr\":\"127.0.0.1:PORT\",\"id\":\"...\",\"shard\":0},...]},
+then reads controls on stdin, one a line, answering `ok [value]` or
+`error <reason>`:
+  fail-master <shard>        fail the shard's master (answers ok <node index>)
+  freeze <index>             stop a node answering
+  resume <index>             let it answer again (a failed master rejoins)
+  migrate <slot> <from> <to> open a slot migration between two shards
+  close-migration <slot>     close it
+  master-of <shard>          answers ok <node index> <addr>
+  quit                       stop (so does the end of stdin)";
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:9478";
 
@@ -31,6 +49,7 @@ struct DemoArgs {
 #[derive(Debug, PartialEq)]
 enum Cli {
     Demo(DemoArgs),
+    Sim(SimOpts),
     Help,
 }
 
@@ -48,6 +67,13 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Ok(Cli::Sim(opts)) => match sim(opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("redis-ha-lab: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Err(e) => {
             eprintln!("redis-ha-lab: {e}\n\n{USAGE}");
             ExitCode::from(2)
@@ -60,28 +86,124 @@ fn parse_args(args: &[String]) -> Result<Cli, String> {
         return Err("missing command".to_string());
     };
     match command.as_str() {
-        "demo" => {}
-        "help" | "-h" | "--help" => return Ok(Cli::Help),
-        other => return Err(format!("unknown command `{other}`")),
+        "demo" => parse_demo(rest),
+        "sim" => parse_sim(rest),
+        "help" | "-h" | "--help" => Ok(Cli::Help),
+        other => Err(format!("unknown command `{other}`")),
     }
+}
+
+/// The flags of a subcommand as (flag, value) pairs; `None` for `--help`.
+fn flags(args: &[String]) -> Result<Option<Vec<(&str, &str)>>, String> {
+    let mut pairs = Vec::new();
+    let mut rest = args.iter();
+    while let Some(flag) = rest.next() {
+        if matches!(flag.as_str(), "-h" | "--help") {
+            return Ok(None);
+        }
+        let value = rest.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        pairs.push((flag.as_str(), value.as_str()));
+    }
+    Ok(Some(pairs))
+}
+
+fn parse_demo(args: &[String]) -> Result<Cli, String> {
+    let Some(pairs) = flags(args)? else {
+        return Ok(Cli::Help);
+    };
     let mut agent = None;
     let mut listen = DEFAULT_LISTEN.to_string();
-    let mut rest = rest.iter();
-    while let Some(flag) = rest.next() {
-        let mut value = || {
-            rest.next()
-                .cloned()
-                .ok_or_else(|| format!("{flag} needs a value"))
-        };
-        match flag.as_str() {
-            "--agent" => agent = Some(value()?),
-            "--listen" => listen = value()?,
-            "-h" | "--help" => return Ok(Cli::Help),
+    for (flag, value) in pairs {
+        match flag {
+            "--agent" => agent = Some(value.to_string()),
+            "--listen" => listen = value.to_string(),
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
     let agent = agent.ok_or("--agent is required")?;
     Ok(Cli::Demo(DemoArgs { agent, listen }))
+}
+
+fn parse_sim(args: &[String]) -> Result<Cli, String> {
+    let Some(pairs) = flags(args)? else {
+        return Ok(Cli::Help);
+    };
+    let mut opts = SimOpts::default();
+    for (flag, value) in pairs {
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("{flag}: `{value}` is not a number"))
+        };
+        let count =
+            || number().and_then(|n| usize::try_from(n).map_err(|_| format!("{flag}: too large")));
+        match flag {
+            "--masters" => opts.masters = count()?,
+            "--replicas" => opts.replicas_per_master = count()?,
+            "--node-timeout" => opts.node_timeout = parse_duration(value)?,
+            "--write-rate" => opts.write_rate = number()?,
+            "--seed" => opts.seed = number()?,
+            "--threads" => opts.threads = count()?,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
+    }
+    Ok(Cli::Sim(opts))
+}
+
+/// `500ms` or `2s`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = || format!("`{text}` is not a duration like 500ms or 2s");
+    let (digits, unit): (&str, fn(u64) -> Duration) = match text.strip_suffix("ms") {
+        Some(ms) => (ms, Duration::from_millis),
+        None => (text.strip_suffix('s').ok_or_else(bad)?, Duration::from_secs),
+    };
+    digits.parse().map(unit).map_err(|_| bad())
+}
+
+/// Runs the simulator until `quit` or the end of stdin: the harness that
+/// started it holds the other end, so the simulator never outlives it.
+fn sim(opts: SimOpts) -> Result<(), Box<dyn std::error::Error>> {
+    // SAFETY: plain prctl on this process. Also dies with the parent if it is
+    // SIGKILLed while its end of stdin is still open somewhere.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error().into());
+    }
+    let cluster = SimCluster::try_start(opts)?;
+    let mut out = io::stdout().lock();
+    writeln!(out, "{}", nodes_json(&cluster))?;
+    out.flush()?;
+    for line in io::stdin().lock().lines() {
+        let line = line?;
+        let (answer, quit) = match Control::parse(&line) {
+            Ok(control) => match cluster.apply(&control) {
+                Ok(answer) => (answer, control == Control::Quit),
+                Err(e) => (format!("error {e}"), false),
+            },
+            Err(e) => (format!("error {e}"), false),
+        };
+        writeln!(out, "{answer}")?;
+        out.flush()?;
+        if quit {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Every node as one JSON line. Addresses and ids are plain ASCII without
+/// quotes, so no escaping is needed.
+fn nodes_json(cluster: &SimCluster) -> String {
+    let nodes: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| {
+            format!(
+                r#"{{"index":{},"addr":"{}","id":"{}","shard":{}}}"#,
+                n.index, n.addr, n.id, n.shard
+            )
+        })
+        .collect();
+    format!(r#"{{"nodes":[{}]}}"#, nodes.join(","))
 }
 
 fn demo_config(listen: &str, sentinel: &str, seed: &str) -> String {
@@ -315,6 +437,50 @@ mod tests {
             .contains("needs a value"));
         assert!(parse_args(&args(&["demo", "--agent", "a", "--x"])).is_err());
         assert!(parse_args(&args(&["bench"])).is_err());
+    }
+
+    #[test]
+    fn parses_sim_arguments() {
+        assert_eq!(
+            parse_args(&args(&["sim"])),
+            Ok(Cli::Sim(SimOpts::default()))
+        );
+        let Ok(Cli::Sim(opts)) = parse_args(&args(&[
+            "sim",
+            "--masters",
+            "500",
+            "--replicas",
+            "1",
+            "--node-timeout",
+            "1500ms",
+            "--write-rate",
+            "0",
+            "--seed",
+            "9",
+            "--threads",
+            "2",
+        ])) else {
+            panic!("sim arguments rejected");
+        };
+        assert_eq!(
+            (opts.masters, opts.replicas_per_master, opts.node_timeout),
+            (500, 1, Duration::from_millis(1500))
+        );
+        assert_eq!((opts.write_rate, opts.seed, opts.threads), (0, 9, 2));
+        assert_eq!(parse_args(&args(&["sim", "--help"])), Ok(Cli::Help));
+        assert!(parse_args(&args(&["sim", "--masters", "x"]))
+            .unwrap_err()
+            .contains("not a number"));
+        assert!(parse_args(&args(&["sim", "--node-timeout", "3m"])).is_err());
+        assert!(parse_args(&args(&["sim", "--bogus", "1"])).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("ms").is_err());
     }
 
     #[test]

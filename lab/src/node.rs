@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::ports::PortReservation;
 use crate::resp::{self, Reply};
 use crate::security::{Admin, Security};
-use crate::{parse_info, server_binary, LabError};
+use crate::{server_binary, LabError};
 
 /// How long a freshly (re)started server gets to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -122,14 +122,7 @@ impl Node {
 
     /// `INFO <section>` parsed into its `key:value` pairs.
     pub fn info(&self, section: &str) -> Result<HashMap<String, String>, LabError> {
-        match self.cmd(&["INFO", section])? {
-            Reply::Str(text) => Ok(parse_info(&text)),
-            other => Err(LabError::Protocol {
-                addr: self.addr(),
-                command: format!("INFO {section}"),
-                detail: format!("expected a bulk string, got {other:?}"),
-            }),
-        }
+        resp::info(&self.admin, section)
     }
 
     /// SIGSTOP: the process stays alive and keeps its sockets, but answers nothing, which

@@ -6,13 +6,14 @@
 //! a new connection per call means a frozen (SIGSTOPped) server can never wedge a
 //! shared connection, and the exporter's own client code is not used to test itself.
 
+use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use crate::security::{Admin, ADMIN_PASSWORD, ADMIN_USER};
-use crate::LabError;
+use crate::{parse_info, LabError};
 
 /// How long [`crate::Node::cmd`] waits to connect and for the reply. Short, because a
 /// server that does not answer within this is frozen or dead, which tests want to know
@@ -223,6 +224,18 @@ pub(crate) fn request(admin: &Admin, args: &[&str]) -> Result<Reply, LabError> {
             return Err(LabError::Closed { addr, command });
         }
         buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// `INFO <section>` parsed into its `key:value` pairs.
+pub(crate) fn info(admin: &Admin, section: &str) -> Result<HashMap<String, String>, LabError> {
+    match request(admin, &["INFO", section])? {
+        Reply::Str(text) => Ok(parse_info(&text)),
+        other => Err(LabError::Protocol {
+            addr: format!("127.0.0.1:{}", admin.port),
+            command: format!("INFO {section}"),
+            detail: format!("expected a bulk string, got {other:?}"),
+        }),
     }
 }
 
