@@ -209,7 +209,7 @@ impl<'a> Side<'a> {
         round.cluster_info.push(info_text);
         Reading::Node(NodeReading {
             replication,
-            cluster: Some(ClusterReading::new(info, lines)),
+            cluster: Some(ClusterReading::from_lines(info, lines)),
         })
     }
 
