@@ -28,7 +28,7 @@ pub fn client(
     auth: &Auth,
     tls: Option<&Tls>,
     timeout: Duration,
-    events: Events,
+    purpose: Purpose,
 ) -> Result<Client, PollError> {
     let (host, port) =
         split_addr(addr).ok_or_else(|| PollError::Command(format!("invalid address {addr:?}")))?;
@@ -48,11 +48,13 @@ pub fn client(
         tls: connector.map(Into::into),
         username: auth.username.clone(),
         password: auth.password.as_ref().map(|p| p.expose().to_string()),
-        // Keep trying when the first connection fails: the target may come up later.
-        fail_fast: false,
+        // Keep trying when the first connection fails: the target may come
+        // up later. A connection for one read fails at once instead.
+        fail_fast: matches!(purpose, Purpose::Once),
         ..Default::default()
     };
-    Builder::from_config(config)
+    let mut builder = Builder::from_config(config);
+    builder
         .with_connection_config(|c| {
             c.connection_timeout = timeout;
             c.internal_command_timeout = timeout;
@@ -64,25 +66,34 @@ pub fn client(
             // the node is back.
             c.max_command_buffer_len = COMMAND_BUFFER;
             // A connection whose replies stopped (a frozen server) is closed
-            // and reopened instead of queueing polls behind it forever.
-            c.unresponsive = UnresponsiveConfig {
-                max_timeout: Some(timeout * 2),
-                interval: (timeout / 2).max(Duration::from_millis(10)),
-            };
+            // and reopened instead of queueing commands behind it forever.
+            // fred checks that with a timer woken every `interval` and armed
+            // anew for every frame: about 20 µs a poll at 1000 nodes, a fifth
+            // of the agent's whole cost. Pollers do without it and reconnect
+            // themselves when a poll times out (`poller::run`).
+            if matches!(purpose, Purpose::Canary | Purpose::Subscribe) {
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(timeout * 2),
+                    interval: (timeout / 2).max(Duration::from_millis(10)),
+                };
+            }
         })
         .with_performance_config(|p| {
             p.default_command_timeout = timeout;
-            p.broadcast_channel_capacity = match events {
+            p.broadcast_channel_capacity = match purpose {
                 // A failover is a burst of events from each sentinel; the
                 // default of 32 could drop the ones a timeline needs.
-                Events::Subscribe => EVENT_BUFFER,
+                Purpose::Subscribe => EVENT_BUFFER,
                 // Only connection errors are read, the latest first: a
                 // client's several channels of 32 each would cost every
                 // target of a 1000-node cluster tens of kB for nothing.
-                Events::None => NOTICES,
+                Purpose::Poll | Purpose::Canary | Purpose::Once => NOTICES,
             };
-        })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+        });
+    if !matches!(purpose, Purpose::Once) {
+        builder.set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    }
+    builder
         .build()
         .map_err(|e| PollError::Command(e.to_string()))
 }
@@ -96,13 +107,18 @@ const COMMAND_BUFFER: usize = 16;
 /// Messages buffered between a sentinel's connection and its subscriber task.
 const EVENT_BUFFER: usize = 4096;
 
-/// Whether a client will carry a sentinel's event stream.
+/// What a client is for: it sets the event buffer and who watches for a
+/// connection that stopped answering.
 #[derive(Debug, Clone, Copy)]
-pub enum Events {
-    /// A poller's client: commands only.
-    None,
-    /// A subscriber's client: `PSUBSCRIBE *`.
+pub enum Purpose {
+    /// A poller's: commands only; the poller reconnects after a poll times out.
+    Poll,
+    /// A canary probe's: writes, fred reconnecting when replies stop.
+    Canary,
+    /// A subscriber's: `PSUBSCRIBE *`.
     Subscribe,
+    /// One read, then closed: connects once, never reconnects.
+    Once,
 }
 
 /// A command by name, its keys (if any) hashed as usual.

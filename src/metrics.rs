@@ -9,11 +9,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use prometheus::proto::{
-    Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily,
-    MetricType,
-};
-use prometheus::TextEncoder;
+use std::fmt::Write;
+use std::hash::BuildHasherDefault;
+
+use prometheus::proto::MetricType;
 
 use crate::model::histogram::Histogram;
 use crate::model::snapshot::{DeploymentView, FailoverView, OpenState, ShardView, Snapshot};
@@ -21,6 +20,7 @@ use crate::model::timeline::{phase_names, Outcome, Timeline};
 use crate::notify::EndpointStats;
 use crate::parse::info::Role;
 use crate::slots::SLOTS;
+use crate::util::hash::Fast;
 
 /// One metric family's contract.
 #[derive(Debug)]
@@ -106,98 +106,122 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_webhook_queue_length", GAUGE, "receiver, endpoint", "Notifications waiting to be delivered to this receiver URL."),
 ];
 
-/// Collects samples by family, in [`FAMILIES`] order.
-struct Out {
-    index: HashMap<&'static str, usize>,
-    families: Vec<MetricFamily>,
+/// Where the render functions put samples: the text writer below, and in
+/// the tests the crate's own encoder, which the text must equal.
+trait Out {
+    /// One gauge or counter sample (the family's kind says which).
+    fn add(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64);
+    /// One histogram: its buckets (cumulative), sum and count.
+    fn histogram(&mut self, name: &'static str, labels: &[(&str, &str)], h: &Histogram);
 }
 
-impl Out {
+/// Writes the text format directly, one buffer per family, joined in
+/// [`FAMILIES`] order. A 1000-node cluster has about 15,000 samples: going
+/// through the crate's protobuf families (a heap string per label, a
+/// message per sample) took 10 ms a render; writing the lines takes a
+/// fraction of that, and the output is the same byte for byte (tested).
+struct Text {
+    index: HashMap<&'static str, usize, BuildHasherDefault<Fast>>,
+    bodies: Vec<String>,
+}
+
+impl Text {
     fn new() -> Self {
-        let families = FAMILIES
-            .iter()
-            .map(|d| {
-                let mut f = MetricFamily::default();
-                f.set_name(d.name.to_string());
-                f.set_help(d.help.to_string());
-                f.set_field_type(d.kind);
-                f
-            })
-            .collect();
         let index = FAMILIES
             .iter()
             .enumerate()
             .map(|(i, d)| (d.name, i))
             .collect();
-        Out { index, families }
-    }
-
-    fn add(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
-        let i = self.index[name];
-        let mut m = metric(labels);
-        if FAMILIES[i].kind == COUNTER {
-            let mut c = Counter::default();
-            c.set_value(value);
-            m.set_counter(c);
-        } else {
-            let mut g = Gauge::default();
-            g.set_value(value);
-            m.set_gauge(g);
+        Text {
+            index,
+            bodies: vec![String::new(); FAMILIES.len()],
         }
-        self.families[i].mut_metric().push(m);
     }
 
-    fn histogram(&mut self, name: &'static str, labels: &[(&str, &str)], h: &Histogram) {
-        let i = self.index[name];
-        let mut m = metric(labels);
-        let mut p = ProtoHistogram::default();
-        p.set_sample_count(h.count);
-        p.set_sample_sum(h.sum);
-        p.set_bucket(
-            h.bounds
-                .iter()
-                .zip(h.cumulative())
-                .map(|(bound, n)| {
-                    let mut b = Bucket::default();
-                    b.set_upper_bound(*bound);
-                    b.set_cumulative_count(n);
-                    b
-                })
-                .collect(),
-        );
-        m.set_histogram(p);
-        self.families[i].mut_metric().push(m);
-    }
-
-    /// The text format of every family that has a sample.
+    /// The headers and samples of every family that has a sample.
     fn finish(self) -> String {
-        let families: Vec<MetricFamily> = self
-            .families
-            .into_iter()
-            .filter(|f| !f.get_metric().is_empty())
-            .collect();
-        let mut text = String::new();
-        TextEncoder::new()
-            .encode_utf8(&families, &mut text)
-            .expect("families built here are well formed");
+        let size = self.bodies.iter().map(String::len).sum::<usize>();
+        let mut text = String::with_capacity(size + 200 * FAMILIES.len());
+        for (d, body) in FAMILIES.iter().zip(&self.bodies) {
+            if body.is_empty() {
+                continue;
+            }
+            text.push_str("# HELP ");
+            text.push_str(d.name);
+            text.push(' ');
+            escape(&mut text, d.help, false);
+            text.push_str("\n# TYPE ");
+            text.push_str(d.name);
+            text.push_str(match d.kind {
+                COUNTER => " counter\n",
+                HISTOGRAM => " histogram\n",
+                _ => " gauge\n",
+            });
+            text.push_str(body);
+        }
         text
     }
 }
 
-fn metric(labels: &[(&str, &str)]) -> Metric {
-    let mut m = Metric::default();
-    m.set_label(
-        labels
-            .iter()
-            .map(|(k, v)| {
-                let mut l = LabelPair::default();
-                l.set_name(k.to_string());
-                l.set_value(v.to_string());
-                l
-            })
-            .collect(),
-    );
-    m
+impl Out for Text {
+    fn add(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
+        let body = &mut self.bodies[self.index[name]];
+        sample(body, name, "", labels, None, value);
+    }
+
+    fn histogram(&mut self, name: &'static str, labels: &[(&str, &str)], h: &Histogram) {
+        let body = &mut self.bodies[self.index[name]];
+        let mut le = String::new();
+        for (bound, n) in h.bounds.iter().zip(h.cumulative()) {
+            le.clear();
+            let _ = write!(le, "{bound}");
+            sample(body, name, "_bucket", labels, Some(&le), n as f64);
+        }
+        if !h.bounds.last().is_some_and(|b| *b == f64::INFINITY) {
+            sample(body, name, "_bucket", labels, Some("+Inf"), h.count as f64);
+        }
+        sample(body, name, "_sum", labels, None, h.sum);
+        sample(body, name, "_count", labels, None, h.count as f64);
+    }
+}
+
+/// One sample line: `name{labels} value`, `le` last when given.
+fn sample(
+    body: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(&str, &str)],
+    le: Option<&str>,
+    value: f64,
+) {
+    body.push_str(name);
+    body.push_str(suffix);
+    let mut separator = '{';
+    for (k, v) in labels.iter().chain(le.map(|le| ("le", le)).as_ref()) {
+        body.push(separator);
+        body.push_str(k);
+        body.push_str("=\"");
+        escape(body, v, true);
+        body.push('"');
+        separator = ',';
+    }
+    if separator == ',' {
+        body.push('}');
+    }
+    let _ = writeln!(body, " {value}");
+}
+
+/// Appends `v` escaped as the text format wants: backslash and newline
+/// always, the double quote inside label values.
+fn escape(out: &mut String, v: &str, quote: bool) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quote => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
 }
 
 fn flag(b: bool) -> f64 {
@@ -211,7 +235,7 @@ fn flag(b: bool) -> f64 {
 /// Renders a snapshot as the /metrics body (without the delivery counters:
 /// [`render_deliveries`]).
 pub fn render(snapshot: &Snapshot) -> String {
-    let mut out = Out::new();
+    let mut out = Text::new();
     out.add(
         "redis_ha_build_info",
         &[("version", env!("CARGO_PKG_VERSION"))],
@@ -244,7 +268,7 @@ pub fn render(snapshot: &Snapshot) -> String {
 /// Renders the delivery counters of every receiver URL: live counters,
 /// read at each scrape (the rest of the body is rendered once per snapshot).
 pub fn render_deliveries(deliveries: &[Arc<EndpointStats>]) -> String {
-    let mut out = Out::new();
+    let mut out = Text::new();
     for e in deliveries {
         let endpoint = [("receiver", &*e.receiver), ("endpoint", &*e.endpoint)];
         for (result, n) in [
@@ -268,7 +292,7 @@ pub fn render_deliveries(deliveries: &[Arc<EndpointStats>]) -> String {
     out.finish()
 }
 
-fn deployment(out: &mut Out, d: &DeploymentView) {
+fn deployment(out: &mut dyn Out, d: &DeploymentView) {
     let dep = &*d.name;
     for t in d.targets.iter().filter(|t| t.exported && t.polled) {
         let labels = [("deployment", dep), (t.id.kind.label(), t.id.addr.as_str())];
@@ -426,7 +450,7 @@ fn deployment(out: &mut Out, d: &DeploymentView) {
     }
 }
 
-fn shard(out: &mut Out, dep: &str, s: &ShardView) {
+fn shard(out: &mut dyn Out, dep: &str, s: &ShardView) {
     let name = s.name.as_str();
     let labels = [("deployment", dep), ("shard", name)];
     out.add("redis_ha_shard_masters", &labels, f64::from(s.masters));
@@ -510,7 +534,7 @@ fn shard(out: &mut Out, dep: &str, s: &ShardView) {
 
 /// The canary families of one deployment: every probed shard that
 /// reported has all four, histograms empty until something is observed.
-fn canaries(out: &mut Out, d: &DeploymentView) {
+fn canaries(out: &mut dyn Out, d: &DeploymentView) {
     for c in d.canaries.iter() {
         let labels = [("deployment", &*d.name), ("shard", c.shard.as_str())];
         out.add("redis_ha_canary_up", &labels, flag(c.status.up));
@@ -531,7 +555,7 @@ fn canaries(out: &mut Out, d: &DeploymentView) {
 /// The failover families of one deployment: every shard gets its
 /// in-progress gauge and a counter per outcome (0 until one happens), every
 /// phase its histogram, so rates and quantiles work before the first failover.
-fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
+fn failovers(out: &mut dyn Out, d: &DeploymentView, f: &FailoverView) {
     let dep = &*d.name;
     for s in d.shards.iter() {
         let labels = [("deployment", dep), ("shard", s.name.as_str())];
@@ -586,6 +610,196 @@ fn failovers(out: &mut Out, d: &DeploymentView, f: &FailoverView) {
                 ("phase", phase.as_str()),
             ],
             h,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus::proto::{
+        Bucket, Counter, Gauge, Histogram as ProtoHistogram, LabelPair, Metric, MetricFamily,
+    };
+    use prometheus::TextEncoder;
+
+    use super::*;
+
+    /// The crate's protobuf families, encoded by its `TextEncoder`: what
+    /// the agent rendered before writing the text itself.
+    struct Proto(Vec<MetricFamily>);
+
+    impl Proto {
+        fn new() -> Self {
+            Proto(
+                FAMILIES
+                    .iter()
+                    .map(|d| {
+                        let mut f = MetricFamily::default();
+                        f.set_name(d.name.to_string());
+                        f.set_help(d.help.to_string());
+                        f.set_field_type(d.kind);
+                        f
+                    })
+                    .collect(),
+            )
+        }
+
+        fn family(&mut self, name: &str) -> &mut MetricFamily {
+            let i = FAMILIES.iter().position(|d| d.name == name).unwrap();
+            &mut self.0[i]
+        }
+
+        fn finish(self) -> String {
+            let families: Vec<MetricFamily> = self
+                .0
+                .into_iter()
+                .filter(|f| !f.get_metric().is_empty())
+                .collect();
+            let mut text = String::new();
+            TextEncoder::new()
+                .encode_utf8(&families, &mut text)
+                .unwrap();
+            text
+        }
+    }
+
+    fn metric(labels: &[(&str, &str)]) -> Metric {
+        let mut m = Metric::default();
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name(k.to_string());
+                    l.set_value(v.to_string());
+                    l
+                })
+                .collect(),
+        );
+        m
+    }
+
+    impl Out for Proto {
+        fn add(&mut self, name: &'static str, labels: &[(&str, &str)], value: f64) {
+            let f = self.family(name);
+            let mut m = metric(labels);
+            if f.get_field_type() == COUNTER {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            } else {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+            f.mut_metric().push(m);
+        }
+
+        fn histogram(&mut self, name: &'static str, labels: &[(&str, &str)], h: &Histogram) {
+            let mut m = metric(labels);
+            let mut p = ProtoHistogram::default();
+            p.set_sample_count(h.count);
+            p.set_sample_sum(h.sum);
+            p.set_bucket(
+                h.bounds
+                    .iter()
+                    .zip(h.cumulative())
+                    .map(|(bound, n)| {
+                        let mut b = Bucket::default();
+                        b.set_upper_bound(*bound);
+                        b.set_cumulative_count(n);
+                        b
+                    })
+                    .collect(),
+            );
+            m.set_histogram(p);
+            self.family(name).mut_metric().push(m);
+        }
+    }
+
+    /// Feeds the same samples to both writers: every family, label values
+    /// that need escaping, values of every shape, histograms empty and not.
+    fn feed(out: &mut dyn Out) {
+        const ODD: &[f64] = &[0.001, 0.25, 1.0, 2.5, f64::INFINITY];
+        let values = [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1234567.0,
+            1e21,
+            1.5e-7,
+            -3.25,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            16384.0,
+            1.7e9 + 0.123,
+        ];
+        let labels = [
+            "127.0.0.1:7000",
+            "a\"quoted\"",
+            "back\\slash",
+            "new\nline",
+            "all \\\"\n three",
+            "ünïcode ✓",
+            "",
+        ];
+        for (i, d) in FAMILIES.iter().enumerate() {
+            if i % 7 == 6 {
+                continue; // some families stay empty: no headers
+            }
+            let names: Vec<&str> = d
+                .labels
+                .split(", ")
+                .filter(|l| !l.is_empty())
+                .map(|l| l.split('|').next().unwrap())
+                .collect();
+            for (j, value) in values.iter().enumerate().skip(i % 3) {
+                let set: Vec<(&str, &str)> = names
+                    .iter()
+                    .enumerate()
+                    .map(|(k, n)| (*n, labels[(i + j + k) % labels.len()]))
+                    .collect();
+                if d.kind == HISTOGRAM {
+                    let mut h = Histogram::new(if j % 2 == 0 { ODD } else { PHASE });
+                    for v in values.iter().take(j) {
+                        h.observe(v.abs().min(1e6));
+                    }
+                    out.histogram(d.name, &set, &h);
+                } else {
+                    out.add(d.name, &set, *value);
+                }
+            }
+        }
+    }
+
+    use crate::model::histogram::PHASE_BUCKETS as PHASE;
+
+    #[test]
+    fn the_text_is_what_the_crates_encoder_writes() {
+        let mut text = Text::new();
+        feed(&mut text);
+        let mut proto = Proto::new();
+        feed(&mut proto);
+        let (text, proto) = (text.finish(), proto.finish());
+        assert!(proto.lines().count() > 500, "{proto}");
+        for (a, b) in text.lines().zip(proto.lines()) {
+            assert_eq!(a, b);
+        }
+        assert_eq!(text, proto);
+    }
+
+    #[test]
+    fn an_empty_render_has_the_build_info_only() {
+        let text = render(&Snapshot::default());
+        assert_eq!(
+            text,
+            format!(
+                "# HELP redis_ha_build_info Always 1; the agent's version.\n\
+                 # TYPE redis_ha_build_info gauge\n\
+                 redis_ha_build_info{{version=\"{}\"}} 1\n",
+                env!("CARGO_PKG_VERSION")
+            )
         );
     }
 }

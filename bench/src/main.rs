@@ -14,8 +14,10 @@ mod peer;
 mod procs;
 mod receiver;
 mod report;
+mod scale;
 mod scrape;
 mod stats;
+mod traffic;
 mod watch;
 
 use std::path::PathBuf;
@@ -42,10 +44,13 @@ usage: redis-ha-bench [options]        (scripts/bench builds and runs it)
   --peer-frozen-rounds N  scenario 2: the same with a frozen node, 0.5 s each (60)
   --peer-seconds N        scenario 2: at most this long for the peer's scrapes of a
                           setup, half of it with the node frozen (150)
-  --large-masters N       the large cluster: masters (30)
+    --large-masters N       the large cluster: masters (60)
   --large-replicas N      the large cluster: replicas per master (1)
-  --cost-seconds N        scenario 3: seconds of polling per topology (60)
-  --only LIST             run only these of failover,scrape,large (all)";
+    --cost-seconds N        scenario 3: seconds of polling per topology (60)
+  --traffic-seconds N     scenario 5: seconds of each window (20)
+  --sim-sizes LIST        scenario 6: simulated cluster sizes in nodes (100,300,1000)
+  --sim-seconds N         scenario 6: seconds of polling per size (30)
+  --only LIST             run only these of failover,scrape,large,scale (all)";
 
 struct Args {
     agent: PathBuf,
@@ -61,6 +66,9 @@ struct Args {
     large_masters: usize,
     large_replicas: usize,
     cost_seconds: u64,
+    traffic_seconds: u64,
+    sim_sizes: Vec<usize>,
+    sim_seconds: u64,
     only: Vec<String>,
 }
 
@@ -76,10 +84,15 @@ fn parse_args() -> Result<Args, String> {
         peer_scrapes: 1000,
         peer_frozen_rounds: 60,
         peer_seconds: 150,
-        large_masters: 30,
+        large_masters: 60,
         large_replicas: 1,
         cost_seconds: 60,
-        only: vec!["failover".into(), "scrape".into(), "large".into()],
+        traffic_seconds: 20,
+        sim_sizes: vec![100, 300, 1000],
+        sim_seconds: 30,
+        only: ["failover", "scrape", "large", "scale"]
+            .map(String::from)
+            .to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -106,6 +119,14 @@ fn parse_args() -> Result<Args, String> {
             "--large-masters" => a.large_masters = number()?,
             "--large-replicas" => a.large_replicas = number()?,
             "--cost-seconds" => a.cost_seconds = number()? as u64,
+            "--traffic-seconds" => a.traffic_seconds = number()? as u64,
+            "--sim-seconds" => a.sim_seconds = number()? as u64,
+            "--sim-sizes" => {
+                a.sim_sizes = value
+                    .split(',')
+                    .map(|s| s.parse().map_err(|_| format!("{flag}: not a number: {s}")))
+                    .collect::<Result<_, _>>()?
+            }
             "--only" => a.only = value.split(',').map(str::to_string).collect(),
             _ => return Err(format!("unknown option {flag}")),
         }
@@ -151,6 +172,18 @@ fn main() {
     }
     if wants("large") {
         large_cluster(&args, &work, &mut report);
+    }
+    if wants("scale") {
+        for &nodes in &args.sim_sizes {
+            eprintln!("bench: scenario 6: a simulated cluster of {nodes} nodes");
+            report.scales.push(scale::run(
+                &args.agent,
+                &work,
+                nodes,
+                args.sim_seconds,
+                args.scrapes.min(300),
+            ));
+        }
     }
     report.parsing = criterion::read(&args.criterion);
     report.finish(started.elapsed());
@@ -349,6 +382,16 @@ fn large_cluster(args: &Args, work: &std::path::Path, report: &mut Report) {
             args.cost_seconds,
         ),
     ));
+
+    eprintln!("bench: scenario 5: bytes from Redis, {n}-node cluster");
+    let nodes: Vec<&redis_ha_lab::Node> = cluster.nodes.iter().collect();
+    report.traffic = Some(traffic::measure(
+        &nodes,
+        agent.proc.pid(),
+        &pool,
+        args.traffic_seconds,
+    ));
+    agent.proc.check_running();
 }
 
 /// Scenario 2 on one setup: our /metrics and the peer's multi-target

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use crate::criterion::BenchResult;
 use crate::failover::FailoverRun;
+use crate::scale::Scale;
 use crate::scrape::CostPair;
 use crate::stats::{summarize, Summary};
+use crate::traffic::Traffic;
 
 pub const BEGIN: &str =
     "<!-- bench:results:begin (written by scripts/bench; edits here are replaced) -->";
@@ -46,6 +48,10 @@ pub struct Report {
     pub scrapes: Vec<ScrapeSet>,
     pub costs: Vec<(String, CostPair)>,
     pub parsing: Vec<BenchResult>,
+    /// Scenario 5, on the large cluster.
+    pub traffic: Option<Traffic>,
+    /// Scenario 6, by size.
+    pub scales: Vec<Scale>,
     /// The peer's rounds per setup (normal, frozen) and time budget.
     pub peer_rounds: (usize, usize),
     pub peer_seconds: u64,
@@ -107,6 +113,8 @@ impl Report {
             scrapes: Vec::new(),
             costs: Vec::new(),
             parsing: Vec::new(),
+            traffic: None,
+            scales: Vec::new(),
             peer_rounds: (0, 0),
             peer_seconds: 0,
         }
@@ -147,7 +155,27 @@ impl Report {
                 "seconds": c.seconds,
                 "agent_cpu_per_poll": c.agent.per_op,
                 "peer_cpu_per_scrape": c.peer.per_op,
-                "redis_cpu_cores": c.redis_cores,
+                                "redis_cpu_cores": c.redis_cores,
+            })).collect::<Vec<_>>(),
+            "traffic": self.traffic.as_ref().map(|t| json!({
+                "nodes": t.nodes,
+                "seconds": t.seconds,
+                "agent_bytes_per_node_second": t.agent,
+                "peer_bytes_per_node_second": t.peer,
+                "idle_bytes_per_node_second": t.idle,
+            })),
+            "scale": self.scales.iter().map(|s| json!({
+                "nodes": s.nodes,
+                "seconds": s.seconds,
+                "agent_cpu_per_poll": s.per_poll,
+                "rss": s.rss,
+                "peak_rss": s.peak_rss,
+                "body_bytes": s.body_bytes,
+                "series": s.series,
+                "metrics_p99": s.metrics.p99,
+                "healthy_p99": s.healthy.p99,
+                "fail_declared_to_mark": s.to_fail_mark,
+                "fail_declared_to_coverage_lost": s.to_coverage_lost,
             })).collect::<Vec<_>>(),
         })
     }
@@ -188,7 +216,115 @@ impl Report {
         self.scrape_section(&mut o);
         self.cost_section(&mut o);
         self.parsing_section(&mut o);
+        self.traffic_section(&mut o);
+        self.scale_section(&mut o);
         o
+    }
+
+    fn traffic_section(&self, o: &mut String) {
+        let _ = writeln!(
+            o,
+            "### 5. Bytes from Redis
+"
+        );
+        let Some(t) = &self.traffic else {
+            o.push_str(
+                "Not run.
+
+",
+            );
+            return;
+        };
+        let _ = writeln!(
+            o,
+            "The large cluster ({} nodes), three windows of {} s: the agent polling alone; the agent stopped (SIGSTOP) while redis_exporter is scraped once a second for every node; neither ({} B per node per second: the harness's own reads of the counter, subtracted from both). Bytes: the servers' `INFO stats` `total_net_output_bytes` summed over the nodes.\n",
+            t.nodes,
+            t.seconds,
+            sig3(t.idle)
+        );
+        o.push_str("| | bytes per node per second |\n|---|---|\n");
+        let _ = writeln!(o, "| agent (poll every 1 s) | {} |", sig3(t.agent));
+        let _ = writeln!(
+            o,
+            "| redis_exporter (scraped every 1 s) | {} |",
+            sig3(t.peer)
+        );
+        let _ = writeln!(
+            o,
+            "| agent / peer | {} |\n",
+            ratio(Some(t.agent), Some(t.peer))
+        );
+        let ok = t.agent * 5.0 <= t.peer;
+        let _ = writeln!(
+            o,
+            "- **Target at most a fifth of the peer's bytes: {}** ({} of the peer's).\n",
+            met(ok),
+            ratio(Some(t.agent), Some(t.peer))
+        );
+    }
+
+    fn scale_section(&self, o: &mut String) {
+        let _ = writeln!(o, "### 6. Scale (simulated clusters)\n");
+        if self.scales.is_empty() {
+            o.push_str("Not run.\n\n");
+            return;
+        }
+        let _ = writeln!(
+            o,
+            "The lab's cluster simulator (`SimCluster`, half masters with one replica each, 1 s node timeout, the replica promoted {} s after the failure is declared) in the harness's process; the agent polls every node every second. CPU per node poll over {} s (utime + stime over nodes x seconds); RSS at the end (peak); {} scrapes of `/metrics`, 20 ms apart, each followed by the same scrape again (cached) and `/-/healthy` (the control). Then the first shard's master fails: from the failure being declared (the first node flags it `fail`) to the `fail` mark of the agent's timeline (the mark's time), and to `SlotCoverageLost` at a webhook receiver.\n",
+            sig3(crate::scale::PROMOTE_AFTER.as_secs_f64()),
+            self.scales[0].seconds,
+            self.scales[0].metrics.n,
+        );
+        o.push_str("| nodes | agent CPU per node poll | RSS (peak) | /metrics body | series | /metrics p50 / p99 | cached p50 | /-/healthy p50 / p99 | declared to `fail` mark | declared to SlotCoverageLost |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        let secs = |s: f64| format!("{} s", sig3(s));
+        for s in &self.scales {
+            let _ = writeln!(
+                o,
+                "| {} | {} µs | {} | {} kB | {} | {} / {} ms | {} ms | {} / {} ms | {} | {} |",
+                s.nodes,
+                fmt_us(s.per_poll),
+                fmt_mem(s.rss, s.peak_rss),
+                s.body_bytes / 1000,
+                s.series,
+                fmt_ms(s.metrics.median),
+                fmt_ms(s.metrics.p99),
+                fmt_ms(s.cached.median),
+                fmt_ms(s.healthy.median),
+                fmt_ms(s.healthy.p99),
+                secs(s.to_fail_mark),
+                secs(s.to_coverage_lost),
+            );
+        }
+        o.push('\n');
+        if let Some(s) = self.scales.iter().max_by_key(|s| s.nodes) {
+            let small = self
+                .scales
+                .iter()
+                .min_by_key(|s| s.nodes)
+                .expect("one size");
+            let _ = writeln!(
+                o,
+                "- **At {} nodes: CPU under 100 µs per node poll: {}** ({} µs); **RSS under 100 MB: {}** ({} MB); **`/metrics` p99 under 5 ms: {}** ({} ms, control {} ms); **`fail` mark within 2 poll intervals: {}** ({}).",
+                s.nodes,
+                met(s.per_poll < 100e-6),
+                fmt_us(s.per_poll),
+                met(s.rss < 100 * 1024 * 1024),
+                fmt_mb(s.rss),
+                met(s.metrics.p99 < 5e-3),
+                fmt_ms(s.metrics.p99),
+                fmt_ms(s.healthy.p99),
+                met(s.to_fail_mark <= 2.0),
+                secs(s.to_fail_mark),
+            );
+            let _ = writeln!(
+                o,
+                "- Cost per node from {} to {} nodes: {} of the smallest's.\n",
+                small.nodes,
+                s.nodes,
+                ratio(Some(s.per_poll), Some(small.per_poll))
+            );
+        }
     }
 
     fn failover_section(&self, o: &mut String) {

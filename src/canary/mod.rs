@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::client::{client, command, Events, PollSettings};
+use crate::client::{client, command, PollSettings, Purpose};
 use crate::config::{Deployment, Kind};
 use crate::model::canary::{Episode, Report, ReportKind, Status};
 use crate::model::snapshot::{DeploymentView, Snapshot};
@@ -58,7 +58,7 @@ impl Conn {
         tls: Option<&crate::config::Tls>,
         timeout: Duration,
     ) -> Result<Conn, PollError> {
-        let client = client(addr, auth, tls, timeout, Events::None)?;
+        let client = client(addr, auth, tls, timeout, Purpose::Canary)?;
         let task = client.connect();
         Ok(Conn {
             addr: addr.into(),

@@ -5,9 +5,12 @@
 use fred::prelude::*;
 use fred::types::InfoKind;
 
-use super::topology::{Lines, Rotation};
+use std::time::Duration;
+
+use super::topology::{Rotation, Topology};
 use super::{failed, parsed};
-use crate::client::command;
+use crate::client::{client, command, Purpose};
+use crate::config::{Auth, Tls};
 use crate::model::{ClusterReading, NodeReading, PollError};
 use crate::parse::cluster::{info_signals, parse_nodes, reply_digest, ClusterInfo};
 use crate::parse::info::{ReplicationInfo, Role};
@@ -32,10 +35,18 @@ pub struct Watch {
 pub struct Cluster<'a> {
     /// The node's address, its place in the rotation.
     pub addr: &'a str,
+    /// How to open another connection to it, for `CLUSTER NODES`.
+    pub auth: &'a Auth,
+    /// Its TLS settings, if any.
+    pub tls: Option<&'a Tls>,
+    /// The time one command may take.
+    pub timeout: Duration,
+    /// The poll interval.
+    pub interval: Duration,
     /// Its cluster's rotation now.
     pub rotation: &'a Rotation,
-    /// Its cluster's interned lines.
-    pub lines: &'a Lines,
+    /// Its cluster's interned lines and read permits.
+    pub shared: &'a Topology,
     /// The poll round now.
     pub round: u64,
     /// Its last poll failed, or there was none: it may have missed anything.
@@ -46,6 +57,10 @@ pub struct Cluster<'a> {
 /// NODES` on the node's turn, when it is new or back, or (in a second round
 /// trip) when `CLUSTER INFO` or its own role says the topology moved.
 /// `watch` is updated only by a poll that succeeds.
+///
+/// A `CLUSTER NODES` read that fails while an earlier view is known does
+/// not fail the poll: the earlier view goes on with the fresh `CLUSTER
+/// INFO`, and the next poll reads again.
 pub async fn poll(
     client: &Client,
     cluster: Option<(Cluster<'_>, &mut Watch)>,
@@ -60,14 +75,23 @@ pub async fn poll(
     };
     let turn = c.back || watch.last.is_none() || c.rotation.due(c.addr, c.round, watch.read);
     let cluster_info = client.custom::<String, _>(command("CLUSTER"), vec!["INFO"]);
-    let (text, cinfo, nodes) = if turn {
-        let (text, cinfo, nodes) =
-            tokio::try_join!(info, cluster_info, read_nodes(client)).map_err(failed)?;
-        (text, cinfo, Some(nodes))
+    let both = async { tokio::try_join!(info, cluster_info).map_err(failed) };
+    let (both, early) = if turn {
+        // A first view waits its turn for a permit as long as a poll
+        // round: when a whole cluster starts reading at once, the reads
+        // queue for the permits rather than fall back on the connections
+        // of the polls (each would keep a read buffer the size of the reply).
+        let wait = if watch.last.is_none() {
+            c.interval
+        } else {
+            c.timeout
+        };
+        let (both, nodes) = tokio::join!(both, read_apart(&c, wait));
+        (both, Some(nodes))
     } else {
-        let (text, cinfo) = tokio::try_join!(info, cluster_info).map_err(failed)?;
-        (text, cinfo, None)
+        (both.await, None)
     };
+    let (text, cinfo) = both?;
     let replication = parsed("INFO replication", ReplicationInfo::parse(&text))?;
     let info = parsed("CLUSTER INFO", ClusterInfo::parse(&cinfo))?;
     let signals = info_signals(&cinfo);
@@ -76,40 +100,40 @@ pub async fn poll(
         replication.upstream.as_ref().map(|u| u.master.clone()),
     );
     let moved = watch.signals != Some(signals) || watch.upstream.as_ref() != Some(&upstream);
-    let view = match (nodes, watch.last.take()) {
-        (None, Some((reply, view))) if !moved => {
-            let fresh = view.with_info(info);
+    let Some((reply, view)) = watch.last.take() else {
+        // A first view: nothing to show without it, so the poll's own
+        // connection reads it when another could not.
+        let text = match early {
+            Some(Ok(text)) => text,
+            _ => read_nodes(client).await.map_err(failed)?,
+        };
+        let view = fresh(&c, watch, text, info, None)?;
+        watch.signals = Some(signals);
+        watch.upstream = Some(upstream);
+        return Ok(NodeReading {
+            replication,
+            cluster: Some(view),
+        });
+    };
+    let read = match early {
+        Some(read) => Some(read),
+        None if moved => Some(read_apart(&c, c.timeout).await),
+        None => None,
+    };
+    let view = match read {
+        Some(Ok(text)) => fresh(&c, watch, text, info, Some((reply, view)))?,
+        unread => {
+            let known = view.with_info(info);
             watch.last = Some((reply, view));
-            fresh
-        }
-        (text, last) => {
-            let read = match text {
-                Some(text) => Ok(text),
-                None => read_nodes(client).await.map_err(failed),
-            };
-            let view = read.and_then(|text| {
-                let reply = reply_digest(&text);
-                let view = match &last {
-                    Some((digest, view)) if *digest == reply => view.with_info(info),
-                    _ => ClusterReading::new(
-                        info,
-                        c.lines.intern(parsed("CLUSTER NODES", parse_nodes(&text))?),
-                    )
-                    .reusing(last.as_ref().map(|(_, v)| v)),
-                };
-                Ok((reply, view))
-            });
-            let (reply, view) = match view {
-                Ok(v) => v,
-                Err(e) => {
-                    // Kept for the next poll, which reads again.
-                    watch.last = last;
-                    return Err(e);
-                }
-            };
-            watch.read = Some(c.round);
-            watch.last = Some((reply, view.clone()));
-            view
+            if unread.is_some() {
+                // The read failed: signals and role stay as they were, so
+                // the next poll reads again.
+                return Ok(NodeReading {
+                    replication,
+                    cluster: Some(known),
+                });
+            }
+            known
         }
     };
     watch.signals = Some(signals);
@@ -118,6 +142,52 @@ pub async fn poll(
         replication,
         cluster: Some(view),
     })
+}
+
+/// The view of a `CLUSTER NODES` reply just read: the last one again when
+/// the reply is the same, else parsed, its lines interned.
+fn fresh(
+    c: &Cluster<'_>,
+    watch: &mut Watch,
+    text: String,
+    info: ClusterInfo,
+    last: Option<(u64, ClusterReading)>,
+) -> Result<ClusterReading, PollError> {
+    let reply = reply_digest(&text);
+    let view = match &last {
+        Some((digest, view)) if *digest == reply => view.with_info(info),
+        _ => match parsed("CLUSTER NODES", parse_nodes(&text)) {
+            Ok(lines) => ClusterReading::new(info, c.shared.lines.intern(lines))
+                .reusing(last.as_ref().map(|(_, v)| v)),
+            Err(e) => {
+                // Kept for the next poll, which reads again.
+                watch.last = last;
+                return Err(e);
+            }
+        },
+    };
+    watch.read = Some(c.round);
+    watch.last = Some((reply, view.clone()));
+    Ok(view)
+}
+
+/// Reads `CLUSTER NODES` on a connection opened for it and closed after.
+/// A connection keeps a read buffer as large as the largest reply it ever
+/// read, for as long as it lives: on the poll's own connection, every node
+/// of a 1000-node cluster would hold 130 kB for a reply it reads once in
+/// `topology_interval`. Waits for one of the cluster's permits first, at
+/// most `wait`.
+async fn read_apart(c: &Cluster<'_>, wait: Duration) -> Result<String, PollError> {
+    let _permit = tokio::time::timeout(wait, c.shared.reads.acquire())
+        .await
+        .map_err(|_| PollError::Timeout)?
+        .map_err(|_| PollError::Timeout)?;
+    let client = client(c.addr, c.auth, c.tls, c.timeout, Purpose::Once)?;
+    let connection = client.init().await.map_err(failed)?;
+    let nodes = read_nodes(&client).await.map_err(failed);
+    // Closed without a QUIT: one round trip less, and nothing is pending.
+    connection.abort();
+    nodes
 }
 
 async fn read_nodes(client: &Client) -> Result<String, Error> {

@@ -1,7 +1,7 @@
 //! One target's poll loop over a persistent fred connection.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use fred::prelude::*;
 use tokio::sync::{mpsc, watch};
@@ -10,9 +10,10 @@ use tokio::time::MissedTickBehavior;
 use super::node::{self, Watch};
 use super::sentinel;
 use super::topology::Topology;
-use crate::client::{client, Events, PollSettings};
+use crate::client::{client, PollSettings, Purpose};
 use crate::config::Deployment;
 use crate::model::{Input, Observation, PollError, Reading, TargetId, TargetKind};
+use crate::util::hash::digest;
 use crate::util::time::unix_now;
 
 /// Polls `target` every interval until `stop` turns true, sending every
@@ -38,12 +39,13 @@ pub async fn run(
         auth,
         tls.as_ref(),
         settings.timeout,
-        Events::None,
+        Purpose::Poll,
     );
     let mut errors = client.as_ref().ok().map(|c| c.error_rx());
     let connection = client.as_ref().ok().map(|c| c.connect());
     let mut connection_error = None;
-    let mut ticker = tokio::time::interval(settings.interval);
+    let start = tokio::time::Instant::now() + phase(&target, settings.interval);
+    let mut ticker = tokio::time::interval_at(start, settings.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut was_up = None;
     let mut topology = Watch::default();
@@ -72,8 +74,12 @@ pub async fn run(
                                 |(shared, rotation)| {
                                     let c = node::Cluster {
                                         addr: &target.addr,
+                                        auth,
+                                        tls: tls.as_ref(),
+                                        timeout: settings.timeout,
+                                        interval: settings.interval,
                                         rotation,
-                                        lines: &shared.lines,
+                                        shared,
                                         round: (unix_now() / settings.interval.as_secs_f64())
                                             as u64,
                                         back: was_up != Some(true),
@@ -93,6 +99,14 @@ pub async fn run(
                 // not in the replies: the poll only sees its commands time out.
                 while let Some(Ok((e, _))) = errors.as_mut().map(|r| r.try_recv()) {
                     connection_error = Some(e.to_string());
+                }
+                if matches!(result, Err(PollError::Timeout)) && client.is_connected() {
+                    // The server stopped answering (frozen, or packets
+                    // dropped): the commands behind the ones that timed out
+                    // would wait on this connection for as long. A new one
+                    // starts clean; reconnecting is bounded like a command.
+                    let _ =
+                        tokio::time::timeout(settings.timeout, client.force_reconnection()).await;
                 }
                 if client.is_connected() {
                     connection_error = None;
@@ -134,3 +148,24 @@ pub async fn run(
         connection.abort();
     }
 }
+
+/// Where in the interval a target's polls fall, from a hash of the target
+/// (as Prometheus places its scrapes): a large cluster's nodes are polled a
+/// quarter at a time through the interval, not all at once at its start.
+/// The cluster and the agent see a smoother load, and when a whole cluster
+/// is discovered at once (the agent starting) its first polls, and first
+/// `CLUSTER NODES` reads, come in [`PHASES`] waves instead of one.
+fn phase(target: &TargetId, interval: Duration) -> Duration {
+    let h = digest(&(&*target.deployment, target.kind, &target.addr));
+    // The top bits, spread evenly over the phases whatever the low bits do.
+    let phase = ((u128::from(h) * u128::from(PHASES)) >> 64) as u32;
+    interval / PHASES * phase
+}
+
+/// Distinct poll phases in an interval. The polls of one phase start
+/// together: one timer and one wake-up for all of them, and their readings
+/// reach the monitor in one batch. At 1000 nodes polled every second, a
+/// phase per 100 ms cost 105 µs of agent CPU a poll, 4 phases 78, a single
+/// one 60 but half the nodes timed out in the first round (1000 connections
+/// and first reads at once on 2 cores).
+const PHASES: u32 = 4;

@@ -7,7 +7,7 @@ use fred::prelude::*;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 
-use crate::client::{client, Events, PollSettings};
+use crate::client::{client, PollSettings, Purpose};
 use crate::config::Deployment;
 use crate::model::{EventMessage, Input, TargetId};
 
@@ -31,7 +31,7 @@ pub async fn run(
         &deployment.sentinel_auth,
         deployment.sentinel_tls.as_ref(),
         settings.timeout,
-        Events::Subscribe,
+        Purpose::Subscribe,
     ) else {
         // The poller of the same sentinel reports the bad address.
         return;

@@ -9,10 +9,13 @@
 //! [`READS_PER_ROUND`] turns a poll round for the whole cluster, each node
 //! at least every `topology_interval` while that budget allows
 //! (docs/architecture.md, "Polling", says how soon each kind of change is
-//! seen).
+//! seen). Each read runs on a connection of its own, at most
+//! [`READS_AT_ONCE`] at a time ([`Topology::reads`]).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
+
+use tokio::sync::Semaphore;
 
 use crate::parse::cluster::ClusterNode;
 use crate::util::hash::{digest, FastMap};
@@ -76,12 +79,21 @@ impl Rotation {
     }
 }
 
+/// `CLUSTER NODES` reads of one cluster running at once. A read holds a
+/// connection and a buffer the size of the reply (about 130 kB at 1000
+/// nodes) for a few milliseconds; when the whole cluster reads at once (a
+/// new epoch, the agent starting) the others wait their turn instead of
+/// all holding theirs together.
+pub const READS_AT_ONCE: usize = 8;
+
 /// What the node pollers of one cluster share.
 #[derive(Debug)]
 pub struct Topology {
     rotation: Mutex<Arc<Rotation>>,
     /// The lines its nodes' views hold.
     pub lines: Lines,
+    /// Permits to read `CLUSTER NODES`: [`READS_AT_ONCE`].
+    pub reads: Semaphore,
 }
 
 impl Topology {
@@ -90,6 +102,7 @@ impl Topology {
         Topology {
             rotation: Mutex::new(Arc::new(rotation)),
             lines: Lines::default(),
+            reads: Semaphore::new(READS_AT_ONCE),
         }
     }
 

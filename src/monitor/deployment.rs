@@ -393,12 +393,18 @@ impl DeploymentState {
             Kind::Cluster => {
                 let again = self.machines.take_resettled();
                 let health = self.topology.cluster.as_ref().map(|c| &c.health);
-                let views = self
-                    .topology
-                    .shards
-                    .iter()
-                    .filter(|(name, _)| retopologized || again.contains(*name))
-                    .filter_map(|(name, plan)| {
+                let plans = &self.topology.shards;
+                // Only the shards whose view is fed again, unless the
+                // topology changed: a step costs what changed.
+                let fed: Vec<&String> = if retopologized {
+                    plans.keys().collect()
+                } else {
+                    again.iter().collect()
+                };
+                let views = fed
+                    .into_iter()
+                    .filter_map(|name| {
+                        let plan = plans.get(name)?;
                         let v =
                             plan.cluster
                                 .as_ref()?

@@ -3,8 +3,9 @@
 //! The monitor publishes a snapshot after every batch of polls. Copying
 //! every target and shard into each one would cost the size of the
 //! deployment per poll; with `Shared`, a snapshot copies one pointer per
-//! chunk, and changing one element copies that element's chunk only
-//! (when an earlier snapshot still holds it).
+//! chunk, and changing one element copies that element's chunk of pointers
+//! only (when an earlier snapshot still holds it): elements themselves are
+//! never copied, so a shard of many nodes costs no more than a target.
 
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ const CHUNK: usize = 32;
 /// An immutable-looking vector whose chunks are shared between clones.
 #[derive(Debug, Clone)]
 pub struct Shared<T> {
-    chunks: Vec<Arc<Vec<T>>>,
+    chunks: Vec<Arc<Vec<Arc<T>>>>,
     len: usize,
 }
 
@@ -28,32 +29,30 @@ impl<T> Default for Shared<T> {
     }
 }
 
-impl<T: Clone> Shared<T> {
+impl<T> Shared<T> {
     /// The elements of `items`, in order.
     pub fn from_vec(items: Vec<T>) -> Self {
         let len = items.len();
         let mut chunks = Vec::with_capacity(len.div_ceil(CHUNK));
         let mut items = items.into_iter().peekable();
         while items.peek().is_some() {
-            chunks.push(Arc::new(items.by_ref().take(CHUNK).collect()));
+            chunks.push(Arc::new(items.by_ref().take(CHUNK).map(Arc::new).collect()));
         }
         Shared { chunks, len }
     }
 
-    /// Replaces element `i`; copies its chunk if a clone shares it.
+    /// Replaces element `i`; copies its chunk's pointers if a clone shares it.
     ///
     /// # Panics
     /// If `i` is out of bounds, as indexing does.
     pub fn set(&mut self, i: usize, value: T) {
         assert!(i < self.len, "index {i} out of bounds ({})", self.len);
-        Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK] = value;
+        Arc::make_mut(&mut self.chunks[i / CHUNK])[i % CHUNK] = Arc::new(value);
     }
-}
 
-impl<T> Shared<T> {
     /// Element `i`.
     pub fn get(&self, i: usize) -> Option<&T> {
-        self.chunks.get(i / CHUNK)?.get(i % CHUNK)
+        self.chunks.get(i / CHUNK)?.get(i % CHUNK).map(|e| &**e)
     }
 
     /// How many elements.
@@ -68,7 +67,7 @@ impl<T> Shared<T> {
 
     /// The elements in order.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone + '_ {
-        self.chunks.iter().flat_map(|c| c.iter())
+        self.chunks.iter().flat_map(|c| c.iter().map(|e| &**e))
     }
 }
 

@@ -140,6 +140,9 @@ pub struct Machines {
     /// Cluster shards whose settled master changed, or whose failover timed
     /// out: their view is fed again.
     resettled: BTreeSet<String>,
+    /// Shards with a failover open: the ones ticks look at, so a quiet
+    /// deployment of many shards costs nothing per step.
+    open: BTreeSet<String>,
 }
 
 impl Machines {
@@ -156,12 +159,14 @@ impl Machines {
             effects: Vec::new(),
             touched: BTreeSet::new(),
             resettled: BTreeSet::new(),
+            open: BTreeSet::new(),
         }
     }
 
     /// Puts a timeline read back from disk into its shard's machine.
     pub fn resume(&mut self, t: Timeline) {
         let shard = t.shard.clone();
+        self.open.insert(shard.clone());
         match self.kind {
             Kind::Sentinel => self.sentinel.entry(shard).or_default().open = Some(t),
             Kind::Cluster => self.cluster.entry(shard).or_default().resume(t),
@@ -214,12 +219,7 @@ impl Machines {
     pub fn on_event(&mut self, event: &Event, reporter: &str, now: f64, intake: &Intake) {
         let shards: Vec<String> = match event.master_name() {
             Some(s) => vec![s.to_string()],
-            None => self
-                .sentinel
-                .iter()
-                .filter(|(_, m)| m.open.is_some())
-                .map(|(s, _)| s.clone())
-                .collect(),
+            None => self.open.iter().cloned().collect(),
         };
         for shard in shards {
             let ctx = Context {
@@ -280,6 +280,8 @@ impl Machines {
         self.limits.retain(|name, _| current.contains_key(name));
         self.two_masters
             .retain(|name, _| current.contains_key(name));
+        self.open
+            .retain(|name| self.sentinel.contains_key(name) || self.cluster.contains_key(name));
     }
 
     /// Moves the open sentinel failovers on: timeouts, and failovers the
@@ -291,7 +293,7 @@ impl Machines {
         plans: &BTreeMap<String, ShardPlan>,
         intake: &Intake,
     ) {
-        for name in with_open(&self.sentinel, |m| m.open.is_some()) {
+        for name in self.open.clone() {
             let limit = self
                 .limits
                 .get(&name)
@@ -336,7 +338,7 @@ impl Machines {
             }
             self.record(&name, step, intake);
         }
-        for name in with_open(&self.cluster, |m| m.open.is_some()) {
+        for name in self.open.clone() {
             let step = self
                 .cluster
                 .get_mut(&name)
@@ -402,6 +404,14 @@ impl Machines {
     /// Completes what a step produced with what the polls know (last_ok,
     /// writes at risk) and queues it for the history.
     fn record(&mut self, shard: &str, step: Step, intake: &Intake) {
+        let open = self.open_mut(shard).is_some();
+        if open != self.open.contains(shard) {
+            if open {
+                self.open.insert(shard.to_string());
+            } else {
+                self.open.remove(shard);
+            }
+        }
         match step {
             Step::Unchanged => {}
             Step::Dropped => {
@@ -422,15 +432,6 @@ impl Machines {
             }
         }
     }
-}
-
-/// The shards of `machines` with a failover open.
-fn with_open<M>(machines: &BTreeMap<String, M>, open: impl Fn(&M) -> bool) -> Vec<String> {
-    machines
-        .iter()
-        .filter(|(_, m)| open(m))
-        .map(|(name, _)| name.clone())
-        .collect()
 }
 
 /// Adds what only polls can tell: when the old master last answered
