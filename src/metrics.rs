@@ -208,12 +208,25 @@ fn sample(
     if separator == ',' {
         body.push('}');
     }
-    let _ = writeln!(body, " {value}");
+    // Most values are counts and flags: an integer prints as f64's Display
+    // would print it (no fraction, no exponent below 1e16), cheaper.
+    if value.fract() == 0.0 && value.abs() < 1e15 && !(value == 0.0 && value.is_sign_negative()) {
+        let _ = writeln!(body, " {}", value as i64);
+    } else {
+        let _ = writeln!(body, " {value}");
+    }
 }
 
 /// Appends `v` escaped as the text format wants: backslash and newline
 /// always, the double quote inside label values.
 fn escape(out: &mut String, v: &str, quote: bool) {
+    if !v
+        .bytes()
+        .any(|b| b == b'\\' || b == b'\n' || (quote && b == b'"'))
+    {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
