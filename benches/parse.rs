@@ -197,6 +197,7 @@ fn reading(n: usize, i: usize, stage: Stage, writes: usize) -> NodeReading {
             ClusterInfo::parse(&cluster_info(n)).expect("generated CLUSTER INFO parses"),
             nodes,
         )),
+        changes: None,
     }
 }
 

@@ -7,7 +7,7 @@
 //! the alerts firing must equal what a full evaluation of every rule on the
 //! same snapshots fires.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,7 +49,7 @@ impl Check {
         let config = config::parse(yaml, "test").expect("valid");
         Check {
             monitor: Monitor::new(&config, Vec::new(), Vec::new()),
-            full: Engine::new(&config.alerts, HashSet::new(), Vec::new()),
+            full: Engine::new(&config.alerts, &[], Vec::new()),
             now: 0.0,
         }
     }
@@ -316,6 +316,7 @@ impl World {
         Ok(Reading::Node(NodeReading {
             replication,
             cluster: Some(ClusterReading::from_lines(info, lines)),
+            changes: None,
         }))
     }
 
@@ -592,6 +593,7 @@ impl Group {
         Ok(Reading::Node(NodeReading {
             replication,
             cluster: None,
+            changes: None,
         }))
     }
 }

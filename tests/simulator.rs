@@ -210,6 +210,7 @@ impl<'a> Side<'a> {
         Reading::Node(NodeReading {
             replication,
             cluster: Some(ClusterReading::from_lines(info, lines)),
+            changes: None,
         })
     }
 

@@ -1,6 +1,7 @@
 //! One poll of a data node: `INFO replication`, and on cluster nodes
 //! `CLUSTER INFO` every poll and `CLUSTER NODES` when it has something new
-//! to say ([`super::topology`]).
+//! to say ([`super::topology`]); `INFO persistence` on masters that have no
+//! replica connected.
 
 use fred::prelude::*;
 use fred::types::InfoKind;
@@ -13,7 +14,7 @@ use crate::client::{client, command, Purpose};
 use crate::config::{Auth, Tls};
 use crate::model::{ClusterReading, NodeReading, PollError};
 use crate::parse::cluster::{info_signals, parse_nodes, reply_digest, ClusterInfo};
-use crate::parse::info::{ReplicationInfo, Role};
+use crate::parse::info::{changes_since_save, ReplicationInfo, Role};
 
 /// What a cluster node's poller keeps between polls to decide whether to
 /// read `CLUSTER NODES`.
@@ -65,12 +66,40 @@ pub async fn poll(
     client: &Client,
     cluster: Option<(Cluster<'_>, &mut Watch)>,
 ) -> Result<NodeReading, PollError> {
+    let mut reading = replication_and_cluster(client, cluster).await?;
+    let r = &reading.replication;
+    if r.role == Role::Master && r.replicas.is_empty() {
+        reading.changes = changes(client).await;
+    }
+    Ok(reading)
+}
+
+/// Whether clients write to a master with no replica: a returning old
+/// master is one (its replicas follow the new master), and the writes it
+/// takes are lost when it is turned into a replica. Masters with replicas
+/// (nearly every master, nearly always) are not asked: the second round
+/// trip and the 1 kB reply are paid only where the answer matters. A
+/// failed read is not a failed poll.
+async fn changes(client: &Client) -> Option<u64> {
+    let text = client
+        .info::<String>(Some(InfoKind::Persistence))
+        .await
+        .ok()?;
+    changes_since_save(&text).ok()
+}
+
+/// `INFO replication`, and the cluster's view on a cluster node.
+async fn replication_and_cluster(
+    client: &Client,
+    cluster: Option<(Cluster<'_>, &mut Watch)>,
+) -> Result<NodeReading, PollError> {
     let info = client.info::<String>(Some(InfoKind::Replication));
     let Some((c, watch)) = cluster else {
         let text = info.await.map_err(failed)?;
         return Ok(NodeReading {
             replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
             cluster: None,
+            changes: None,
         });
     };
     let turn = c.back || watch.last.is_none() || c.rotation.due(c.addr, c.round, watch.read);
@@ -113,6 +142,7 @@ pub async fn poll(
         return Ok(NodeReading {
             replication,
             cluster: Some(view),
+            changes: None,
         });
     };
     let read = match early {
@@ -131,6 +161,7 @@ pub async fn poll(
                 return Ok(NodeReading {
                     replication,
                     cluster: Some(known),
+                    changes: None,
                 });
             }
             known
@@ -141,6 +172,7 @@ pub async fn poll(
     Ok(NodeReading {
         replication,
         cluster: Some(view),
+        changes: None,
     })
 }
 

@@ -243,7 +243,7 @@ pub enum AlertsError {
     },
     /// `for` on an event alert.
     #[error(
-        "alerts.rules.{rule:?}.for: an event alert fires when the failover ends; `hold` says for how long"
+        "alerts.rules.{rule:?}.for: an event alert fires at a moment of the failover (its switch, its end); `hold` says for how long"
     )]
     ForOnEvent {
         /// The rule.
@@ -313,17 +313,8 @@ impl Alerts {
                 config.open_for.is_some(),
                 &[RuleName::OpenSlotsStuck],
             )?;
-            takes(
-                "hold",
-                config.hold.is_some(),
-                &[RuleName::FailoverCompleted, RuleName::FailoverAborted],
-            )?;
-            if config.for_.is_some()
-                && matches!(
-                    rule,
-                    RuleName::FailoverCompleted | RuleName::FailoverAborted
-                )
-            {
+            takes("hold", config.hold.is_some(), &RuleName::EVENTS)?;
+            if config.for_.is_some() && rule.is_event() {
                 return Err(AlertsError::ForOnEvent { rule });
             }
         }

@@ -16,9 +16,11 @@ use super::yaml::opt_duration;
 #[allow(missing_docs)] // the names are the documentation: docs/alerts.md
 pub enum RuleName {
     FailoverStarted,
+    FailoverSwitched,
     FailoverCompleted,
     FailoverAborted,
     MultipleMasters,
+    MultipleMastersWriting,
     NoMaster,
     SentinelQuorumLost,
     SentinelsDisagree,
@@ -31,6 +33,22 @@ pub enum RuleName {
     ReplicaLinkDown,
     ShardWithoutReplica,
     TargetDown,
+}
+
+impl RuleName {
+    /// Event alerts: raised by one moment of a failover (the switch, the
+    /// end), they resolve by themselves after `hold` rather than when a
+    /// condition stops holding.
+    pub fn is_event(self) -> bool {
+        Self::EVENTS.contains(&self)
+    }
+
+    /// The event alerts.
+    pub const EVENTS: [RuleName; 3] = [
+        RuleName::FailoverSwitched,
+        RuleName::FailoverCompleted,
+        RuleName::FailoverAborted,
+    ];
 }
 
 impl fmt::Display for RuleName {
@@ -83,7 +101,8 @@ pub struct RuleConfig {
     /// OpenSlotsStuck: fire when a slot stays open longer than this.
     #[serde(default, deserialize_with = "opt_duration")]
     pub open_for: Option<Duration>,
-    /// FailoverCompleted / FailoverAborted: how long the event stays firing.
+    /// Event alerts (FailoverSwitched, FailoverCompleted, FailoverAborted):
+    /// how long the event stays firing.
     #[serde(default, deserialize_with = "opt_duration")]
     pub hold: Option<Duration>,
     /// Extra labels on every alert of the rule.

@@ -7,6 +7,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{RuleName, Severity};
 
+/// The page of one failover in the agent's web UI, under the agent's URL as
+/// on-call people reach it (`alerts.external_url`): what notifications
+/// link to. `None` when that URL cannot take a path.
+pub fn failover_page(external_url: &str, id: &str) -> Option<String> {
+    let mut url = url::Url::parse(external_url).ok()?;
+    url.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(["ui", "failovers", id]);
+    Some(url.into())
+}
+
 /// An alert firing now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
@@ -34,4 +46,22 @@ pub struct Transition {
     pub resolved_at: Option<f64>,
     /// Event alerts: when they resolve by themselves.
     pub until: Option<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failover_pages_sit_under_the_external_url_with_the_id_encoded() {
+        assert_eq!(
+            failover_page("http://mon.example:9478", "d:my master/1:1700000000123").as_deref(),
+            Some("http://mon.example:9478/ui/failovers/d:my%20master%2F1:1700000000123")
+        );
+        assert_eq!(
+            failover_page("https://x.example/redis/", "a:b:1").as_deref(),
+            Some("https://x.example/redis/ui/failovers/a:b:1")
+        );
+        assert_eq!(failover_page("not a url", "a:b:1"), None);
+    }
 }

@@ -135,6 +135,10 @@ pub struct NodeReading {
     pub replication: ReplicationInfo,
     /// `CLUSTER INFO` and `CLUSTER NODES`, for cluster nodes.
     pub cluster: Option<ClusterReading>,
+    /// `rdb_changes_since_last_save`, read only from a master with no
+    /// replica connected (a returning old master is one): whether clients
+    /// write there. `None` elsewhere, or when the read failed.
+    pub changes: Option<u64>,
 }
 
 /// One cluster node's view of the cluster, with what the monitor needs to

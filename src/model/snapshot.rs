@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::alert::Alert;
 use super::canary::Status;
 use super::histogram::Histogram;
-use super::timeline::{Outcome, Phase, Timeline};
+use super::timeline::{Outcome, Phase, Timeline, Window};
 use super::TargetId;
 use crate::config::{Kind, RuleName, Severity};
 use crate::parse::cluster::ClusterInfo;
@@ -200,6 +200,9 @@ pub struct ShardView {
     pub sentinel: Option<SentinelShardView>,
     /// A failover of this shard is under way.
     pub failover_in_progress: bool,
+    /// While more than one node reports role master: since when, and what
+    /// the ones the shard's master is not took meanwhile.
+    pub two_masters: Option<Window>,
 }
 
 /// One data node within its shard.

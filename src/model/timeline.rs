@@ -220,6 +220,17 @@ pub struct Window {
     pub end: Option<f64>,
     /// The nodes involved.
     pub nodes: Vec<String>,
+    /// Write commands the nodes other than the shard's master took while
+    /// it lasted (their `rdb_changes_since_last_save` moving): writes that
+    /// are lost when those nodes are turned into replicas. `None` until
+    /// read (docs/timelines.md, "Two masters").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<u64>,
+    /// Bytes the replication offsets of those nodes moved since the switch
+    /// (or since they were first seen as masters): the writes above, plus
+    /// the hello messages sentinels publish to every instance every 2 s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub written_bytes: Option<u64>,
 }
 
 /// One failover of one shard.
@@ -309,6 +320,16 @@ impl Timeline {
     /// When the new master took over: the switch, or for clusters the promotion.
     pub fn switched(&self) -> Option<f64> {
         self.at(M::Switched).or_else(|| self.at(M::Promoted))
+    }
+
+    /// When clients could learn the new master: a sentinel failover's first
+    /// `+switch-master` (before it, Sentinel-aware clients still get the
+    /// old master), a cluster's promotion (as the polls saw it).
+    pub fn switch_seen(&self) -> Option<f64> {
+        match self.kind {
+            Kind::Sentinel => self.at(M::Switched),
+            Kind::Cluster => self.at(M::Promoted),
+        }
     }
 
     /// When the failover started: its earliest mark.

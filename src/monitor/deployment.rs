@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::alerts::Changed;
 use super::derive::{self, cluster::ClusterMemory, Topology};
+use super::failover::two_masters::MasterSeen;
 use super::failover::{Amendment, Machines};
 use super::intake::{Intake, TargetKey, TargetState};
 use super::views;
@@ -423,9 +424,17 @@ impl DeploymentState {
                 .nodes
                 .iter()
                 .filter(|n| n.role == Some(Role::Master))
-                .map(|n| n.addr.clone())
+                .filter_map(|n| {
+                    let r = self.intake.node(&n.addr).0?;
+                    Some(MasterSeen {
+                        addr: n.addr.clone(),
+                        offset: r.replication.master_repl_offset,
+                        changes: r.changes,
+                    })
+                })
                 .collect();
-            self.machines.masters_seen(name, masters, now);
+            self.machines
+                .masters_seen(name, masters, view.master.as_deref(), now);
         }
     }
 

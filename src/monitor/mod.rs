@@ -82,9 +82,9 @@ impl Monitor {
             .map(|d| DeploymentState::new(d, poll_interval))
             .collect();
         let mut history = History::new(config.timelines.keep_per_shard);
+        let engine = Engine::new(&config.alerts, &restored, firing);
         let (open, ended): (Vec<Timeline>, Vec<Timeline>) =
             restored.into_iter().partition(Timeline::is_open);
-        let restored_ended = ended.iter().map(|t| t.id.clone()).collect();
         history.restore(ended);
         for t in open {
             if let Some(d) = deployments
@@ -100,7 +100,7 @@ impl Monitor {
             events: EventLog::new(RECENT_EVENTS),
             failovers: Arc::default(),
             failovers_dirty: true,
-            engine: Engine::new(&config.alerts, restored_ended, firing),
+            engine,
             alerts: Arc::default(),
             last_now: 0.0,
             ready: false,

@@ -62,6 +62,7 @@ mod cases {
         Ok(Reading::Node(NodeReading {
             replication: ReplicationInfo::parse(text).unwrap(),
             cluster: None,
+            changes: None,
         }))
     }
 
@@ -297,6 +298,7 @@ mod cases {
                 ClusterInfo::parse(info).unwrap(),
                 parse_nodes(nodes).unwrap(),
             )),
+            changes: None,
         }))
     }
 
@@ -657,7 +659,7 @@ mod alerts {
             (alert.severity.as_str(), alert.labels["sentinel"].as_str()),
             ("warning", "127.0.0.1:27100")
         );
-        assert_eq!(m.snapshot().alerts.rules.len(), 16);
+        assert_eq!(m.snapshot().alerts.rules.len(), 18);
         poll(&mut m, 102.8, Err(PollError::Timeout));
         assert!(
             transitions(&mut m).is_empty(),
@@ -673,22 +675,69 @@ mod alerts {
         assert_eq!((again.fingerprint, again.since), (alert.fingerprint, 110.0));
     }
 
+    /// The first `+switch-master` from any sentinel raises FailoverSwitched
+    /// at once, naming the new master and the epoch, linked to the
+    /// failover's page; the leader's `+failover-end` later raises
+    /// FailoverCompleted. Each resolves by itself after its `hold`.
     #[test]
-    fn an_ended_failover_is_an_event_alert_that_resolves_itself() {
+    fn the_switch_and_the_end_are_event_alerts_that_resolve_themselves() {
         let config = crate::config::parse(
-            &format!("alerts:\n  rules:\n    FailoverCompleted: {{ hold: 60s, annotations: {{ runbook_url: \"https://runbooks/failover\" }} }}\n    FailoverStarted: {{ enabled: false }}\n{SENTINELS}"),
+            &format!("alerts:\n  external_url: \"http://mon.example:9478/\"\n  rules:\n    FailoverCompleted: {{ hold: 60s, annotations: {{ runbook_url: \"https://runbooks/failover\" }} }}\n    FailoverStarted: {{ enabled: false }}\n{SENTINELS}"),
             "t",
         )
         .unwrap();
         let mut m = test_monitor(&config);
         let events = recorded();
         let end = events.last().unwrap().0;
-        replay(&mut m, events);
+        let switch = events
+            .iter()
+            .position(|e| e.2 == "+switch-master")
+            .expect("the capture has a switch");
+        let switched_at = events[switch].0;
+        assert!(switched_at < end, "the switch comes before the end");
+        replay(&mut m, events[..switch].to_vec());
+        assert!(firing(&m).is_empty(), "nothing before the switch");
+        transitions(&mut m);
+        replay(&mut m, [events[switch].clone()]);
+        assert_eq!(firing(&m), ["FailoverSwitched"]);
+        assert_eq!(transitions(&mut m), [("FailoverSwitched".into(), false)]);
         let s = m.snapshot();
-        let alerts = &s.alerts.firing;
-        assert_eq!(alerts.len(), 1, "{alerts:?}");
-        let a = &alerts[0];
-        assert_eq!(a.rule, crate::config::RuleName::FailoverCompleted);
+        let a = &s.alerts.firing[0];
+        assert_eq!(a.severity.as_str(), "critical", "the page");
+        assert_eq!(a.since, switched_at);
+        assert_eq!(
+            (
+                a.annotations["old_master"].as_str(),
+                a.annotations["new_master"].as_str()
+            ),
+            ("127.0.0.1:7100", "127.0.0.1:7101")
+        );
+        assert_eq!(a.annotations["epoch"], "1");
+        assert!(
+            a.annotations["summary"]
+                .starts_with("mymaster switched to 127.0.0.1:7101 (was 127.0.0.1:7100) at epoch 1"),
+            "{:?}",
+            a.annotations
+        );
+        let id = &a.labels["failover"];
+        assert_eq!(
+            a.annotations["failover_url"],
+            format!("http://mon.example:9478/ui/failovers/{id}")
+        );
+        replay(&mut m, events[switch + 1..].to_vec());
+        assert_eq!(
+            transitions(&mut m),
+            [("FailoverCompleted".into(), false)],
+            "the other sentinels' switches are the same failover"
+        );
+        let s = m.snapshot();
+        let a = s
+            .alerts
+            .firing
+            .iter()
+            .find(|a| a.rule == crate::config::RuleName::FailoverCompleted)
+            .expect("fired at the end");
+        assert_eq!(a.labels["failover"], *id, "the same failover");
         assert_eq!(a.labels["shard"], "mymaster");
         assert!(
             a.annotations["summary"].contains("127.0.0.1:7100 -> 127.0.0.1:7101"),
@@ -713,6 +762,11 @@ mod alerts {
         assert!(
             !firing(&m).contains(&"FailoverCompleted".to_string()),
             "then resolved by itself"
+        );
+        poll(&mut m, switched_at + 301.0, Ok(recorded_sentinel()));
+        assert!(
+            !firing(&m).contains(&"FailoverSwitched".to_string()),
+            "the switch after its default 5 min"
         );
     }
 

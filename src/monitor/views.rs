@@ -45,6 +45,7 @@ pub fn shard(derived: &ShardView, machines: &Machines) -> ShardView {
         sv.odown = odown;
     }
     s.failover_in_progress = machines.in_progress(&s.name);
+    s.two_masters = machines.two_masters(&s.name).cloned();
     s
 }
 

@@ -47,6 +47,64 @@ fn summary(a: &Alert) -> &str {
     a.annotations.get("summary").map_or("", String::as_str)
 }
 
+/// What a person needs first about a failover: what switched to what, how
+/// long writes failed, what was lost, where to read the rest. Read from the
+/// annotations of the failover's event alerts; empty for other alerts.
+/// The canary's figures are what clients saw; without the canary, the
+/// agent's own: the old master's last answer to the switch, and the bytes
+/// the new master lacked.
+fn failover_facts(a: &Alert) -> Vec<(&'static str, String)> {
+    let get = |k: &str| a.annotations.get(k).map(String::as_str);
+    let mut facts = Vec::new();
+    if let (Some(old), Some(new)) = (get("old_master"), get("new_master")) {
+        let epoch = get("epoch").map_or(String::new(), |e| format!(" (epoch {e})"));
+        facts.push(("Switched", format!("{old} -> {new}{epoch}")));
+    }
+    let failed = match (
+        get("canary_write_unavailable_seconds"),
+        get("phase_outage_seconds"),
+    ) {
+        (Some(s), _) => Some(format!("{} (canary)", seconds(s))),
+        (None, Some(s)) => Some(format!(
+            "~{} (old master's last answer to the switch)",
+            seconds(s)
+        )),
+        _ => None,
+    };
+    if let Some(failed) = failed {
+        facts.push(("Writes failed", failed));
+    }
+    let lost = match (get("canary_lost_writes"), get("unreplicated_bytes")) {
+        (Some(n), _) => Some(format!("{n} acknowledged writes (canary)")),
+        (None, Some(b)) => Some(format!("up to {b} bytes the new master lacked")),
+        _ => None,
+    };
+    if let Some(lost) = lost {
+        facts.push(("Lost", lost));
+    }
+    if let Some(url) = get("failover_url") {
+        facts.push(("Timeline", url.to_string()));
+    }
+    facts
+}
+
+/// `1.234` as `1.2s`; anything else as it is.
+fn seconds(s: &str) -> String {
+    s.parse::<f64>()
+        .map_or_else(|_| s.to_string(), |v| format!("{v:.1}s"))
+}
+
+/// The one line a pager shows: the summary, then the facts it lacks.
+fn headline(a: &Alert) -> String {
+    let mut line = format!("{}: {}", a.rule, summary(a));
+    for (name, fact) in failover_facts(a) {
+        if name != "Timeline" && name != "Switched" {
+            line.push_str(&format!("; {} {fact}", name.to_lowercase()));
+        }
+    }
+    line
+}
+
 fn generator_url(external_url: &str) -> String {
     if external_url.is_empty() {
         String::new()
@@ -119,15 +177,27 @@ fn slack(t: &Transition) -> Value {
     if let Some(url) = a.annotations.get("runbook_url") {
         context.push_str(&format!(" | <{url}|runbook>"));
     }
-    json!({
-        "text": text,
-        "blocks": [
-            { "type": "header", "text": { "type": "plain_text", "text": format!("{state}: {}", a.rule) } },
-            { "type": "section", "text": { "type": "mrkdwn", "text": summary(a) } },
-            { "type": "section", "fields": fields },
-            { "type": "context", "elements": [ { "type": "mrkdwn", "text": context } ] },
-        ],
-    })
+    let mut blocks = vec![
+        json!({ "type": "header", "text": { "type": "plain_text", "text": format!("{state}: {}", a.rule) } }),
+        json!({ "type": "section", "text": { "type": "mrkdwn", "text": summary(a) } }),
+    ];
+    // A failover's facts come first, one line each, the timeline linked.
+    let facts: Vec<String> = failover_facts(a)
+        .into_iter()
+        .map(|(name, fact)| match name {
+            "Timeline" => format!("*{name}*: <{fact}|the failover's page>"),
+            _ => format!("*{name}*: {fact}"),
+        })
+        .collect();
+    if !facts.is_empty() {
+        blocks.push(
+            json!({ "type": "section", "text": { "type": "mrkdwn", "text": facts.join("\n") } }),
+        );
+    }
+    blocks.push(json!({ "type": "section", "fields": fields }));
+    blocks
+        .push(json!({ "type": "context", "elements": [ { "type": "mrkdwn", "text": context } ] }));
+    json!({ "text": text, "blocks": blocks })
 }
 
 /// A PagerDuty Events API v2 event: trigger, or resolve by `dedup_key`.
@@ -136,7 +206,7 @@ fn pagerduty(t: &Transition, external_url: &str) -> Value {
     if t.resolved_at.is_some() {
         return json!({ "event_action": "resolve", "dedup_key": a.fingerprint });
     }
-    let mut summary = format!("{}: {}", a.rule, summary(a));
+    let mut summary = headline(a);
     if summary.len() > PAGERDUTY_SUMMARY_MAX {
         let mut end = PAGERDUTY_SUMMARY_MAX;
         while !summary.is_char_boundary(end) {
@@ -169,6 +239,9 @@ fn pagerduty(t: &Transition, external_url: &str) -> Value {
     }
     if !external_url.is_empty() {
         event["client_url"] = external_url.into();
+    }
+    if let Some(url) = a.annotations.get("failover_url") {
+        event["links"] = json!([{ "href": url, "text": "The failover's timeline" }]);
     }
     event
 }
@@ -268,5 +341,118 @@ mod tests {
             "",
         );
         assert_eq!(resolved[0]["endsAt"], "2023-11-14T22:13:21.000Z");
+    }
+
+    /// A completed failover with the canary on, as the engine raises it.
+    fn completed() -> Transition {
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let alert = Alert {
+            rule: RuleName::FailoverCompleted,
+            severity: Severity::Warning,
+            labels: pairs(&[
+                ("alertname", "FailoverCompleted"),
+                ("severity", "warning"),
+                ("deployment", "d"),
+                ("shard", "mymaster"),
+                ("failover", "d:mymaster:1700000000000"),
+            ]),
+            annotations: pairs(&[
+                (
+                    "summary",
+                    "failover of mymaster completed in 6.1s: 10.0.0.1:6379 -> 10.0.0.2:6379",
+                ),
+                ("old_master", "10.0.0.1:6379"),
+                ("new_master", "10.0.0.2:6379"),
+                ("epoch", "7"),
+                ("phase_outage_seconds", "5.020"),
+                ("unreplicated_bytes", "120"),
+                ("canary_write_unavailable_seconds", "4.875"),
+                ("canary_lost_writes", "3"),
+                (
+                    "failover_url",
+                    "http://mon:9478/ui/failovers/d:mymaster:1700000000000",
+                ),
+            ]),
+            since: 1_700_000_006.0,
+            fingerprint: "aa".into(),
+        };
+        Transition {
+            alert,
+            resolved_at: None,
+            until: Some(1_700_000_306.0),
+        }
+    }
+
+    #[test]
+    fn failover_alerts_lead_with_the_switch_the_outage_the_loss_and_the_link() {
+        let t = completed();
+        let url = "http://mon:9478/ui/failovers/d:mymaster:1700000000000";
+        let slack = render(ReceiverKind::Slack, "s", &t, "");
+        let facts = slack["blocks"][2]["text"]["text"].as_str().unwrap();
+        assert_eq!(
+            facts,
+            format!(
+                "*Switched*: 10.0.0.1:6379 -> 10.0.0.2:6379 (epoch 7)\n\
+                 *Writes failed*: 4.9s (canary)\n\
+                 *Lost*: 3 acknowledged writes (canary)\n\
+                 *Timeline*: <{url}|the failover's page>"
+            )
+        );
+        let pd = render(ReceiverKind::Pagerduty, "p", &t, "http://mon:9478");
+        assert_eq!(
+            pd["payload"]["summary"],
+            "FailoverCompleted: failover of mymaster completed in 6.1s: 10.0.0.1:6379 -> 10.0.0.2:6379; \
+             writes failed 4.9s (canary); lost 3 acknowledged writes (canary)"
+        );
+        assert_eq!(pd["links"][0]["href"], url);
+        assert_eq!(
+            pd["payload"]["custom_details"]["annotations"]["new_master"],
+            "10.0.0.2:6379"
+        );
+        let hook = render(ReceiverKind::Webhook, "w", &t, "http://mon:9478");
+        assert_eq!(hook["alerts"][0]["annotations"]["failover_url"], url);
+        assert_eq!(
+            hook["alerts"][0]["labels"]["failover"],
+            "d:mymaster:1700000000000"
+        );
+        let am = render(ReceiverKind::Alertmanager, "a", &t, "http://mon:9478");
+        assert_eq!(am[0]["annotations"]["failover_url"], url);
+        assert_eq!(am[0]["annotations"]["canary_lost_writes"], "3");
+    }
+
+    #[test]
+    fn without_the_canary_the_agents_own_figures_say_what_failed_and_what_was_at_risk() {
+        let mut t = completed();
+        let a = &mut t.alert.annotations;
+        for k in [
+            "canary_write_unavailable_seconds",
+            "canary_lost_writes",
+            "failover_url",
+            "epoch",
+        ] {
+            a.remove(k);
+        }
+        let facts: Vec<String> = failover_facts(&t.alert)
+            .into_iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect();
+        assert_eq!(
+            facts,
+            [
+                "Switched: 10.0.0.1:6379 -> 10.0.0.2:6379",
+                "Writes failed: ~5.0s (old master's last answer to the switch)",
+                "Lost: up to 120 bytes the new master lacked",
+            ]
+        );
+        let pd = render(ReceiverKind::Pagerduty, "p", &t, "");
+        assert!(pd.get("links").is_none());
+        // Other alerts carry no such facts.
+        assert!(failover_facts(&transition(None).alert).is_empty());
+        let slack = render(ReceiverKind::Slack, "s", &transition(None), "");
+        assert_eq!(slack["blocks"].as_array().unwrap().len(), 4);
     }
 }

@@ -1,4 +1,4 @@
-//! `INFO replication` and `INFO sentinel`.
+//! `INFO replication`, `INFO persistence` (one field) and `INFO sentinel`.
 
 use super::{join_addr, num, ParseError};
 
@@ -108,6 +108,18 @@ impl ReplicationInfo {
     }
 }
 
+/// `rdb_changes_since_last_save` of `INFO persistence`: the write commands
+/// the server executed since its last save. Reads, `PUBLISH` (which
+/// sentinels send every instance every 2 s) and key expiry do not count,
+/// so on a master with no replica it says whether clients still write
+/// there; a save restarts it from 0.
+pub fn changes_since_save(text: &str) -> Result<u64, ParseError> {
+    num(
+        "rdb_changes_since_last_save",
+        field(text, "rdb_changes_since_last_save")?,
+    )
+}
+
 impl UpstreamLink {
     fn parse(text: &str) -> Result<Self, ParseError> {
         let host = field(text, "master_host")?;
@@ -185,6 +197,21 @@ impl SentinelInfo {
 mod tests {
     use super::*;
     use crate::parse::{fixture, RECORDED_VERSIONS};
+
+    #[test]
+    fn persistence_reply_counts_the_writes_since_the_save() {
+        // Recorded after two SETs on a server started without saving.
+        assert_eq!(changes_since_save(&fixture("info-persistence.txt")), Ok(2));
+        for version in RECORDED_VERSIONS {
+            let text = fixture(&format!("{version}/info-persistence.txt"));
+            assert_eq!(changes_since_save(&text), Ok(2), "{version}");
+        }
+        assert_eq!(
+            changes_since_save("# Persistence\r\nloading:0\r\n"),
+            Err(ParseError::Missing("rdb_changes_since_last_save"))
+        );
+        assert!(changes_since_save("rdb_changes_since_last_save:x").is_err());
+    }
 
     #[test]
     fn master_reply_lists_replicas_with_offsets_and_ack_age() {

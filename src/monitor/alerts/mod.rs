@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{Alerts, RuleConfig, RuleName, Severity};
-use crate::model::alert::{Alert, Transition};
+use crate::model::alert::{failover_page, Alert, Transition};
 use crate::model::snapshot::{DeploymentView, FailoverView};
 use crate::model::timeline::{Outcome, Timeline};
 use crate::model::TargetKind;
@@ -76,6 +76,10 @@ pub struct Engine {
     events: BTreeMap<String, (Alert, f64)>,
     /// Ended failovers already turned into events (or ended before start).
     seen_ended: HashSet<String>,
+    /// Failovers whose switch was already an event (or before start).
+    seen_switched: HashSet<String>,
+    /// `alerts.external_url`: alerts about a failover link to its page.
+    external_url: Option<String>,
     /// Ended failovers whose alert waits for the canary.
     awaiting: bool,
     /// Alerts that were firing when the agent stopped: they stay firing,
@@ -87,11 +91,11 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// The rules with the configured changes applied. `history` holds the
-    /// ids of failovers that had ended before the agent started: they are
-    /// not news, and raise no event alert. `firing` is what was firing when
-    /// the agent stopped (as the delivery side recorded it).
-    pub fn new(config: &Alerts, history: HashSet<String>, firing: Vec<Transition>) -> Self {
+    /// The rules with the configured changes applied. `restored` are the
+    /// timelines read back at start: their switches and ends are not news,
+    /// and raise no event alert. `firing` is what was firing when the agent
+    /// stopped (as the delivery side recorded it).
+    pub fn new(config: &Alerts, restored: &[Timeline], firing: Vec<Transition>) -> Self {
         let rules: BTreeMap<RuleName, Rule> = DEFAULTS
             .iter()
             .filter_map(|(name, severity, for_)| {
@@ -114,7 +118,9 @@ impl Engine {
             pending: HashMap::new(),
             firing: BTreeMap::new(),
             events: BTreeMap::new(),
-            seen_ended: history,
+            seen_ended: ids(restored, |t| !t.is_open()),
+            seen_switched: ids(restored, |t| t.switch_seen().is_some()),
+            external_url: config.external_url.clone(),
             awaiting: false,
             restored: HashSet::new(),
             transitions: Vec::new(),
@@ -375,6 +381,11 @@ impl Engine {
         }
         let mut annotations = rule.config.annotations.clone();
         annotations.insert("summary".into(), c.summary);
+        if let (Some(url), Some(id)) = (&self.external_url, all.get("failover")) {
+            if let Some(page) = failover_page(url, id) {
+                annotations.insert("failover_url".into(), page);
+            }
+        }
         Alert {
             fingerprint: fingerprint(&all),
             rule: c.rule,
@@ -385,27 +396,28 @@ impl Engine {
         }
     }
 
-    /// Turns failovers that ended since the last look into event alerts
-    /// that stay firing for their `hold`. Those already ended at the first
-    /// evaluation (read back from disk) are history, not news.
+    /// Turns failovers that switched or ended since the last look into
+    /// event alerts that stay firing for their `hold`: the switch at once,
+    /// the end once the canary's figures are in. Those already switched or
+    /// ended at the first evaluation (read back from disk) are history, not
+    /// news.
     fn failover_events(
         &mut self,
         deployments: &[Arc<DeploymentView>],
         failovers: &FailoverView,
         now: f64,
     ) -> bool {
-        let mut news = false;
-        let ended: HashSet<&str> = failovers
-            .timelines
-            .iter()
-            .filter(|t| !t.is_open())
-            .map(|t| t.id.as_str())
-            .collect();
         // Bounded like the timelines themselves.
-        self.seen_ended.retain(|id| ended.contains(id.as_str()));
+        let known: HashSet<&str> = failovers.timelines.iter().map(|t| t.id.as_str()).collect();
+        self.seen_ended.retain(|id| known.contains(id.as_str()));
+        self.seen_switched.retain(|id| known.contains(id.as_str()));
         self.awaiting = false;
-        for t in failovers.timelines.iter().filter(|t| !t.is_open()) {
-            if self.seen_ended.contains(&t.id) {
+        let mut events = Vec::new();
+        for t in &failovers.timelines {
+            if t.switch_seen().is_some() && self.seen_switched.insert(t.id.clone()) {
+                events.push(rules::switched(t));
+            }
+            if t.is_open() || self.seen_ended.contains(&t.id) {
                 continue;
             }
             if awaits_canary(deployments, t, now) {
@@ -413,7 +425,10 @@ impl Engine {
                 continue;
             }
             self.seen_ended.insert(t.id.clone());
-            let (condition, figures) = rules::ended(t);
+            events.push(rules::ended(t));
+        }
+        let news = !events.is_empty();
+        for (condition, figures) in events {
             let Some(rule) = self.rules.get(&condition.rule) else {
                 continue;
             };
@@ -427,10 +442,18 @@ impl Engine {
             });
             self.events
                 .insert(alert.fingerprint.clone(), (alert, until));
-            news = true;
         }
         news
     }
+}
+
+/// The ids of the timelines that `pick` picks.
+fn ids(timelines: &[Timeline], pick: impl Fn(&Timeline) -> bool) -> HashSet<String> {
+    timelines
+        .iter()
+        .filter(|t| pick(t))
+        .map(|t| t.id.clone())
+        .collect()
 }
 
 /// The deployment a scope belongs to.

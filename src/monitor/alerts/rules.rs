@@ -13,10 +13,16 @@ use crate::parse::info::Role;
 /// Defaults: (rule, severity, for in seconds). Public so that the
 /// Prometheus rules of `alerts/` can be checked against them.
 pub const DEFAULTS: &[(RuleName, Severity, u64)] = &[
-    (RuleName::FailoverStarted, Severity::Critical, 0),
+    (RuleName::FailoverStarted, Severity::Warning, 0),
+    (RuleName::FailoverSwitched, Severity::Critical, 0),
     (RuleName::FailoverCompleted, Severity::Warning, 0),
     (RuleName::FailoverAborted, Severity::Critical, 0),
-    (RuleName::MultipleMasters, Severity::Critical, 0),
+    (
+        RuleName::MultipleMasters,
+        Severity::Critical,
+        TWO_MASTERS_BOUND,
+    ),
+    (RuleName::MultipleMastersWriting, Severity::Critical, 0),
     (RuleName::NoMaster, Severity::Critical, 10),
     (RuleName::SentinelQuorumLost, Severity::Critical, 10),
     (RuleName::SentinelsDisagree, Severity::Warning, 30),
@@ -30,6 +36,15 @@ pub const DEFAULTS: &[(RuleName, Severity, u64)] = &[
     (RuleName::ShardWithoutReplica, Severity::Warning, 60),
     (RuleName::TargetDown, Severity::Warning, 30),
 ];
+
+/// How long a returning old master may report role master before
+/// `MultipleMasters` fires. Sentinel converts one once it has reported
+/// master for 8 s (4 x its 2 s publish period) and been up as long, seen
+/// at its INFO refresh (every 1 s while the shard fails over, else 10 s):
+/// about 8 to 20 s; a cluster node converts itself at the first message
+/// naming a newer owner of its slots, within a second or two. Past 30 s it
+/// is stuck (docs/alerts.md, "Two masters").
+const TWO_MASTERS_BOUND: u64 = 30;
 
 const DEFAULT_LAG_BYTES: u64 = 100 * 1024 * 1024;
 const DEFAULT_LAG_TIME: Duration = Duration::from_secs(30);
@@ -131,10 +146,31 @@ pub fn shard(
             RuleName::MultipleMasters,
             shard(),
             format!(
-                "{} nodes of {} report role master: {}",
+                "{} nodes of {} report role master: {}; the one that is not {} has not been turned into a replica",
                 s.masters,
                 s.name,
-                nodes.join(", ")
+                nodes.join(", "),
+                s.master.as_deref().unwrap_or("the master")
+            ),
+        );
+    }
+    if let Some(w) = s.two_masters.as_ref().filter(|w| w.writes > Some(0)) {
+        let strays: Vec<&str> = w
+            .nodes
+            .iter()
+            .map(String::as_str)
+            .filter(|n| Some(*n) != s.master.as_deref())
+            .collect();
+        add(
+            RuleName::MultipleMastersWriting,
+            shard(),
+            format!(
+                "{} took {} writes ({} bytes) as a second master of {} beside {}: clients write there and lose it when it becomes a replica",
+                strays.join(", "),
+                w.writes.unwrap_or(0),
+                w.written_bytes.unwrap_or(0),
+                s.name,
+                s.master.as_deref().unwrap_or("?")
             ),
         );
     }
@@ -186,11 +222,13 @@ pub fn shard(
         })
         .flatten();
     if let Some(t) = open {
+        let mut labels = shard();
+        labels.push(("failover", t.id.clone()));
         add(
             RuleName::FailoverStarted,
-            shard(),
+            labels,
             format!(
-                "failover of {} in progress (old master {})",
+                "failover of {} in progress (old master {}): writes fail until the switch",
                 s.name,
                 t.old_master.as_deref().unwrap_or("?")
             ),
@@ -297,6 +335,29 @@ pub fn cluster(
     Some(out)
 }
 
+/// The event alert of a failover's switch, and its figures so far as
+/// annotations: the moment clients can write again, to the new master it
+/// names, before Sentinel has finished reconfiguring the replicas.
+pub fn switched(t: &Timeline) -> (Condition, Vec<(String, String)>) {
+    let new = t.new_master.as_deref().unwrap_or("?");
+    let epoch = t
+        .epochs
+        .last()
+        .map_or(String::new(), |e| format!(" at epoch {e}"));
+    let after = t
+        .switch_seen()
+        .zip(t.started())
+        .map_or(String::new(), |(s, b)| {
+            format!(", {:.1}s after the first sign", (s - b).max(0.0))
+        });
+    let summary = format!(
+        "{} switched to {new} (was {}){epoch}{after}: clients write to {new} now",
+        t.shard,
+        t.old_master.as_deref().unwrap_or("?"),
+    );
+    event(t, RuleName::FailoverSwitched, summary)
+}
+
 /// The event alert of an ended failover, and its figures as annotations.
 pub fn ended(t: &Timeline) -> (Condition, Vec<(String, String)>) {
     let rule = match t.outcome {
@@ -324,21 +385,32 @@ pub fn ended(t: &Timeline) -> (Condition, Vec<(String, String)>) {
             t.abort_reason.as_deref().unwrap_or("no end seen in time")
         ),
     };
+    event(t, rule, summary)
+}
+
+/// A failover's event alert: labelled with the failover, its figures so far
+/// as annotations (the masters, the epoch, each phase's seconds, the bytes
+/// at risk, the canary's figures).
+fn event(t: &Timeline, rule: RuleName, summary: String) -> (Condition, Vec<(String, String)>) {
     let labels = vec![
         ("deployment", t.deployment.clone()),
         ("shard", t.shard.clone()),
         ("failover", t.id.clone()),
     ];
-    let mut figures: Vec<(String, String)> = t
-        .phases()
-        .into_iter()
-        .map(|(phase, secs)| {
-            (
-                format!("phase_{}_seconds", phase.as_str()),
-                format!("{secs:.3}"),
-            )
-        })
-        .collect();
+    let mut figures: Vec<(String, String)> = [
+        ("old_master", t.old_master.clone()),
+        ("new_master", t.new_master.clone()),
+        ("epoch", t.epochs.last().map(u64::to_string)),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k.to_string(), v?)))
+    .collect();
+    figures.extend(t.phases().into_iter().map(|(phase, secs)| {
+        (
+            format!("phase_{}_seconds", phase.as_str()),
+            format!("{secs:.3}"),
+        )
+    }));
     if let Some(bytes) = t.unreplicated_bytes {
         figures.push(("unreplicated_bytes".into(), bytes.to_string()));
     }

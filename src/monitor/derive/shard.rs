@@ -93,5 +93,6 @@ pub fn view(name: &str, plan: &ShardPlan, intake: &Intake) -> ShardView {
         nodes,
         sentinel: plan.sentinel.as_ref().map(|s| s.view.clone()),
         failover_in_progress: false,
+        two_masters: None,
     }
 }

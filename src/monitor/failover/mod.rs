@@ -7,6 +7,7 @@
 pub mod cluster;
 pub mod history;
 pub mod sentinel;
+pub mod two_masters;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::parse::sentinel::Flag;
 use crate::util::time::unix;
 use cluster::ClusterShard;
 use sentinel::SentinelShard;
+use two_masters::{MasterSeen, TwoMasters};
 
 /// A cluster failover with no end after this long is closed as timed out.
 /// (Clusters publish no failover timeout; ten minutes is far beyond any
@@ -133,7 +135,11 @@ pub struct Machines {
     /// Failover timeout x 2 of each sentinel shard, in seconds, as the sentinels report it.
     limits: HashMap<String, f64>,
     /// Shards where more than one node reports role master, since when.
-    two_masters: HashMap<String, Window>,
+    two_masters: HashMap<String, TwoMasters>,
+    /// Per shard, the latest failover that switched: (its id, the old
+    /// master, the old master's offset when last polled before the switch),
+    /// the base of what a returning old master takes.
+    switched_from: HashMap<String, (String, String, u64)>,
     effects: Vec<Effect>,
     /// Shards whose failover state shown in their view changed.
     touched: BTreeSet<String>,
@@ -156,6 +162,7 @@ impl Machines {
             cluster: BTreeMap::new(),
             limits: HashMap::new(),
             two_masters: HashMap::new(),
+            switched_from: HashMap::new(),
             effects: Vec::new(),
             touched: BTreeSet::new(),
             resettled: BTreeSet::new(),
@@ -280,6 +287,8 @@ impl Machines {
         self.limits.retain(|name, _| current.contains_key(name));
         self.two_masters
             .retain(|name, _| current.contains_key(name));
+        self.switched_from
+            .retain(|name, _| current.contains_key(name));
         self.open
             .retain(|name| self.sentinel.contains_key(name) || self.cluster.contains_key(name));
     }
@@ -355,26 +364,47 @@ impl Machines {
 
     /// Follows the nodes of a shard that report role master: more than one
     /// opens a two-masters window on the shard's failover, one or none
-    /// closes it.
-    pub fn masters_seen(&mut self, shard: &str, masters: Vec<String>, now: f64) {
-        let window = if masters.len() > 1 && !self.two_masters.contains_key(shard) {
-            let w = Window {
-                start: now,
-                end: None,
-                nodes: masters,
-            };
-            self.two_masters.insert(shard.to_string(), w.clone());
-            w
-        } else if masters.len() <= 1 {
-            let Some(mut w) = self.two_masters.remove(shard) else {
+    /// closes it. While it lasts, what the nodes other than `master` (the
+    /// shard's master as the sentinels or the slot map name it) take is
+    /// counted: write commands since the window opened, replication bytes
+    /// since the switch (for the failover's old master) or since the window
+    /// opened.
+    pub fn masters_seen(
+        &mut self,
+        shard: &str,
+        masters: Vec<MasterSeen>,
+        master: Option<&str>,
+        now: f64,
+    ) {
+        if masters.len() <= 1 {
+            let Some(mut two) = self.two_masters.remove(shard) else {
                 return;
             };
-            w.end = Some(now);
-            w
-        } else {
+            two.window.end = Some(now);
+            self.amend(shard, Amendment::TwoMasters(two.window));
             return;
-        };
-        self.amend(shard, Amendment::TwoMasters(window));
+        }
+        let switched_from = self
+            .switched_from
+            .get(shard)
+            .map(|(_, addr, offset)| (addr.as_str(), *offset));
+        let mut fresh = false;
+        let two = self
+            .two_masters
+            .entry(shard.to_string())
+            .or_insert_with(|| {
+                fresh = true;
+                TwoMasters::open(now)
+            });
+        if two.see(&masters, master, switched_from) || fresh {
+            let window = two.window.clone();
+            self.amend(shard, Amendment::TwoMasters(window));
+        }
+    }
+
+    /// The shard's two-masters window while it lasts.
+    pub fn two_masters(&self, shard: &str) -> Option<&Window> {
+        self.two_masters.get(shard).map(|t| &t.window)
     }
 
     /// Records an amendment on the shard's open timeline, or else on its
@@ -422,14 +452,38 @@ impl Machines {
                 if let Some(t) = self.open_mut(shard) {
                     enrich(t, intake);
                     let t = t.clone();
+                    self.note_switch(&t, intake);
                     self.effects.push(Effect::Changed(t));
                 }
             }
             Step::Closed(mut t) => {
                 self.touched.insert(shard.to_string());
                 enrich(&mut t, intake);
+                self.note_switch(&t, intake);
                 self.effects.push(Effect::Closed(*t));
             }
+        }
+    }
+}
+
+impl Machines {
+    /// Remembers the old master's last polled offset when a failover first
+    /// shows its switch.
+    fn note_switch(&mut self, t: &Timeline, intake: &Intake) {
+        let (Some(_), Some(old)) = (t.switched(), &t.old_master) else {
+            return;
+        };
+        if self
+            .switched_from
+            .get(&t.shard)
+            .is_some_and(|(id, _, _)| *id == t.id)
+        {
+            return;
+        }
+        if let Some(r) = intake.node(old).0 {
+            let offset = r.replication.master_repl_offset;
+            self.switched_from
+                .insert(t.shard.clone(), (t.id.clone(), old.clone(), offset));
         }
     }
 }
