@@ -2,14 +2,20 @@
 //!
 //! The clock is the harness's own subscription to every sentinel
 //! ([`crate::watch`]). Per failover:
-//! - (a) first `+switch-master` → the agent's `FailoverCompleted` at the receiver;
+//! - (a) first `+switch-master` → the agent's `FailoverSwitched` at the
+//!   receiver (the page);
 //! - (b) first `+switch-master` → the peer's alert firing on Prometheus's
 //!   `/api/v1/alerts` (polled every 50 ms);
 //! - (c) first `+odown` → the agent's `FailoverStarted` at the receiver;
-//! - and where (a) goes: first `+switch-master` → the leader's `+failover-end`
-//!   (Sentinel's own reconfiguration of the other replicas), and
-//!   `+failover-end` → `FailoverCompleted` (the agent).
+//! - the end: first `+switch-master` → `FailoverCompleted` at the receiver,
+//!   split into first `+switch-master` → the leader's `+failover-end`
+//!   (Sentinel's own reconfiguration of the other replicas) and
+//!   `+failover-end` → `FailoverCompleted` (the agent);
+//! - the pages: the critical notifications (firing, `severity=critical`)
+//!   the receiver got from the freeze to the next failover's freeze, by
+//!   alertname.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use redis_ha_lab::{Reply, SentinelGroup};
@@ -38,11 +44,21 @@ pub const PEER_RULES: &str = "groups:
 /// The figures of one failover, in seconds (`None`: not seen in time).
 #[derive(Debug, Clone, Default)]
 pub struct FailoverRun {
+    /// (a) first `+switch-master` → `FailoverSwitched` at the receiver.
     pub agent_page: Option<f64>,
+    /// (b) first `+switch-master` → the peer's alert firing.
     pub peer_page: Option<f64>,
+    /// (c) first `+odown` → `FailoverStarted` at the receiver.
     pub agent_started: Option<f64>,
+    /// First `+switch-master` → `FailoverCompleted` at the receiver.
+    pub agent_completed: Option<f64>,
+    /// First `+switch-master` → the leader's `+failover-end`.
     pub switch_to_end: Option<f64>,
-    pub end_to_page: Option<f64>,
+    /// `+failover-end` → `FailoverCompleted` at the receiver.
+    pub end_to_completed: Option<f64>,
+    /// Critical notifications (firing) from this failover's freeze to the
+    /// next one's (the last: to the group being steady again), by alertname.
+    pub pages: BTreeMap<String, usize>,
     /// The first `+switch-master` came from a sentinel other than the leader
     /// (the one publishing `+failover-end`).
     pub first_switch_not_leader: bool,
@@ -61,22 +77,27 @@ pub fn run(
     count: usize,
 ) -> Vec<FailoverRun> {
     let mut runs = Vec::with_capacity(count);
+    let mut starts = Vec::with_capacity(count);
     for i in 0..count {
         wait_steady(group, peer);
         let old = group.master_port().expect("a sentinel names the master");
         let t0 = Instant::now();
+        starts.push(t0);
         group.node(old).freeze();
         let new = group.wait_for_new_master(old, Duration::from_secs(60));
         group.node(old).resume();
-        // What Sentinel does itself once it next reads the old master's INFO
-        // (every 10 s): make it a replica of the new master. Done now so the
-        // next failover starts sooner; nothing measured depends on it.
+        // What Sentinel does itself once the old master has reported role
+        // master for 8 s (seen at its INFO of it): make it a replica of the
+        // new master. Done now so the next failover starts sooner; it also
+        // cuts the two-masters window to the time between these two
+        // commands, so `MultipleMasters` (30 s) cannot show here.
         let _ = group
             .node(old)
             .cmd(&["REPLICAOF", "127.0.0.1", &new.to_string()]);
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline
-            && !(receiver.first_firing("FailoverCompleted", t0).is_some()
+            && !(receiver.first_firing("FailoverSwitched", t0).is_some()
+                && receiver.first_firing("FailoverCompleted", t0).is_some()
                 && peer.fired_after(t0).is_some())
         {
             std::thread::sleep(Duration::from_millis(50));
@@ -84,6 +105,7 @@ pub fn run(
         let switch = events.first("+switch-master", t0);
         let odown = events.first("+odown", t0);
         let end = events.first("+failover-end", t0);
+        let switched = receiver.first_firing("FailoverSwitched", t0);
         let completed = receiver.first_firing("FailoverCompleted", t0);
         let started = receiver.first_firing("FailoverStarted", t0);
         let since = |from: Option<Instant>, to: Option<Instant>| match (from, to) {
@@ -91,12 +113,15 @@ pub fn run(
             _ => None,
         };
         let switch_at = switch.as_ref().map(|e| e.at);
+        let end_at = end.as_ref().map(|e| e.at);
         let run = FailoverRun {
-            agent_page: since(switch_at, completed),
+            agent_page: since(switch_at, switched),
             peer_page: since(switch_at, peer.fired_after(t0)),
             agent_started: since(odown.as_ref().map(|e| e.at), started),
-            switch_to_end: since(switch_at, end.as_ref().map(|e| e.at)),
-            end_to_page: since(end.as_ref().map(|e| e.at), completed),
+            agent_completed: since(switch_at, completed),
+            switch_to_end: since(switch_at, end_at),
+            end_to_completed: since(end_at, completed),
+            pages: BTreeMap::new(),
             first_switch_not_leader: match (&switch, &end) {
                 (Some(s), Some(e)) => s.sentinel != e.sentinel,
                 _ => false,
@@ -104,14 +129,27 @@ pub fn run(
             freeze_to_switch: switch_at.map(|s| s.duration_since(t0).as_secs_f64()),
         };
         eprintln!(
-            "bench: failover {}/{count}: {old} -> {new}; page (a) {} ms, peer (b) {} ms, started (c) {} ms, switch->end {} ms",
+            "bench: failover {}/{count}: {old} -> {new}; page (a) {} ms, peer (b) {} ms, started (c) {} ms, completed {} ms, switch->end {} ms",
             i + 1,
             ms(run.agent_page),
             ms(run.peer_page),
             ms(run.agent_started),
+            ms(run.agent_completed),
             ms(run.switch_to_end),
         );
         runs.push(run);
+    }
+    // The last failover's window ends when a next one could start.
+    wait_steady(group, peer);
+    let last = Instant::now();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let until = starts.get(i + 1).copied().unwrap_or(last);
+        run.pages = receiver.firing_by_name("critical", starts[i], until);
+        eprintln!(
+            "bench: failover {}/{count}: critical notifications {:?}",
+            i + 1,
+            run.pages
+        );
     }
     runs
 }

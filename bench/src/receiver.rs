@@ -1,6 +1,7 @@
 //! The page: a local webhook receiver that timestamps each notification the
 //! agent delivers the moment its body has arrived, and answers 200.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -13,6 +14,8 @@ pub struct Notification {
     /// `firing` or `resolved`.
     pub status: String,
     pub alertname: String,
+    /// The `severity` label (`critical`, `warning`, ...; empty if none).
+    pub severity: String,
 }
 
 #[derive(Clone)]
@@ -52,6 +55,23 @@ impl Receiver {
             .filter(|n| n.at > since && n.status == "firing" && n.alertname == alertname)
             .map(|n| n.at)
             .min()
+    }
+
+    /// The firing notifications of `severity` that arrived in `(since, until]`,
+    /// counted by alertname (each alert of a request counts once).
+    pub fn firing_by_name(
+        &self,
+        severity: &str,
+        since: Instant,
+        until: Instant,
+    ) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for n in self.got.lock().unwrap().iter() {
+            if n.at > since && n.at <= until && n.status == "firing" && n.severity == severity {
+                *counts.entry(n.alertname.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
     }
 
     /// Requests on one connection, kept alive as the client wishes.
@@ -109,11 +129,12 @@ impl Receiver {
         };
         let status = json["status"].as_str().unwrap_or("").to_string();
         for alert in json["alerts"].as_array().into_iter().flatten() {
-            let alertname = alert["labels"]["alertname"].as_str().unwrap_or("");
+            let label = |k: &str| alert["labels"][k].as_str().unwrap_or("").to_string();
             self.got.lock().unwrap().push(Notification {
                 at,
                 status: alert["status"].as_str().unwrap_or(&status).to_string(),
-                alertname: alertname.to_string(),
+                alertname: label("alertname"),
+                severity: label("severity"),
             });
         }
     }
