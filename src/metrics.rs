@@ -68,6 +68,8 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_replica_sync_in_progress", GAUGE, "deployment, shard, node", "1 while the replica runs a full sync."),
     def("redis_ha_master_repl_offset_bytes", GAUGE, "deployment, shard", "The shard master's replication offset; its rate is the write rate."),
     def("redis_ha_shard_masters", GAUGE, "deployment, shard", "Reachable nodes of the shard that report role master: 1 healthy, 0 none, more is split brain."),
+    def("redis_ha_shard_two_masters_writes", GAUGE, "deployment, shard", "While more than one node of the shard reports role master: write commands the ones other than the shard's master took since they were seen so (absent otherwise, or when not read)."),
+    def("redis_ha_shard_two_masters_written_bytes", GAUGE, "deployment, shard", "While more than one node of the shard reports role master: bytes their replication offsets moved since the switch (writes plus sentinels' hello messages; absent otherwise)."),
     def("redis_ha_shard_replicas_healthy", GAUGE, "deployment, shard", "Replicas of the shard whose link to the master is up."),
     def("redis_ha_sentinel_master_info", GAUGE, "deployment, shard, node", "1 for the master address the reachable sentinels agree on."),
     def("redis_ha_sentinel_quorum", GAUGE, "deployment, shard", "The configured quorum."),
@@ -95,6 +97,7 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_failovers_total", COUNTER, "deployment, shard, outcome", "Failovers ended since the agent started, by outcome (completed, aborted, timed_out)."),
     def("redis_ha_failover_phase_seconds", HISTOGRAM, "deployment, kind, phase", "Duration of each phase of completed failovers."),
     def("redis_ha_failover_last_end_timestamp_seconds", GAUGE, "deployment, shard", "When the shard's last failover ended (unix time)."),
+    def("redis_ha_failover_last_switch_timestamp_seconds", GAUGE, "deployment, shard", "When the shard's latest failover switched to a new master (unix time): a sentinel's first +switch-master, a cluster's promotion."),
     def("redis_ha_failover_last_duration_seconds", GAUGE, "deployment, shard", "Total duration of the shard's last failover."),
     def("redis_ha_failover_unreplicated_bytes", GAUGE, "deployment, shard", "At the shard's last failover: the old master's offset minus the promoted replica's (writes at risk)."),
     def("redis_ha_canary_up", GAUGE, "deployment, shard", "1 if the canary's last write to the shard was acknowledged."),
@@ -467,6 +470,18 @@ fn shard(out: &mut dyn Out, dep: &str, s: &ShardView) {
     let name = s.name.as_str();
     let labels = [("deployment", dep), ("shard", name)];
     out.add("redis_ha_shard_masters", &labels, f64::from(s.masters));
+    if let Some(w) = &s.two_masters {
+        if let Some(writes) = w.writes {
+            out.add("redis_ha_shard_two_masters_writes", &labels, writes as f64);
+        }
+        if let Some(bytes) = w.written_bytes {
+            out.add(
+                "redis_ha_shard_two_masters_written_bytes",
+                &labels,
+                bytes as f64,
+            );
+        }
+    }
     out.add(
         "redis_ha_shard_replicas_healthy",
         &labels,
@@ -593,6 +608,28 @@ fn failovers(out: &mut dyn Out, d: &DeploymentView, f: &FailoverView) {
             .last_ended
             .get(&(dep.to_string(), s.name.clone()))
             .map(|i| &f.timelines[*i]);
+        // The open failover's switch, else the last ended one's; open
+        // timelines come first and are few, and only shards with one
+        // look for it.
+        let open = s
+            .failover_in_progress
+            .then(|| {
+                f.timelines
+                    .iter()
+                    .take_while(|t| t.is_open())
+                    .find(|t| *t.deployment == *dep && t.shard == s.name)
+            })
+            .flatten();
+        let switch = open
+            .and_then(Timeline::switch_seen)
+            .or_else(|| last.and_then(Timeline::switch_seen));
+        if let Some(at) = switch {
+            out.add(
+                "redis_ha_failover_last_switch_timestamp_seconds",
+                &labels,
+                at,
+            );
+        }
         if let Some(t) = last {
             if let Some(end) = t.ended() {
                 out.add("redis_ha_failover_last_end_timestamp_seconds", &labels, end);

@@ -12,10 +12,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::PollSettings;
+use crate::collect::node::Strays;
 use crate::collect::topology::{Rotation, Topology};
 use crate::collect::{poller, subscriber};
 use crate::config::{Config, Deployment, Kind};
-use crate::model::snapshot::Snapshot;
+use crate::model::snapshot::{DeploymentView, Snapshot};
 use crate::model::{Input, TargetId, TargetKind};
 use crate::shutdown::Shutdown;
 
@@ -61,6 +62,18 @@ fn reconcile<K: Eq + Hash + Clone>(
 
 /// The shards the canary probes: every shard of a sentinel deployment,
 /// every shard owning slots of a cluster, where `canary.enabled`.
+/// The nodes of a deployment that report role master beside their shard's
+/// master: those of the shards' open two-masters windows. Few, and most
+/// often none: a scan of the shards per snapshot.
+fn stray_masters(d: &DeploymentView) -> HashSet<String> {
+    d.shards
+        .iter()
+        .filter_map(|s| Some((s.two_masters.as_ref()?, s.master.as_deref())))
+        .flat_map(|(w, master)| w.nodes.iter().filter(move |n| Some(n.as_str()) != master))
+        .cloned()
+        .collect()
+}
+
 fn probed(config: &Config, snapshot: &Snapshot) -> HashSet<(Arc<str>, String)> {
     let mut wanted = HashSet::new();
     for d in &snapshot.deployments {
@@ -118,6 +131,12 @@ pub async fn supervise(
             (d.name.as_str().into(), Arc::new(Topology::new(rotation)))
         })
         .collect();
+    // Per deployment, the nodes whose write count the pollers read.
+    let strays: HashMap<Arc<str>, Arc<Strays>> = config
+        .deployments
+        .iter()
+        .map(|d| (d.name.as_str().into(), Arc::default()))
+        .collect();
     let mut pollers: HashMap<TargetId, Running> = HashMap::new();
     let mut probes: HashMap<(Arc<str>, String), Running> = HashMap::new();
     let mut probe_seen: HashMap<(Arc<str>, String), Instant> = HashMap::new();
@@ -125,6 +144,11 @@ pub async fn supervise(
     let mut topology = None;
     loop {
         let snapshot = snapshots.borrow_and_update().clone();
+        for d in &snapshot.deployments {
+            if let Some(set) = strays.get(&d.name) {
+                set.set(stray_masters(d));
+            }
+        }
         // Targets change only with the topology: most snapshots need no look.
         if topology != Some(snapshot.topology) {
             topology = Some(snapshot.topology);
@@ -150,6 +174,7 @@ pub async fn supervise(
                         deployment.clone(),
                         settings,
                         clusters.get(&id.deployment).cloned(),
+                        strays.get(&id.deployment).cloned().unwrap_or_default(),
                         inputs.clone(),
                         stopped.clone(),
                     ))];

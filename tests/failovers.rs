@@ -215,15 +215,24 @@ fn automatic_sentinel_failover_timeline() {
     // converts it: two masters, measured.
     let started = Instant::now();
     group.node_mut(old_port).resume();
-    let mut saw_two = false;
-    while started.elapsed() < LONG && !saw_two {
-        saw_two = agent.metrics().value("redis_ha_shard_masters", &shard) == Some(2.0);
+    // Every documented family is served while it lasts (the two-masters
+    // ones only then), as documented.
+    let mut during = None;
+    while started.elapsed() < LONG && during.is_none() {
+        let m = agent.metrics();
+        let two = m.value("redis_ha_shard_masters", &shard) == Some(2.0)
+            && m.value("redis_ha_shard_two_masters_writes", &shard)
+                .is_some();
+        during = two.then_some(m);
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(
-        saw_two,
-        "shard_masters was never 2 while the old master came back"
+    let during = during.expect("shard_masters was never 2 while the old master came back");
+    assert_eq!(
+        during.value("redis_ha_shard_two_masters_writes", &shard),
+        Some(0.0),
+        "nothing writes to the returning master"
     );
+    check_docs_match(&during);
     let t = {
         let mut found = None;
         agent.wait_until("the two-masters window to close", LONG, |a| {
@@ -256,8 +265,11 @@ fn automatic_sentinel_failover_timeline() {
         "the returning master opens no second timeline"
     );
 
-    // Every documented family is served now, as documented.
-    check_docs_match(&m);
+    assert!(
+        m.value("redis_ha_shard_two_masters_writes", &shard)
+            .is_none(),
+        "served only while two masters last"
+    );
 }
 
 /// Must show 2 and 7: a restarted sentinel subscribes again; a manual

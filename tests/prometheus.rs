@@ -214,12 +214,11 @@ fn dashboards_and_rules_against_a_real_prometheus() {
             && firing(p, "TargetDown", ("node", &m))
             && firing(p, "TargetDown", ("node", &r))
     });
-    // The sentinel failover fired its rule too (for five minutes).
-    assert!(firing(
-        &prometheus,
-        "FailoverCompleted",
-        ("deployment", "s")
-    ));
+    // The sentinel failover fired its rules too (for five minutes): the
+    // switch's page and the end.
+    for rule in ["FailoverSwitched", "FailoverCompleted"] {
+        assert!(firing(&prometheus, rule, ("deployment", "s")), "{rule}");
+    }
     // What fires carries the rule's annotations, templated.
     let coverage = prometheus
         .alerts()

@@ -1,11 +1,14 @@
 //! One poll of a data node: `INFO replication`, and on cluster nodes
 //! `CLUSTER INFO` every poll and `CLUSTER NODES` when it has something new
 //! to say ([`super::topology`]); `INFO persistence` on masters that have no
-//! replica connected.
+//! replica connected, or that report role master beside their shard's
+//! master ([`Strays`]).
 
 use fred::prelude::*;
 use fred::types::InfoKind;
 
+use std::collections::HashSet;
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use super::topology::{Rotation, Topology};
@@ -62,23 +65,51 @@ pub struct Cluster<'a> {
 /// A `CLUSTER NODES` read that fails while an earlier view is known does
 /// not fail the poll: the earlier view goes on with the fresh `CLUSTER
 /// INFO`, and the next poll reads again.
+/// `stray`: the node reports role master beside its shard's master.
 pub async fn poll(
     client: &Client,
     cluster: Option<(Cluster<'_>, &mut Watch)>,
+    stray: bool,
 ) -> Result<NodeReading, PollError> {
     let mut reading = replication_and_cluster(client, cluster).await?;
     let r = &reading.replication;
-    if r.role == Role::Master && r.replicas.is_empty() {
+    if r.role == Role::Master && (r.replicas.is_empty() || stray) {
         reading.changes = changes(client).await;
     }
     Ok(reading)
 }
 
-/// Whether clients write to a master with no replica: a returning old
-/// master is one (its replicas follow the new master), and the writes it
-/// takes are lost when it is turned into a replica. Masters with replicas
-/// (nearly every master, nearly always) are not asked: the second round
-/// trip and the 1 kB reply are paid only where the answer matters. A
+/// The nodes of one deployment that report role master beside their
+/// shard's master, as the latest snapshot shows them (set by the
+/// supervisor): their pollers read their write count every poll, even
+/// while a replica that was not yet moved to the new master still follows
+/// them.
+#[derive(Debug, Default)]
+pub struct Strays(RwLock<HashSet<String>>);
+
+impl Strays {
+    /// Replaces the set; whether it changed.
+    pub fn set(&self, nodes: HashSet<String>) -> bool {
+        let mut current = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = *current != nodes;
+        *current = nodes;
+        changed
+    }
+
+    /// Whether `addr` is one.
+    pub fn contains(&self, addr: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(addr)
+    }
+}
+
+/// Whether clients write to a master that should not be one: a returning
+/// old master (its replicas follow the new master, or are being moved), and
+/// the writes it takes are lost when it is turned into a replica. Other
+/// masters (nearly every master, nearly always) are not asked: the second
+/// round trip and the 1 kB reply are paid only where the answer matters. A
 /// failed read is not a failed poll.
 async fn changes(client: &Client) -> Option<u64> {
     let text = client

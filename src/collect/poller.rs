@@ -7,7 +7,7 @@ use fred::prelude::*;
 use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 
-use super::node::{self, Watch};
+use super::node::{self, Strays, Watch};
 use super::sentinel;
 use super::topology::Topology;
 use crate::client::{client, PollSettings, Purpose};
@@ -24,6 +24,7 @@ pub async fn run(
     deployment: Arc<Deployment>,
     settings: PollSettings,
     cluster: Option<Arc<Topology>>,
+    strays: Arc<Strays>,
     tx: mpsc::Sender<Input>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -87,7 +88,8 @@ pub async fn run(
                                     (c, &mut topology)
                                 },
                             );
-                            node::poll(client, cluster).await.map(Reading::Node)
+                            let stray = strays.contains(&target.addr);
+                            node::poll(client, cluster, stray).await.map(Reading::Node)
                         }
                     }
                 });
