@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use redis_ha_lab::{SentinelGroup, SentinelOpts};
 use serde_json::Value;
-use support::receiver::Receiver;
+use support::receiver::{Receiver, Request};
 use support::{sentinel_deployment, Agent};
 
 const LONG: Duration = Duration::from_secs(40);
@@ -48,6 +48,17 @@ fn fired(hook: &Receiver, name: &str) -> Vec<Note> {
         .into_iter()
         .filter(|n| n.alertname == name && n.status == "firing")
         .collect()
+}
+
+/// Waits until `name` reached the receiver with `status` (`firing`,
+/// `resolved`); the alert as sent.
+fn wait_for(hook: &Receiver, name: &str, status: &str) -> Value {
+    let alert = |r: &Request| r.json()["alerts"][0].clone();
+    let is = |a: &Value| a["labels"]["alertname"] == name && a["status"] == status;
+    let got = hook.wait_for(&format!("{name} {status}"), LONG, |r| {
+        r.iter().any(|r| is(&alert(r)))
+    });
+    got.iter().map(alert).find(is).unwrap()
 }
 
 /// The agent watching `group`, with a webhook receiver and `rules`.
@@ -133,9 +144,7 @@ fn a_failover_pages_once_and_writes_to_a_returning_master_page_at_once() {
             &[("deployment", "s"), ("shard", "mymaster")],
         ) == Some(1.0)
     });
-    hook.wait_for("the end's notification", LONG, |r| {
-        r.iter().any(|r| r.body.contains("FailoverCompleted"))
-    });
+    wait_for(&hook, "FailoverCompleted", "firing");
     // What reached the receiver: one page, the switch, then the end.
     let critical: Vec<Note> = notes(&hook)
         .into_iter()
@@ -212,15 +221,7 @@ fn a_failover_pages_once_and_writes_to_a_returning_master_page_at_once() {
             .cmd(&["SET", &format!("lost-{i}"), "written to the old master"])
             .unwrap();
     }
-    let page = hook.wait_for("MultipleMastersWriting", LONG, |r| {
-        r.iter()
-            .any(|r| r.body.contains("MultipleMastersWriting") && r.body.contains("firing"))
-    });
-    let page = page
-        .iter()
-        .map(|r| r.json()["alerts"][0].clone())
-        .find(|a| a["labels"]["alertname"] == "MultipleMastersWriting")
-        .unwrap();
+    let page = wait_for(&hook, "MultipleMastersWriting", "firing");
     assert_eq!(page["labels"]["severity"], "critical");
     assert_eq!(page["labels"]["shard"], "mymaster");
     let summary = page["annotations"]["summary"].as_str().unwrap();
@@ -241,10 +242,7 @@ fn a_failover_pages_once_and_writes_to_a_returning_master_page_at_once() {
         Some(5.0)
     );
     // Sentinel converts it; the alert resolves, the count stays on the timeline.
-    hook.wait_for("MultipleMastersWriting resolved", LONG, |r| {
-        r.iter()
-            .any(|r| r.body.contains("MultipleMastersWriting") && r.body.contains("resolved"))
-    });
+    wait_for(&hook, "MultipleMastersWriting", "resolved");
     assert_eq!(role(&group, old), "slave");
     let t = agent
         .failovers("s")
@@ -276,15 +274,7 @@ fn an_old_master_that_stays_a_master_pages_past_its_bound() {
         .node(old)
         .cmd(&["ACL", "SETUSER", "default", "-replicaof", "-slaveof"])
         .unwrap();
-    let page = hook.wait_for("MultipleMasters", LONG, |r| {
-        r.iter()
-            .any(|r| r.body.contains("\"MultipleMasters\"") && r.body.contains("firing"))
-    });
-    let page = page
-        .iter()
-        .map(|r| r.json()["alerts"][0].clone())
-        .find(|a| a["labels"]["alertname"] == "MultipleMasters")
-        .unwrap();
+    let page = wait_for(&hook, "MultipleMasters", "firing");
     assert_eq!(page["labels"]["severity"], "critical");
     assert_eq!(role(&group, old), "master", "still unconverted");
     let summary = page["annotations"]["summary"].as_str().unwrap();
@@ -299,10 +289,7 @@ fn an_old_master_that_stays_a_master_pages_past_its_bound() {
         .node(old)
         .cmd(&["REPLICAOF", "127.0.0.1", &new.to_string()])
         .unwrap();
-    hook.wait_for("MultipleMasters resolved", LONG, |r| {
-        r.iter()
-            .any(|r| r.body.contains("\"MultipleMasters\"") && r.body.contains("resolved"))
-    });
+    wait_for(&hook, "MultipleMasters", "resolved");
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {

@@ -473,31 +473,28 @@ impl Report {
         if names.is_empty() {
             o.push_str("| (none) | 0 | 0 | 0 | 0 |\n");
         }
-        for name in names {
-            let counts: Vec<usize> = runs
-                .iter()
-                .map(|r| r.pages.get(name).copied().unwrap_or(0))
-                .collect();
+        // One row: failovers with any, then min, max and total per failover.
+        let row = |o: &mut String, label: &str, counts: &[usize]| {
             let _ = writeln!(
                 o,
-                "| `{name}` | {} of {} | {} | {} | {} |",
+                "| {label} | {} of {} | {} | {} | {} |",
                 counts.iter().filter(|&&n| n > 0).count(),
                 runs.len(),
                 counts.iter().min().unwrap_or(&0),
                 counts.iter().max().unwrap_or(&0),
                 counts.iter().sum::<usize>(),
             );
+        };
+        for name in names {
+            let counts: Vec<usize> = runs
+                .iter()
+                .map(|r| r.pages.get(name).copied().unwrap_or(0))
+                .collect();
+            row(o, &format!("`{name}`"), &counts);
         }
         let totals: Vec<usize> = runs.iter().map(|r| r.pages.values().sum()).collect();
-        let _ = writeln!(
-            o,
-            "| all critical | {} of {} | {} | {} | {} |\n",
-            totals.iter().filter(|&&n| n > 0).count(),
-            runs.len(),
-            totals.iter().min().unwrap_or(&0),
-            totals.iter().max().unwrap_or(&0),
-            totals.iter().sum::<usize>(),
-        );
+        row(o, "all critical", &totals);
+        o.push('\n');
     }
 
     fn scrape_section(&self, o: &mut String) {
