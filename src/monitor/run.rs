@@ -20,7 +20,10 @@ const BATCH: usize = 256;
 /// spread over the interval, one or two at a time: stepping for each would
 /// publish a snapshot per poll (about 700 a second at 1000 nodes). Waiting
 /// this long after the previous step gathers them in batches, at most 100
-/// steps a second, and adds nothing when inputs are rarer than this.
+/// steps a second, and adds nothing when inputs are rarer than this. A
+/// batch holding a sentinel event does not wait: events are few, and one of
+/// them (`+switch-master`) is what pages someone. A flood of them still
+/// comes in batches (as many as wait, up to [`BATCH`]).
 const SPACING: Duration = Duration::from_millis(10);
 
 /// Where the monitor hands what must outlive it.
@@ -44,7 +47,8 @@ pub async fn run(
     let mut batch = Vec::new();
     let mut last: Option<Instant> = None;
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        if let Some(ready) = last.map(|at| at + SPACING) {
+        let event = batch.iter().any(|i| matches!(i, Input::Event(_)));
+        if let (Some(ready), false) = (last.map(|at| at + SPACING), event) {
             if Instant::now() < ready {
                 tokio::time::sleep_until(ready).await;
                 while batch.len() < BATCH {
