@@ -436,6 +436,25 @@ fn cluster_failover_timelines() {
     assert_eq!(shard_of(&agent, &replica.addr()), shard_before);
     let detail = agent.json(&format!("/api/v1/failovers/{}", t["id"].as_str().unwrap()));
     assert_eq!(detail["id"], t["id"]);
+    // The page at the promotion, naming the replica that took over.
+    let switched: Vec<Value> = agent.json("/api/v1/alerts")["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["alertname"] == "FailoverSwitched" && a["labels"]["failover"] == t["id"])
+        .cloned()
+        .collect();
+    assert_eq!(switched.len(), 1, "{switched:?}");
+    assert_eq!(
+        switched[0]["annotations"]["new_master"],
+        replica.addr().as_str()
+    );
+    assert_eq!(switched[0]["severity"], "critical");
+    assert_eq!(
+        switched[0]["since"].as_f64(),
+        mark_at(&t, "promoted"),
+        "raised at the promotion"
+    );
     assert_eq!(agent.get("/api/v1/failovers/nope").0, 404);
 
     // A planned failover on another shard's replica.
