@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use browser::{screenshot_path, Browser};
-use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
+use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts, SimCluster, SimOpts};
 use serde_json::{json, Value};
 use support::{cluster_deployment, sentinel_deployment, Agent, CANARY};
 
@@ -23,10 +23,30 @@ fn js(s: &str) -> String {
     json!(s).to_string()
 }
 
+/// `s` as one path segment: every byte but letters, digits and `-._~`
+/// percent-encoded, as the pages' `encodeURIComponent` does.
+fn segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The path of a failover's page, its id as one percent-encoded segment.
 fn failover_path(id: &str) -> String {
-    format!("/ui/failovers/{}", id.replace(':', "%3A"))
+    format!("/ui/failovers/{}", segment(id))
 }
+
+/// A deployment name that is markup: the pages must show it as text.
+const HOSTILE: &str = "c<i>x</i>&'";
+
+/// Whether the page shows `HOSTILE` as text and nowhere as an element.
+const SHOWN_AS_TEXT: &str =
+    "document.querySelector('main').innerText.includes(\"c<i>x</i>&'\") && !document.querySelector('main i')";
 
 fn assert_no_errors(browser: &mut Browser, page: &str) {
     let errors = browser.errors();
@@ -217,13 +237,15 @@ fn lab_slots(m: usize, masters: usize) -> [u64; 2] {
 
 /// Must mark exactly the failed shard's slots as not served on the slot
 /// map, strip and table alike; the overview and topology pages render with
-/// the shard down and no console error.
+/// the shard down and no console error. The deployment's name is markup,
+/// which every page must show as text.
 #[test]
 fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
     let cluster = Cluster::start(ClusterOpts::default());
-    let agent = Agent::start(&cluster_deployment("c", &[cluster.nodes[0].addr()]));
+    let agent = Agent::start(&cluster_deployment(HOSTILE, &[cluster.nodes[0].addr()]));
+    let slots_api = format!("/api/v1/clusters/{}/slots", segment(HOSTILE));
     agent.wait_until("every slot covered", LONG, |a| {
-        let s = a.json("/api/v1/clusters/c/slots");
+        let s = a.json(&slots_api);
         s["uncovered"] == 0 && s["ranges"].as_array().unwrap().len() == 3
     });
     // Master 1 and its replica (ClusterOpts::default: 3 masters, 1 replica each).
@@ -233,7 +255,7 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
     replica.freeze();
     let frozen = [master.addr(), replica.addr()];
     agent.wait_until("the shard's slots unserved and its nodes down", LONG, |a| {
-        let s = a.json("/api/v1/clusters/c/slots");
+        let s = a.json(&slots_api);
         let unserved: Vec<_> = s["ranges"]
             .as_array()
             .unwrap()
@@ -252,7 +274,7 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
     });
     let mut browser = Browser::start();
 
-    let page = format!("{}/ui/clusters/c", agent.base);
+    let page = format!("{}/ui/clusters/{}", agent.base, segment(HOSTILE));
     let load = browser.open(&page);
     eprintln!("slot map rendered in {load:?}");
     let shown = browser.eval(
@@ -300,12 +322,17 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
     eprintln!("red on the strip: {red}");
     assert!(red["inside"].as_f64().unwrap() > 0.5, "{red}");
     assert_eq!(red["outside"], 0, "{red}");
+    assert_eq!(
+        browser.eval(SHOWN_AS_TEXT),
+        true,
+        "{page}: the name as text"
+    );
     assert_no_errors(&mut browser, &page);
     browser.screenshot(&screenshot_path("slots-cluster"));
 
     let overview = format!("{}/", agent.base);
     browser.open(&overview);
-    let text = browser.eval("document.querySelector('section[data-deployment=\"c\"]').innerText");
+    let text = browser.eval("document.querySelector('section[data-deployment]').innerText");
     let uncovered = lost[1] - lost[0] + 1;
     assert!(
         text.as_str()
@@ -313,6 +340,7 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
             .contains(&format!("{uncovered} uncovered slot(s)")),
         "{text}"
     );
+    assert_eq!(browser.eval(SHOWN_AS_TEXT), true, "/: the name as text");
     assert_no_errors(&mut browser, &overview);
     browser.screenshot(&screenshot_path("overview-cluster"));
 
@@ -328,6 +356,63 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
         browser.eval("document.querySelectorAll('table.nodes tr[data-node]').length"),
         6
     );
+    assert_eq!(
+        browser.eval(SHOWN_AS_TEXT),
+        true,
+        "{topology}: the name as text"
+    );
     assert_no_errors(&mut browser, &topology);
     browser.screenshot(&screenshot_path("topology-cluster"));
+}
+
+/// Must render every page of a 1000-node cluster (the simulator: 500
+/// masters, 500 replicas) within seconds of opening it; prints how long
+/// each took, from navigation to the page drawn.
+#[test]
+fn pages_of_a_1000_node_cluster_render_within_seconds() {
+    let sim = SimCluster::start(SimOpts {
+        masters: 500,
+        replicas_per_master: 1,
+        ..SimOpts::default()
+    });
+    let addrs = sim.node_addrs();
+    let agent = Agent::start(&cluster_deployment("big", &addrs[..1]));
+    agent.wait_until(
+        "every node in the topology and every slot covered",
+        Duration::from_secs(120),
+        |a| {
+            let topo = a.json("/api/v1/topology");
+            let nodes = topo["deployments"][0]["shards"].as_array().map_or(0, |s| {
+                s.iter().map(|s| s["nodes"].as_array().unwrap().len()).sum()
+            });
+            nodes == 1000 && a.json("/api/v1/clusters/big/slots")["uncovered"] == 0
+        },
+    );
+    let mut browser = Browser::start();
+    let mut took = Vec::new();
+    for (path, rows, want) in [
+        ("/", "section[data-deployment] tr[data-shard]", 500),
+        ("/ui/topology", "table.nodes tr[data-node]", 1000),
+        ("/ui/clusters/big", "table.ranges tr[data-state]", 500),
+    ] {
+        let page = format!("{}{path}", agent.base);
+        let load = browser.open(&page);
+        assert_eq!(
+            browser.eval(&format!("document.querySelectorAll({}).length", js(rows))),
+            want,
+            "{path}"
+        );
+        assert_no_errors(&mut browser, &page);
+        let api = browser.eval(
+            "Math.round(Math.max(0, ...performance.getEntriesByType('resource')
+                .filter(e => e.name.includes('/api/')).map(e => e.duration)))",
+        );
+        took.push(format!(
+            "{path} {} ms (slowest API call {api} ms)",
+            load.as_millis()
+        ));
+        assert!(load < Duration::from_secs(10), "{path} took {load:?}");
+    }
+    browser.screenshot(&screenshot_path("slots-1000-nodes"));
+    eprintln!("1000 nodes, navigation to rendered: {}", took.join(", "));
 }
