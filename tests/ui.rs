@@ -44,9 +44,17 @@ fn failover_path(id: &str) -> String {
 /// A deployment name that is markup: the pages must show it as text.
 const HOSTILE: &str = "c<i>x</i>&'";
 
-/// Whether the page shows `HOSTILE` as text and nowhere as an element.
-const SHOWN_AS_TEXT: &str =
-    "document.querySelector('main').innerText.includes(\"c<i>x</i>&'\") && !document.querySelector('main i')";
+/// Checks that `page` shows [`HOSTILE`] as text and nowhere as an element,
+/// with no console error, and saves a screenshot named `shot`.
+fn shows_the_name_cleanly(browser: &mut Browser, page: &str, shot: &str) {
+    let as_text = format!(
+        "document.querySelector('main').innerText.includes({}) && !document.querySelector('main i')",
+        js(HOSTILE)
+    );
+    assert_eq!(browser.eval(&as_text), true, "{page}: the name as text");
+    assert_no_errors(browser, page);
+    browser.screenshot(&screenshot_path(shot));
+}
 
 fn assert_no_errors(browser: &mut Browser, page: &str) {
     let errors = browser.errors();
@@ -322,13 +330,7 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
     eprintln!("red on the strip: {red}");
     assert!(red["inside"].as_f64().unwrap() > 0.5, "{red}");
     assert_eq!(red["outside"], 0, "{red}");
-    assert_eq!(
-        browser.eval(SHOWN_AS_TEXT),
-        true,
-        "{page}: the name as text"
-    );
-    assert_no_errors(&mut browser, &page);
-    browser.screenshot(&screenshot_path("slots-cluster"));
+    shows_the_name_cleanly(&mut browser, &page, "slots-cluster");
 
     let overview = format!("{}/", agent.base);
     browser.open(&overview);
@@ -340,9 +342,7 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
             .contains(&format!("{uncovered} uncovered slot(s)")),
         "{text}"
     );
-    assert_eq!(browser.eval(SHOWN_AS_TEXT), true, "/: the name as text");
-    assert_no_errors(&mut browser, &overview);
-    browser.screenshot(&screenshot_path("overview-cluster"));
+    shows_the_name_cleanly(&mut browser, &overview, "overview-cluster");
 
     let topology = format!("{}/ui/topology", agent.base);
     browser.open(&topology);
@@ -356,13 +356,18 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
         browser.eval("document.querySelectorAll('table.nodes tr[data-node]').length"),
         6
     );
-    assert_eq!(
-        browser.eval(SHOWN_AS_TEXT),
-        true,
-        "{topology}: the name as text"
+    shows_the_name_cleanly(&mut browser, &topology, "topology-cluster");
+
+    // No such cluster: the API's message, not a blank page.
+    browser.open(&format!("{}/ui/clusters/nope", agent.base));
+    let error = browser.eval("document.querySelector('main').dataset.error");
+    assert!(
+        error
+            .as_str()
+            .unwrap_or("")
+            .contains("no cluster deployment with this name"),
+        "{error}"
     );
-    assert_no_errors(&mut browser, &topology);
-    browser.screenshot(&screenshot_path("topology-cluster"));
 }
 
 /// Must render every page of a 1000-node cluster (the simulator: 500
