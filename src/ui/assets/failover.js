@@ -161,7 +161,7 @@
 <div class="hero">
 <div><div class="caption">New master</div><div id="new-master" class="new-master" data-node="${esc(t.new_master ?? '')}">${esc(t.new_master ?? 'not yet')}</div></div>
 <div><div class="caption">Old master</div><div class="old-master">${esc(t.old_master ?? '—')}</div></div>
-<div><div class="caption">Duration</div><div class="big">${secs(t.duration_seconds)}</div></div>
+<div><div class="caption">Duration</div><div class="big">${open && typeof t.started === 'number' ? `${secs(now - t.started)} so far` : secs(t.duration_seconds)}</div></div>
 </div>
 ${open ? '<p class="live">In progress: updated every second.</p>' : ''}
 <div class="split"><section><h2>Timeline</h2>${picture(t, marks, bars, wins, now)}</section>

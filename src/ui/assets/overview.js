@@ -29,7 +29,7 @@
     return [down ? 'bad' : 'warn', problems.join(', ')];
   }
 
-  function shardRow(d, s, alertCount, openFailover) {
+  function shardRow(s, alertCount, openFailover) {
     const nodes = Array.isArray(s.nodes) ? s.nodes : [];
     const replicas = nodes.filter((n) => n.node !== s.master).length;
     let lag = null;
@@ -56,7 +56,7 @@
 
   function deploymentSection(d, slots, alertsByShard, openByShard) {
     const shards = Array.isArray(d.shards) ? d.shards : [];
-    const rows = shards.map((s) => shardRow(d, s, alertsByShard.get(shardKey(d.deployment, s.shard)) || 0,
+    const rows = shards.map((s) => shardRow(s, alertsByShard.get(shardKey(d.deployment, s.shard)) || 0,
       openByShard.get(shardKey(d.deployment, s.shard)))).join('');
     const sentinels = Array.isArray(d.sentinels) ? d.sentinels : [];
     const sentinelLine = d.kind === 'sentinel'
