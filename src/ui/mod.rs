@@ -145,6 +145,8 @@ mod tests {
             "/",
             "/ui/topology",
             "/ui/failovers/sessions%3Amymaster%3A1795318679376",
+            // Colons are allowed in a path segment: links may leave them as they are.
+            "/ui/failovers/sessions:mymaster:1795318679376",
             "/ui/clusters/cache",
         ] {
             let r = get(path).await;
