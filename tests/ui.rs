@@ -358,6 +358,33 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
     );
     shows_the_name_cleanly(&mut browser, &topology, "topology-cluster");
 
+    // The shard's failover, open for good (no replica left to promote):
+    // shown in progress, read again every second, its id full of markup.
+    let open = agent.failovers(&segment(HOSTILE));
+    let t = open
+        .iter()
+        .find(|t| t["outcome"].is_null())
+        .unwrap_or_else(|| panic!("an open cluster failover: {open:?}"));
+    let page = format!("{}{}", agent.base, failover_path(t["id"].as_str().unwrap()));
+    browser.open(&page);
+    browser.wait_for(
+        "the page read again",
+        "+document.querySelector('main').dataset.renders >= 2",
+        SHOWN,
+    );
+    let text = browser.eval("document.querySelector('main').innerText");
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("in progress") && text.contains("Poll resolution"),
+        "{text}"
+    );
+    assert_eq!(
+        browser.eval("document.querySelectorAll('tr[data-mark]').length"),
+        t["marks"].as_array().unwrap().len(),
+        "{t}"
+    );
+    shows_the_name_cleanly(&mut browser, &page, "failover-cluster-open");
+
     // No such cluster: the API's message, not a blank page.
     browser.open(&format!("{}/ui/clusters/nope", agent.base));
     let error = browser.eval("document.querySelector('main').dataset.error");

@@ -159,7 +159,7 @@
       : chip(t.outcome === 'completed' ? 'ok' : 'bad', t.outcome);
     const html = `<h1>Failover of ${esc(t.shard)} <span class="sub">in ${esc(t.deployment)} (${esc(t.kind)})</span> ${status}</h1>
 <div class="hero">
-<div><div class="caption">New master</div><div id="new-master" class="new-master" data-node="${esc(t.new_master ?? '')}">${esc(t.new_master ?? 'not yet')}</div></div>
+<div><div class="caption">New master</div><div id="new-master" class="new-master${t.new_master ? '' : ' pending'}" data-node="${esc(t.new_master ?? '')}">${esc(t.new_master ?? 'not yet')}</div></div>
 <div><div class="caption">Old master</div><div class="old-master">${esc(t.old_master ?? '—')}</div></div>
 <div><div class="caption">Duration</div><div class="big">${open && typeof t.started === 'number' ? `${secs(now - t.started)} so far` : secs(t.duration_seconds)}</div></div>
 </div>
