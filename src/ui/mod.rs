@@ -20,7 +20,8 @@ use axum::Router;
 pub const CSP: &str =
     "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-/// The page every UI route serves; `{v}` stands for [`version`].
+/// The page every UI route serves; `{v}` stands for [`version`], `{pkg}`
+/// for the agent's version.
 const PAGE: &str = include_str!("assets/page.html");
 
 /// The files under `/ui/assets/{version}/`: name, content type, contents.
@@ -77,7 +78,10 @@ pub fn version() -> &'static str {
 /// names. Never cached, so that it always names the current assets.
 async fn page() -> Response {
     static BODY: OnceLock<String> = OnceLock::new();
-    let body = BODY.get_or_init(|| PAGE.replace("{v}", version()));
+    let body = BODY.get_or_init(|| {
+        PAGE.replace("{v}", version())
+            .replace("{pkg}", env!("CARGO_PKG_VERSION"))
+    });
     respond("text/html; charset=utf-8", body.as_str(), "no-cache")
 }
 
@@ -159,7 +163,8 @@ mod tests {
             assert_eq!(header_of(&r, header::CACHE_CONTROL), "no-cache");
             let body = text(r).await;
             assert!(body.contains(&format!("/ui/assets/{}/common.js", version())));
-            assert!(!body.contains("{v}"), "every placeholder replaced");
+            assert!(!body.contains('{'), "every placeholder replaced");
+            assert!(body.contains(env!("CARGO_PKG_VERSION")));
         }
     }
 
