@@ -64,6 +64,17 @@ fn assert_no_errors(browser: &mut Browser, page: &str) {
     );
 }
 
+/// Opens `url`, which names nothing the API knows: the page must show the
+/// API's `message`, not a blank page.
+fn shows_the_api_error(browser: &mut Browser, url: &str, message: &str) {
+    browser.open(url);
+    let error = browser.eval("document.querySelector('main').dataset.error");
+    assert!(
+        error.as_str().unwrap_or("").contains(message),
+        "{url}: {error}"
+    );
+}
+
 /// Must show the failover page as the agent recorded it: every mark with
 /// its reporter, every phase as a bar, the canary's and the two masters'
 /// windows, and the new master Sentinel names; the page follows a failover
@@ -216,15 +227,10 @@ fn failover_page_shows_a_sentinel_failover() {
     assert_no_errors(&mut browser, "/");
     browser.screenshot(&screenshot_path("overview-sentinel"));
 
-    // An unknown failover: the API's message, not a blank page.
-    browser.open(&format!("{}/ui/failovers/s%3Anone%3A1", agent.base));
-    let error = browser.eval("document.querySelector('main').dataset.error");
-    assert!(
-        error
-            .as_str()
-            .unwrap_or("")
-            .contains("no failover with this id"),
-        "{error}"
+    shows_the_api_error(
+        &mut browser,
+        &format!("{}/ui/failovers/s%3Anone%3A1", agent.base),
+        "no failover with this id",
     );
     let errors = browser.errors();
     assert!(
@@ -385,15 +391,10 @@ fn slot_map_marks_exactly_the_slots_of_a_failed_shard() {
     );
     shows_the_name_cleanly(&mut browser, &page, "failover-cluster-open");
 
-    // No such cluster: the API's message, not a blank page.
-    browser.open(&format!("{}/ui/clusters/nope", agent.base));
-    let error = browser.eval("document.querySelector('main').dataset.error");
-    assert!(
-        error
-            .as_str()
-            .unwrap_or("")
-            .contains("no cluster deployment with this name"),
-        "{error}"
+    shows_the_api_error(
+        &mut browser,
+        &format!("{}/ui/clusters/nope", agent.base),
+        "no cluster deployment with this name",
     );
 }
 
