@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
@@ -50,8 +50,9 @@ impl Shared {
 /// The most items one API call returns.
 const MAX_LIMIT: usize = 1000;
 
-/// The router: `/metrics`, `/-/healthy`, `/-/ready`, `/`, and the JSON API
-/// under `/api/v1/` (see docs/api.md). Every route is read-only.
+/// The router: `/metrics`, `/-/healthy`, `/-/ready`, the web UI (`/` and
+/// `/ui/`, see [`crate::ui`]), and the JSON API under `/api/v1/` (see
+/// docs/api.md). Every route is read-only.
 ///
 /// With `auth`, every request needs credentials (unknown paths too, so
 /// that nothing about the agent shows without them) except `/-/healthy`,
@@ -62,8 +63,7 @@ pub fn router(
     deliveries: Vec<Arc<EndpointStats>>,
     auth: Option<Arc<BasicAuth>>,
 ) -> Router {
-    let mut protected = Router::new()
-        .route("/", get(index))
+    let mut protected = crate::ui::routes()
         .route("/api/v1/failovers", get(failovers))
         .route("/api/v1/failovers/{id}", get(failover))
         .route("/api/v1/events", get(events))
@@ -121,23 +121,6 @@ async fn ready(State(shared): State<Shared>) -> (StatusCode, &'static str) {
             "waiting for the first poll of every discovered target\n",
         )
     }
-}
-
-async fn index() -> Html<&'static str> {
-    Html(concat!(
-        "<!doctype html><html><head><title>redis-ha-exporter</title></head><body>",
-        "<h1>redis-ha-exporter ",
-        env!("CARGO_PKG_VERSION"),
-        "</h1><p>Watches Redis Sentinel and Redis Cluster deployments.</p><ul>",
-        "<li><a href=\"/metrics\">/metrics</a>: Prometheus metrics</li>",
-        "<li><a href=\"/-/ready\">/-/ready</a>: ready once every discovered target has been polled</li>",
-        "<li><a href=\"/-/healthy\">/-/healthy</a>: the process is serving</li>",
-        "<li><a href=\"/api/v1/failovers\">/api/v1/failovers</a>: failover timelines</li>",
-        "<li><a href=\"/api/v1/events\">/api/v1/events</a>: recent sentinel events</li>",
-        "<li><a href=\"/api/v1/topology\">/api/v1/topology</a>: deployments, shards, nodes</li>",
-        "<li><a href=\"/api/v1/alerts\">/api/v1/alerts</a>: alerts firing now</li>",
-        "</ul></body></html>"
-    ))
 }
 
 #[derive(Deserialize)]
@@ -370,9 +353,14 @@ async fn topology(State(shared): State<Shared>) -> Json<Value> {
                                 "last_ack": c.status.last_ack, "acked": c.status.acked,
                                 "lost_writes": c.lost_writes })
                     });
+                    let sentinel = s.sentinel.as_ref().map(|v| {
+                        json!({ "master_addr": v.master_addr, "quorum": v.quorum, "reachable": v.reachable,
+                                "quorum_ok": v.quorum_ok, "agreement": v.agreement, "config_epoch": v.config_epoch,
+                                "sdown": v.sdown, "odown": v.odown })
+                    });
                     json!({ "shard": s.name, "master": s.master, "masters": s.masters,
                             "replicas_healthy": s.replicas_healthy, "failover_in_progress": s.failover_in_progress,
-                            "nodes": nodes, "canary": canary })
+                            "nodes": nodes, "canary": canary, "sentinel": sentinel })
                 })
                 .collect();
             let sentinels: Vec<Value> = d
@@ -397,4 +385,73 @@ async fn alerts(State(shared): State<Shared>) -> Json<Value> {
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     Json(json!({ "alerts": firing }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::PasswordHash;
+    use axum::body::Body;
+    use axum::http::Request;
+    use std::collections::BTreeMap;
+    use tower::ServiceExt as _;
+
+    /// The router with one user, `alice` / `right`.
+    fn protected() -> Router {
+        let users = BTreeMap::from([(
+            "alice".to_string(),
+            PasswordHash::parse(&bcrypt::hash("right", 4).unwrap()).unwrap(),
+        )]);
+        let (_, snapshots) = watch::channel(Arc::new(Snapshot::default()));
+        router(
+            snapshots,
+            Vec::new(),
+            crate::web::BasicAuth::new(&users).unwrap(),
+        )
+    }
+
+    async fn status(router: &Router, path: &str, credentials: Option<&str>) -> StatusCode {
+        let mut request = Request::get(path);
+        if let Some(c) = credentials {
+            use base64::Engine as _;
+            let token = base64::engine::general_purpose::STANDARD.encode(c);
+            request = request.header(header::AUTHORIZATION, format!("Basic {token}"));
+        }
+        router
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn the_ui_needs_the_same_credentials_as_the_api_and_health_none() {
+        let router = protected();
+        let asset = format!("/ui/assets/{}/common.js", crate::ui::version());
+        for path in [
+            "/",
+            "/ui/topology",
+            "/ui/failovers/a%3Ab%3A1",
+            "/ui/clusters/c",
+            &asset,
+        ] {
+            assert_eq!(
+                status(&router, path, None).await,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+            assert_eq!(
+                status(&router, path, Some("alice:wrong")).await,
+                StatusCode::UNAUTHORIZED,
+                "{path}"
+            );
+            assert_eq!(
+                status(&router, path, Some("alice:right")).await,
+                StatusCode::OK,
+                "{path}"
+            );
+        }
+        assert_eq!(status(&router, "/-/healthy", None).await, StatusCode::OK);
+    }
 }

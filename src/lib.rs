@@ -11,7 +11,7 @@
 //! Modules by layer, lowest first: [`util`], [`parse`], [`slots`], [`tls`];
 //! [`config`]; [`model`]; [`client`], [`collect`], [`canary`],
 //! [`supervise`]; [`monitor`]; [`store`], [`notify`], [`metrics`], [`web`],
-//! [`http`], [`healthcheck`]. A module imports only from layers below its
+//! [`ui`], [`http`], [`healthcheck`]. A module imports only from layers below its
 //! own (`tests/layers.rs` checks it).
 
 pub mod canary;
@@ -30,5 +30,6 @@ pub mod slots;
 pub mod store;
 pub mod supervise;
 pub mod tls;
+pub mod ui;
 pub mod util;
 pub mod web;

@@ -30,6 +30,7 @@ const RANKS: &[(&str, u8)] = &[
     ("notify", 9),
     ("metrics", 10),
     ("web", 10),
+    ("ui", 10),
     ("http", 11),
     ("healthcheck", 11),
 ];
