@@ -119,7 +119,9 @@
     const tm = t.two_masters;
     if (tm) {
       rows.push(row('Two masters', `${when(tm.start)} to ${tm.end == null ? 'now' : when(tm.end)}: ${esc((tm.nodes || []).join(', '))}`));
-      if (typeof tm.written_bytes === 'number') rows.push(row('Written to the old master since', bytes(tm.written_bytes)));
+      // Writes counted on the node that is not the master: lost at its conversion.
+      if (typeof tm.writes === 'number') rows.push(row('Two masters: writes taken by the other', String(tm.writes)));
+      if (typeof tm.written_bytes === 'number') rows.push(row('Two masters: its stream moved (hellos included)', bytes(tm.written_bytes)));
     }
     const c = t.canary;
     if (c) {
