@@ -49,9 +49,10 @@ fn verifies(r: &Request, secret: &str) -> bool {
         .any(|tag| ring::hmac::verify(&key, signed.as_bytes(), &tag).is_ok())
 }
 
-/// Must shows 1 and 5: a failover reaches a signed webhook as FailoverStarted
-/// then FailoverCompleted; Slack and PagerDuty get their documented
-/// payloads; routes pick the receivers by severity.
+/// Must shows 1 and 5: a failover reaches a signed webhook as FailoverStarted,
+/// FailoverSwitched, then FailoverCompleted; Slack and PagerDuty get their
+/// documented payloads; routes pick the receivers by severity (the page,
+/// FailoverSwitched, to PagerDuty).
 #[test]
 fn a_failover_reaches_webhook_slack_and_pagerduty() {
     let group = SentinelGroup::start(SentinelOpts::default());
@@ -65,6 +66,8 @@ fn a_failover_reaches_webhook_slack_and_pagerduty() {
         "alerts:
   state_dir: \"$DIR/state\"
   external_url: \"http://agent.example:9478\"
+  rules:
+    FailoverSwitched: {{ hold: 3s }}
   receivers:
     - {{ name: hook, type: webhook, url: \"{}\", secret_file: \"{}\" }}
     - {{ name: chat, type: slack, url_file: \"{}\" }}
@@ -91,19 +94,26 @@ fn a_failover_reaches_webhook_slack_and_pagerduty() {
     });
     group.node(old).resume();
 
-    // FailoverStarted first, then FailoverCompleted.
+    // FailoverStarted first, then FailoverSwitched, then FailoverCompleted.
     let order: Vec<(String, String)> = got
         .iter()
         .map(what)
         .filter(|(n, _)| n.starts_with("Failover"))
         .collect();
-    let started = order
-        .iter()
-        .position(|w| *w == ("FailoverStarted".into(), "firing".into()));
-    let completed = order
-        .iter()
-        .position(|w| *w == ("FailoverCompleted".into(), "firing".into()));
-    assert!(started.is_some() && started < completed, "order: {order:?}");
+    let at = |name: &str| {
+        order
+            .iter()
+            .position(|w| *w == (name.into(), "firing".into()))
+    };
+    let (started, switched, completed) = (
+        at("FailoverStarted"),
+        at("FailoverSwitched"),
+        at("FailoverCompleted"),
+    );
+    assert!(
+        started.is_some() && started < switched && switched < completed,
+        "order: {order:?}"
+    );
 
     // The Alertmanager webhook format, field by field.
     let r = got
@@ -152,24 +162,37 @@ fn a_failover_reaches_webhook_slack_and_pagerduty() {
     tampered.body = tampered.body.replace("mymaster", "yourmaster");
     assert!(!verifies(&tampered, SECRET));
 
-    // PagerDuty: the critical FailoverStarted, triggered then resolved with
-    // the same dedup key; nothing of severity warning.
-    let events = pager.wait_for("FailoverStarted resolved at PagerDuty", LONG, |got| {
+    // PagerDuty: the critical FailoverSwitched (the page), triggered with
+    // the switch, the outage and the link, then resolved after its hold
+    // with the same dedup key; nothing of severity warning.
+    let events = pager.wait_for("FailoverSwitched resolved at PagerDuty", LONG, |got| {
         got.iter().any(|r| r.json()["event_action"] == "resolve")
     });
     let trigger = events
         .iter()
         .map(Request::json)
-        .find(|e| e["event_action"] == "trigger" && e["payload"]["class"] == "FailoverStarted")
-        .expect("a trigger for FailoverStarted");
+        .find(|e| e["event_action"] == "trigger" && e["payload"]["class"] == "FailoverSwitched")
+        .expect("a trigger for FailoverSwitched");
     assert_eq!(events[0].path, "/v2/enqueue");
     assert_eq!(trigger["routing_key"], "pd-routing-key-0123");
     assert_eq!(trigger["payload"]["severity"], "critical");
     assert_eq!(trigger["payload"]["source"], "s");
-    assert!(trigger["payload"]["summary"]
+    let new = group.master_port().unwrap();
+    let summary = trigger["payload"]["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!(
+            "FailoverSwitched: mymaster switched to 127.0.0.1:{new} (was 127.0.0.1:{old})"
+        )),
+        "{summary}"
+    );
+    assert!(summary.contains("; writes failed ~"), "{summary}");
+    let failover = trigger["payload"]["custom_details"]["labels"]["failover"]
         .as_str()
-        .unwrap()
-        .starts_with("FailoverStarted: failover of mymaster"));
+        .unwrap();
+    assert_eq!(
+        trigger["links"][0]["href"],
+        format!("http://agent.example:9478/ui/failovers/{failover}").as_str()
+    );
     assert_eq!(
         trigger["payload"]["custom_details"]["labels"]["shard"],
         "mymaster"
@@ -186,7 +209,8 @@ fn a_failover_reaches_webhook_slack_and_pagerduty() {
         .iter()
         .all(|r| r.json()["payload"]["severity"] != "warning"));
 
-    // Slack: the warning FailoverCompleted, with text and blocks; nothing critical.
+    // Slack: the warning FailoverCompleted, with text and blocks (the
+    // failover's facts among them); nothing critical.
     let posts = chat.wait_for("FailoverCompleted at Slack", LONG, |got| {
         got.iter().any(|r| {
             r.json()["text"]
@@ -202,11 +226,25 @@ fn a_failover_reaches_webhook_slack_and_pagerduty() {
         .unwrap();
     let blocks = post["blocks"].as_array().unwrap();
     let types: Vec<&str> = blocks.iter().map(|b| b["type"].as_str().unwrap()).collect();
-    assert_eq!(types, ["header", "section", "section", "context"]);
+    assert_eq!(
+        types,
+        ["header", "section", "section", "section", "context"]
+    );
     assert!(blocks[1]["text"]["text"]
         .as_str()
         .unwrap()
         .contains("completed"));
+    let facts = blocks[2]["text"]["text"].as_str().unwrap();
+    assert!(
+        facts.starts_with(&format!("*Switched*: 127.0.0.1:{old} -> 127.0.0.1:{new}")),
+        "{facts}"
+    );
+    assert!(
+        facts.ends_with(&format!(
+            "*Timeline*: <http://agent.example:9478/ui/failovers/{failover}|the failover's page>"
+        )),
+        "{facts}"
+    );
     assert!(posts
         .iter()
         .all(|p| !p.json()["text"].as_str().unwrap().contains("(critical)")));
