@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
 use support::{cluster_deployment, sentinel_deployment, Agent, Metrics, POLL, TIMEOUT};
@@ -216,11 +216,20 @@ fn a_frozen_node_delays_nobody() {
     });
     let frozen = group.nodes[2].addr();
     group.nodes[2].freeze();
-    let froze_at = Instant::now();
-    agent.wait_metrics("the frozen node down", LONG, |m| {
+    let froze_at = SystemTime::now();
+    let m = agent.wait_metrics("the frozen node down", LONG, |m| {
         m.value("redis_ha_target_up", &[("node", &frozen)]) == Some(0.0)
     });
-    let down_after = froze_at.elapsed();
+    // By the agent's clock: the poll that found it down finished then (the
+    // test's own scrapes, slow on a loaded machine, do not count).
+    let failed_at = m
+        .value(
+            "redis_ha_target_last_poll_timestamp_seconds",
+            &[("node", &frozen)],
+        )
+        .unwrap();
+    let froze = froze_at.duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    let down_after = Duration::from_secs_f64((failed_at - froze).max(0.0));
     assert!(
         down_after <= 2 * POLL,
         "target_up fell to 0 after {down_after:?}, more than 2 poll intervals"
