@@ -524,6 +524,8 @@ impl Group {
                     num_replicas: 2,
                     num_other_sentinels: self.sentinels.len() as u32 - 1,
                     failover_timeout_ms: 10_000,
+                    down_after_ms: Some(2000),
+                    parallel_syncs: Some(1),
                 };
                 let view = MasterView {
                     master,
@@ -533,6 +535,9 @@ impl Group {
                         .map(|n| ReplicaEntry {
                             addr: node_addr(*n),
                             flags: Flags::parse("slave"),
+                            priority: Some(100),
+                            link_down_ms: Some(0),
+                            s_down_ms: None,
                         })
                         .collect(),
                     sentinels: (0..self.sentinels.len())
@@ -541,6 +546,7 @@ impl Group {
                             addr: sentinel_addr(o),
                             run_id: format!("{o:040}"),
                             flags: Flags::parse("sentinel"),
+                            s_down_ms: None,
                         })
                         .collect(),
                     quorum_ok: self.sentinels.iter().filter(|(a, _)| *a).count() >= 2,

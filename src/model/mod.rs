@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod canary;
+pub mod finding;
 pub mod histogram;
 pub mod snapshot;
 pub mod timeline;

@@ -25,6 +25,7 @@ pub mod alerts;
 pub mod deployment;
 pub mod derive;
 pub mod failover;
+pub mod findings;
 pub mod intake;
 mod run;
 pub mod views;

@@ -99,6 +99,12 @@ fn get<'a>(map: &'a Map, name: &'static str) -> Result<&'a str, ParseError> {
         .ok_or(ParseError::Missing(name))
 }
 
+/// A numeric field that older or newer servers may leave out: absent is
+/// `None`, present and not a number is an error.
+fn opt_num<T: std::str::FromStr>(map: &Map, name: &'static str) -> Result<Option<T>, ParseError> {
+    map.get(name).map(|v| num(name, v)).transpose()
+}
+
 fn addr(map: &Map) -> Result<String, ParseError> {
     Ok(join_addr(get(map, "ip")?, num("port", get(map, "port")?)?))
 }
@@ -124,6 +130,11 @@ pub struct MasterEntry {
     /// `failover-timeout` in milliseconds: a failover not ended within twice
     /// this is over, one way or another.
     pub failover_timeout_ms: u64,
+    /// `down-after-milliseconds`: how long the master must not answer before
+    /// this sentinel sees it down.
+    pub down_after_ms: Option<u64>,
+    /// `parallel-syncs`: replicas pointed at a new master at once.
+    pub parallel_syncs: Option<u32>,
 }
 
 impl MasterEntry {
@@ -138,6 +149,8 @@ impl MasterEntry {
             num_replicas: num("num-slaves", get(map, "num-slaves")?)?,
             num_other_sentinels: num("num-other-sentinels", get(map, "num-other-sentinels")?)?,
             failover_timeout_ms: num("failover-timeout", get(map, "failover-timeout")?)?,
+            down_after_ms: opt_num(map, "down-after-milliseconds")?,
+            parallel_syncs: opt_num(map, "parallel-syncs")?,
         })
     }
 }
@@ -149,14 +162,30 @@ pub struct ReplicaEntry {
     pub addr: String,
     /// Flags such as `slave`, `s_down`, `disconnected`.
     pub flags: Flags,
+    /// `slave-priority` (`replica-priority` on some servers): 0 means
+    /// Sentinel never promotes it.
+    pub priority: Option<u32>,
+    /// `master-link-down-time`: milliseconds its link to the master has
+    /// been down, as its INFO last said (0 while up).
+    pub link_down_ms: Option<u64>,
+    /// `s-down-time`: milliseconds since this sentinel saw it down; only
+    /// while it is.
+    pub s_down_ms: Option<u64>,
 }
 
 impl ReplicaEntry {
     /// Parses one map of `SENTINEL REPLICAS <name>`.
     pub fn parse(map: &Map) -> Result<Self, ParseError> {
+        let priority = match opt_num(map, "slave-priority")? {
+            Some(p) => Some(p),
+            None => opt_num(map, "replica-priority")?,
+        };
         Ok(ReplicaEntry {
             addr: addr(map)?,
             flags: Flags::parse(get(map, "flags")?),
+            priority,
+            link_down_ms: opt_num(map, "master-link-down-time")?,
+            s_down_ms: opt_num(map, "s-down-time")?,
         })
     }
 }
@@ -170,6 +199,9 @@ pub struct SentinelEntry {
     pub run_id: String,
     /// Flags such as `sentinel`, `s_down`, `disconnected`.
     pub flags: Flags,
+    /// `s-down-time`: milliseconds since this sentinel saw it down; only
+    /// while it is.
+    pub s_down_ms: Option<u64>,
 }
 
 impl SentinelEntry {
@@ -179,6 +211,7 @@ impl SentinelEntry {
             addr: addr(map)?,
             run_id: get(map, "runid")?.to_string(),
             flags: Flags::parse(get(map, "flags")?),
+            s_down_ms: opt_num(map, "s-down-time")?,
         })
     }
 }
@@ -245,6 +278,23 @@ pub(crate) mod tests {
             (1, 2, 2, 2)
         );
         assert_eq!(m.failover_timeout_ms, 10000);
+        assert_eq!((m.down_after_ms, m.parallel_syncs), (Some(2000), Some(1)));
+    }
+
+    #[test]
+    fn settings_of_later_or_earlier_servers_are_optional() {
+        let mut map = recorded_maps("sentinel replicas").remove(0);
+        map.remove("slave-priority");
+        map.insert("replica-priority".into(), "0".into());
+        map.insert("s-down-time".into(), "61000".into());
+        let r = ReplicaEntry::parse(&map).unwrap();
+        assert_eq!((r.priority, r.s_down_ms), (Some(0), Some(61000)));
+        map.remove("replica-priority");
+        map.remove("master-link-down-time");
+        let r = ReplicaEntry::parse(&map).unwrap();
+        assert_eq!((r.priority, r.link_down_ms), (None, None));
+        map.insert("s-down-time".into(), "soon".into());
+        assert!(ReplicaEntry::parse(&map).is_err(), "present, not a number");
     }
 
     #[test]
@@ -282,9 +332,19 @@ pub(crate) mod tests {
                     num_replicas: 2,
                     num_other_sentinels: 2,
                     failover_timeout_ms: 10000,
+                    down_after_ms: Some(2000),
+                    parallel_syncs: Some(1),
                 }),
                 "{version}"
             );
+            for r in maps_in(&file, "sentinel replicas") {
+                let r = ReplicaEntry::parse(&r).unwrap();
+                assert_eq!(
+                    (r.priority, r.link_down_ms, r.s_down_ms),
+                    (Some(100), Some(0), None),
+                    "{version}"
+                );
+            }
             let mut replicas: Vec<_> = maps_in(&file, "sentinel replicas")
                 .iter()
                 .map(|m| ReplicaEntry::parse(m).unwrap())

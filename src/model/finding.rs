@@ -1,0 +1,68 @@
+//! Findings: what is wrong with a setup before it fails, why it matters and
+//! what to do. Plain data: the monitor's findings engine
+//! (`monitor::findings`) makes them from the readings it already has; the
+//! API and metrics show them. docs/findings.md has every check.
+
+use serde::Serialize;
+
+use crate::config::Severity;
+
+/// What a finding is about: a stable name, the `check` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The quorum is larger than the sentinels that exist: no failover can
+    /// ever be authorised.
+    QuorumUnreachable,
+    /// The quorum is below a majority of the sentinels: a minority can
+    /// declare the master down (a failover still needs a majority).
+    QuorumBelowMajority,
+    /// An even number of sentinels: a partition into halves leaves no
+    /// majority on either side.
+    EvenSentinels,
+    /// Sentinels of one master on one host: losing it loses them all.
+    SentinelsShareHost,
+    /// Sentinels hold different settings for the same master.
+    SentinelSettingsDiffer,
+    /// A sentinel remembers another sentinel that has been down for long.
+    StaleSentinel,
+    /// A sentinel remembers a replica that has been down for long.
+    StaleReplica,
+    /// No replica Sentinel would promote.
+    NoPromotableReplica,
+}
+
+impl Check {
+    /// The `check` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Check::QuorumUnreachable => "quorum_unreachable",
+            Check::QuorumBelowMajority => "quorum_below_majority",
+            Check::EvenSentinels => "even_sentinels",
+            Check::SentinelsShareHost => "sentinels_share_host",
+            Check::SentinelSettingsDiffer => "sentinel_settings_differ",
+            Check::StaleSentinel => "stale_sentinel",
+            Check::StaleReplica => "stale_replica",
+            Check::NoPromotableReplica => "no_promotable_replica",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// What it is about.
+    pub check: Check,
+    /// How much it matters.
+    pub severity: Severity,
+    /// The deployment.
+    pub deployment: String,
+    /// The shard, when it is about one.
+    pub shard: Option<String>,
+    /// The node or sentinel (`host:port`), when it is about one.
+    pub node: Option<String>,
+    /// One line: what is wrong and why it matters.
+    pub why: String,
+    /// What to do.
+    pub action: String,
+}

@@ -1,0 +1,414 @@
+//! What is wrong with a sentinel-watched master's setup, from what its
+//! reachable sentinels say of it (`SENTINEL MASTERS`, `REPLICAS`,
+//! `SENTINELS`): each check names the rule of `sentinel.c` that makes it
+//! matter. Pure: the same views give the same findings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::config::Severity;
+use crate::model::finding::{Check, Finding};
+use crate::model::MasterView;
+use crate::parse::sentinel::Flag;
+
+/// An entry down for longer than this is stale: a sentinel or replica gone
+/// for good, which Sentinel keeps counting until `SENTINEL RESET`.
+pub const STALE_AFTER_MS: u64 = 30 * 60 * 1000;
+
+/// Sentinel skips a replica whose link to the master has been down for
+/// more than this many times `down-after-milliseconds` (`sentinelSelectSlave`:
+/// `master->down_after_period * 10`, plus the time the master has been down).
+const LINK_DOWN_FACTOR: u64 = 10;
+
+/// What one reachable sentinel says of the master: its address and view.
+pub type Seen<'a> = (&'a str, &'a MasterView);
+
+/// The findings about master `shard` of `deployment`, from the views of its
+/// reachable sentinels (none: nothing can be told).
+pub fn findings(deployment: &str, shard: &str, seen: &[Seen]) -> Vec<Finding> {
+    if seen.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    let mut add = |check, severity, node: Option<String>, why: String, action: String| {
+        out.push(Finding {
+            check,
+            severity,
+            deployment: deployment.to_string(),
+            shard: Some(shard.to_string()),
+            node,
+            why,
+            action,
+        })
+    };
+    // The sentinels that exist: the most any sentinel knows, itself included.
+    let known = seen
+        .iter()
+        .map(|(_, v)| v.master.num_other_sentinels + 1)
+        .max()
+        .unwrap_or(0);
+    let quorum = seen.iter().map(|(_, v)| v.master.quorum).max().unwrap_or(0);
+    let majority = known / 2 + 1;
+    if quorum > known {
+        add(
+            Check::QuorumUnreachable,
+            Severity::Critical,
+            None,
+            format!("quorum {quorum} but {known} sentinels exist: the master can never be agreed down, so it is never failed over"),
+            format!("SENTINEL SET {shard} quorum {majority} on every sentinel, or add sentinels"),
+        );
+    } else if quorum < majority {
+        add(
+            Check::QuorumBelowMajority,
+            Severity::Info,
+            None,
+            format!("quorum {quorum} of {known} sentinels: a minority agrees the master is down; a failover still needs {majority} votes"),
+            format!("fine if intended; SENTINEL SET {shard} quorum {majority} makes detection need a majority"),
+        );
+    }
+    if known >= 2 && known % 2 == 0 {
+        add(
+            Check::EvenSentinels,
+            Severity::Warning,
+            None,
+            format!("{known} sentinels: a network split into two halves leaves neither a majority ({majority}), and no failover happens"),
+            "run an odd number of sentinels, in as many failure domains".into(),
+        );
+    }
+    shared_hosts(seen, &mut add);
+    settings(shard, seen, &mut add);
+    stale(shard, seen, &mut add);
+    promotable(seen, &mut add);
+    out
+}
+
+type Add<'a> = dyn FnMut(Check, Severity, Option<String>, String, String) + 'a;
+
+/// Sentinels on one host, by the addresses the sentinels know each other by.
+fn shared_hosts(seen: &[Seen], add: &mut Add) {
+    let mut by_host: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let addrs = seen.iter().flat_map(|(me, v)| {
+        std::iter::once(*me).chain(v.sentinels.iter().map(|s| s.addr.as_str()))
+    });
+    for addr in addrs {
+        by_host.entry(host(addr)).or_default().insert(addr);
+    }
+    for (host, addrs) in by_host.into_iter().filter(|(_, a)| a.len() > 1) {
+        let list: Vec<&str> = addrs.into_iter().collect();
+        add(
+            Check::SentinelsShareHost,
+            Severity::Warning,
+            Some(host.to_string()),
+            format!(
+                "{} sentinels on host {host} ({}): losing it loses all of them",
+                list.len(),
+                list.join(", ")
+            ),
+            "spread the sentinels over hosts (and zones) that fail apart".into(),
+        );
+    }
+}
+
+/// Settings that should be the same on every sentinel of a master.
+fn settings(shard: &str, seen: &[Seen], add: &mut Add) {
+    let each: [(&str, fn(&MasterView) -> Option<u64>); 4] = [
+        ("quorum", |v| Some(v.master.quorum.into())),
+        ("down-after-milliseconds", |v| v.master.down_after_ms),
+        ("failover-timeout", |v| Some(v.master.failover_timeout_ms)),
+        ("parallel-syncs", |v| v.master.parallel_syncs.map(u64::from)),
+    ];
+    for (name, get) in each {
+        let mut values: BTreeMap<u64, Vec<&str>> = BTreeMap::new();
+        for (addr, v) in seen {
+            if let Some(value) = get(v) {
+                values.entry(value).or_default().push(addr);
+            }
+        }
+        if values.len() > 1 {
+            let held: Vec<String> = values
+                .iter()
+                .map(|(value, who)| format!("{value} on {}", who.join(", ")))
+                .collect();
+            add(
+                Check::SentinelSettingsDiffer,
+                Severity::Warning,
+                None,
+                format!("the sentinels hold different {name}: {}; each detects and fails over by its own", held.join("; ")),
+                format!("SENTINEL SET {shard} {name} <value> on every sentinel, and the same in their config files"),
+            );
+        }
+    }
+}
+
+/// Sentinels and replicas a sentinel has seen down for longer than
+/// [`STALE_AFTER_MS`]: Sentinel never forgets an instance by itself.
+fn stale(shard: &str, seen: &[Seen], add: &mut Add) {
+    let mut sentinels: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut replicas: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for (me, v) in seen {
+        for s in v
+            .sentinels
+            .iter()
+            .filter(|s| s.s_down_ms > Some(STALE_AFTER_MS))
+        {
+            sentinels.entry(&s.addr).or_default().push(me);
+        }
+        for r in v
+            .replicas
+            .iter()
+            .filter(|r| r.s_down_ms > Some(STALE_AFTER_MS))
+        {
+            replicas.entry(&r.addr).or_default().push(me);
+        }
+    }
+    let minutes = STALE_AFTER_MS / 60_000;
+    for (check, what, entries) in [
+        (Check::StaleSentinel, "sentinel", sentinels),
+        (Check::StaleReplica, "replica", replicas),
+    ] {
+        for (addr, holders) in entries {
+            add(
+                check,
+                Severity::Warning,
+                Some(addr.to_string()),
+                format!("{what} {addr} has been down for over {minutes} min and {} still count it: it inflates the sentinels' and replicas' numbers Sentinel decides with", holders.join(", ")),
+                format!("if it is gone for good: SENTINEL RESET {shard} on {}, one at a time, waiting 30 s between", holders.join(", ")),
+            );
+        }
+    }
+}
+
+/// Whether some replica could be promoted, as `sentinelSelectSlave` picks:
+/// not down or disconnected, priority not 0, its link to the master not
+/// down for more than [`LINK_DOWN_FACTOR`] x `down-after-milliseconds`.
+/// A replica counts when some sentinel would take it.
+fn promotable(seen: &[Seen], add: &mut Add) {
+    let mut reasons: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut any = false;
+    for (_, v) in seen {
+        let limit = v.master.down_after_ms.map(|d| d * LINK_DOWN_FACTOR);
+        for r in &v.replicas {
+            let why = if r.flags.has(Flag::SDown) || r.flags.has(Flag::Disconnected) {
+                Some("down")
+            } else if r.priority == Some(0) {
+                Some("replica-priority 0")
+            } else if r.link_down_ms.zip(limit).is_some_and(|(d, l)| d > l) {
+                Some("its link to the master down too long")
+            } else {
+                None
+            };
+            match why {
+                Some(why) => {
+                    reasons.entry(&r.addr).or_insert(why);
+                }
+                None => any = true,
+            }
+        }
+    }
+    if any {
+        return;
+    }
+    let why = if reasons.is_empty() {
+        "the master has no replica: if it fails, nothing takes over".to_string()
+    } else {
+        let each: Vec<String> = reasons.iter().map(|(a, w)| format!("{a}: {w}")).collect();
+        format!("no replica Sentinel would promote ({}): if the master fails, the failover aborts (-failover-abort-no-good-slave)", each.join("; "))
+    };
+    add(
+        Check::NoPromotableReplica,
+        Severity::Critical,
+        None,
+        why,
+        "bring a replica up with a link to the master and replica-priority above 0".into(),
+    );
+}
+
+/// The host part of `host:port` (IPv6 `[a::b]:port` included).
+fn host(addr: &str) -> &str {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::sentinel::{Flags, MasterEntry, ReplicaEntry, SentinelEntry};
+
+    /// A sentinel's view: quorum, sentinels it knows, replicas as
+    /// (address, flags, priority).
+    fn view(quorum: u32, others: &[&str], replicas: &[(&str, &str, u32)]) -> MasterView {
+        MasterView {
+            master: MasterEntry {
+                name: "m".into(),
+                addr: "10.0.0.1:6379".into(),
+                flags: Flags::parse("master"),
+                config_epoch: 1,
+                quorum,
+                num_replicas: replicas.len() as u32,
+                num_other_sentinels: others.len() as u32,
+                failover_timeout_ms: 180_000,
+                down_after_ms: Some(30_000),
+                parallel_syncs: Some(1),
+            },
+            replicas: replicas
+                .iter()
+                .map(|(addr, flags, priority)| ReplicaEntry {
+                    addr: addr.to_string(),
+                    flags: Flags::parse(flags),
+                    priority: Some(*priority),
+                    link_down_ms: Some(0),
+                    s_down_ms: None,
+                })
+                .collect(),
+            sentinels: others
+                .iter()
+                .map(|addr| SentinelEntry {
+                    addr: addr.to_string(),
+                    run_id: String::new(),
+                    flags: Flags::parse("sentinel"),
+                    s_down_ms: None,
+                })
+                .collect(),
+            quorum_ok: true,
+        }
+    }
+
+    const S: [&str; 3] = ["10.0.1.1:26379", "10.0.1.2:26379", "10.0.1.3:26379"];
+    const R: [(&str, &str, u32); 2] = [
+        ("10.0.0.2:6379", "slave", 100),
+        ("10.0.0.3:6379", "slave", 100),
+    ];
+
+    fn others(me: usize) -> Vec<&'static str> {
+        S.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .map(|(_, s)| *s)
+            .collect()
+    }
+
+    fn checks(f: &[Finding]) -> Vec<&'static str> {
+        f.iter().map(|f| f.check.as_str()).collect()
+    }
+
+    #[test]
+    fn a_healthy_group_has_no_finding() {
+        let views: Vec<MasterView> = (0..3).map(|i| view(2, &others(i), &R)).collect();
+        let seen: Vec<Seen> = S.iter().copied().zip(&views).collect();
+        assert_eq!(findings("d", "m", &seen), []);
+        assert_eq!(findings("d", "m", &[]), [], "nothing seen, nothing told");
+    }
+
+    #[test]
+    fn quorum_above_the_sentinels_is_critical_below_a_majority_information() {
+        let v = view(4, &others(0), &R);
+        let f = findings("d", "m", &[(S[0], &v)]);
+        assert_eq!(checks(&f), ["quorum_unreachable"]);
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert!(
+            f[0].why.starts_with("quorum 4 but 3 sentinels exist"),
+            "{}",
+            f[0].why
+        );
+        assert_eq!(
+            f[0].action,
+            "SENTINEL SET m quorum 2 on every sentinel, or add sentinels"
+        );
+        let five = ["a:1", "b:1", "c:1", "d:1"];
+        let low = view(2, &five, &R);
+        let f = findings("d", "m", &[("e:1", &low)]);
+        assert_eq!(checks(&f), ["quorum_below_majority"]);
+        assert_eq!(f[0].severity, Severity::Info);
+    }
+
+    #[test]
+    fn an_even_number_of_sentinels_and_sentinels_sharing_a_host() {
+        let v = view(
+            2,
+            &["10.0.1.2:26379", "10.0.1.1:26380", "10.0.1.3:26379"],
+            &R,
+        );
+        let f = findings("d", "m", &[(S[0], &v)]);
+        assert_eq!(
+            checks(&f),
+            [
+                "quorum_below_majority",
+                "even_sentinels",
+                "sentinels_share_host"
+            ]
+        );
+        let host = &f[2];
+        assert_eq!(host.node.as_deref(), Some("10.0.1.1"));
+        assert!(
+            host.why.contains("10.0.1.1:26379, 10.0.1.1:26380"),
+            "{}",
+            host.why
+        );
+    }
+
+    #[test]
+    fn settings_that_differ_name_who_holds_which() {
+        let a = view(2, &others(0), &R);
+        let mut b = view(2, &others(1), &R);
+        b.master.down_after_ms = Some(5000);
+        let f = findings("d", "m", &[(S[0], &a), (S[1], &b)]);
+        assert_eq!(checks(&f), ["sentinel_settings_differ"]);
+        assert!(
+            f[0].why.contains(
+                "down-after-milliseconds: 5000 on 10.0.1.2:26379; 30000 on 10.0.1.1:26379"
+            ),
+            "{}",
+            f[0].why
+        );
+    }
+
+    #[test]
+    fn entries_down_for_long_are_stale_with_the_sentinels_to_reset() {
+        let mut a = view(2, &others(0), &R);
+        a.sentinels[1].s_down_ms = Some(STALE_AFTER_MS + 1);
+        a.replicas[0].s_down_ms = Some(STALE_AFTER_MS - 1);
+        let f = findings("d", "m", &[(S[0], &a)]);
+        assert_eq!(checks(&f), ["stale_sentinel"]);
+        assert_eq!(f[0].node.as_deref(), Some(S[2]));
+        assert!(f[0]
+            .action
+            .starts_with("if it is gone for good: SENTINEL RESET m on 10.0.1.1:26379"));
+        a.replicas[0].s_down_ms = Some(STALE_AFTER_MS + 1);
+        assert_eq!(
+            checks(&findings("d", "m", &[(S[0], &a)])),
+            ["stale_sentinel", "stale_replica"]
+        );
+    }
+
+    #[test]
+    fn no_replica_to_promote_says_why_each_is_out() {
+        let out = [
+            ("10.0.0.2:6379", "slave", 0),
+            ("10.0.0.3:6379", "slave,s_down", 100),
+        ];
+        let v = view(2, &others(0), &out);
+        let f = findings("d", "m", &[(S[0], &v)]);
+        assert_eq!(checks(&f), ["no_promotable_replica"]);
+        assert!(
+            f[0].why
+                .contains("10.0.0.2:6379: replica-priority 0; 10.0.0.3:6379: down"),
+            "{}",
+            f[0].why
+        );
+        let mut lagging = view(2, &others(0), &R);
+        for r in &mut lagging.replicas {
+            r.link_down_ms = Some(300_001);
+        }
+        let f = findings("d", "m", &[(S[0], &lagging)]);
+        assert!(
+            f[0].why.contains("its link to the master down too long"),
+            "{}",
+            f[0].why
+        );
+        // One sentinel that would take a replica is enough.
+        let fine = view(2, &others(1), &R);
+        assert_eq!(findings("d", "m", &[(S[0], &v), (S[1], &fine)]), []);
+        let none = view(2, &others(0), &[]);
+        assert!(findings("d", "m", &[(S[0], &none)])[0]
+            .why
+            .starts_with("the master has no replica"));
+    }
+}
