@@ -81,6 +81,9 @@ pub fn findings(deployment: &str, shard: &str, seen: &[Seen]) -> Vec<Finding> {
     out
 }
 
+/// A setting of a master, as one sentinel holds it.
+type Setting = fn(&MasterView) -> Option<u64>;
+
 type Add<'a> = dyn FnMut(Check, Severity, Option<String>, String, String) + 'a;
 
 /// Sentinels on one host, by the addresses the sentinels know each other by.
@@ -110,7 +113,7 @@ fn shared_hosts(seen: &[Seen], add: &mut Add) {
 
 /// Settings that should be the same on every sentinel of a master.
 fn settings(shard: &str, seen: &[Seen], add: &mut Add) {
-    let each: [(&str, fn(&MasterView) -> Option<u64>); 4] = [
+    let each: [(&str, Setting); 4] = [
         ("quorum", |v| Some(v.master.quorum.into())),
         ("down-after-milliseconds", |v| v.master.down_after_ms),
         ("failover-timeout", |v| Some(v.master.failover_timeout_ms)),
