@@ -71,6 +71,7 @@ pub fn router(
         .route("/api/v1/clusters/{deployment}/keyslot", get(keyslot))
         .route("/api/v1/topology", get(topology))
         .route("/api/v1/alerts", get(alerts))
+        .route("/api/v1/findings", get(findings))
         .route("/metrics", get(metrics))
         .route("/-/ready", get(ready));
     if let Some(auth) = auth {
@@ -385,6 +386,18 @@ async fn alerts(State(shared): State<Shared>) -> Json<Value> {
             .unwrap_or(std::cmp::Ordering::Equal)
     });
     Json(json!({ "alerts": firing }))
+}
+
+/// What is wrong with each deployment's setup now, the most severe first.
+async fn findings(State(shared): State<Shared>) -> Json<Value> {
+    let snapshot = shared.snapshot();
+    let mut all: Vec<&crate::model::finding::Finding> = snapshot
+        .deployments
+        .iter()
+        .flat_map(|d| d.findings.iter())
+        .collect();
+    all.sort_by_key(|f| f.severity);
+    Json(json!({ "findings": all }))
 }
 
 #[cfg(test)]

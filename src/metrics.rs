@@ -105,6 +105,7 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_canary_write_unavailable_seconds", HISTOGRAM, "deployment, shard", "Time without an acknowledged canary write, per episode: from the last acknowledged write before writes failed to the first after."),
     def("redis_ha_canary_lost_writes_total", COUNTER, "deployment, shard", "Canary writes a node acknowledged that the node written to next did not hold."),
     def("redis_ha_alerts_firing", GAUGE, "alertname, severity", "Alerts of the agent's built-in rules firing now."),
+    def("redis_ha_finding", GAUGE, "deployment, shard, node, check, severity", "1 for each finding about the setup now (docs/findings.md); shard and node empty when it is about none."),
     def("redis_ha_webhook_deliveries_total", COUNTER, "receiver, endpoint, result", "Notification deliveries by result: delivered, retried (an attempt failed, it will be retried), refused (the receiver answered 4xx: given up), dropped (the queue was full)."),
     def("redis_ha_webhook_queue_length", GAUGE, "receiver, endpoint", "Notifications waiting to be delivered to this receiver URL."),
 ];
@@ -261,6 +262,19 @@ pub fn render(snapshot: &Snapshot) -> String {
         deployment(&mut out, d);
         failovers(&mut out, d, &snapshot.failovers);
         canaries(&mut out, d);
+        for f in d.findings.iter() {
+            out.add(
+                "redis_ha_finding",
+                &[
+                    ("deployment", &d.name),
+                    ("shard", f.shard.as_deref().unwrap_or("")),
+                    ("node", f.node.as_deref().unwrap_or("")),
+                    ("check", f.check.as_str()),
+                    ("severity", f.severity.as_str()),
+                ],
+                1.0,
+            );
+        }
     }
     for (rule, severity) in &snapshot.alerts.rules {
         let n = snapshot

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::alert::Alert;
 use super::canary::Status;
+use super::finding::Finding;
 use super::histogram::Histogram;
 use super::timeline::{Outcome, Phase, Timeline, Window};
 use super::TargetId;
@@ -80,6 +81,8 @@ pub struct DeploymentView {
     pub events_total: Arc<Vec<(String, String, u64)>>,
     /// The canary of each probed shard that reported, by shard.
     pub canaries: Arc<Vec<CanaryView>>,
+    /// What is wrong with the setup (docs/findings.md), by shard.
+    pub findings: Arc<Vec<Finding>>,
 }
 
 impl DeploymentView {

@@ -97,6 +97,7 @@ impl DeploymentState {
                 subscriptions: Arc::default(),
                 events_total: Arc::default(),
                 canaries: Arc::default(),
+                findings: Arc::default(),
             },
             target_index: HashMap::new(),
             shard_index: HashMap::new(),
@@ -259,17 +260,19 @@ impl DeploymentState {
             changed.shards.dedup();
         }
         changed.cluster = self.update_cluster(retopologized, &republish);
+        let sentinels_polled = targets.iter().any(|(k, _)| *k == TargetKind::Sentinel);
         self.update_lists(
             subscriptions_changed || all,
             dirty.events || all,
             canaries_changed || all,
+            sentinels_polled || all,
         );
         self.stepped = true;
         changed
     }
 
     /// Replaces the small lists of the view that changed.
-    fn update_lists(&mut self, subscriptions: bool, events: bool, canaries: bool) {
+    fn update_lists(&mut self, subscriptions: bool, events: bool, canaries: bool, findings: bool) {
         if subscriptions {
             let subs: Vec<(String, bool)> = self
                 .subscriptions
@@ -290,6 +293,14 @@ impl DeploymentState {
         if canaries {
             let derived = &self.derived;
             self.view.canaries = views::canaries(&self.canaries, |s| derived.contains_key(s));
+        }
+        if findings {
+            let found = views::findings(&self.name, &self.intake, |s| {
+                self.topology.shards.contains_key(s)
+            });
+            if *self.view.findings != found {
+                self.view.findings = Arc::new(found);
+            }
         }
     }
 
@@ -313,7 +324,7 @@ impl DeploymentState {
         full.view.cluster = None;
         full.rebuild();
         full.update_cluster(true, &BTreeSet::new());
-        full.update_lists(true, true, true);
+        full.update_lists(true, true, true, true);
         full.view
     }
 

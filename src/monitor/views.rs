@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::failover::Machines;
-use super::intake::{TargetKey, TargetState};
+use super::findings::sentinel::{findings as sentinel_findings, Seen};
+use super::intake::{Intake, TargetKey, TargetState};
+use crate::model::finding::Finding;
 use crate::model::snapshot::{CanaryView, ShardView, SlotsView, TargetView};
-use crate::model::{Reading, TargetId};
+use crate::model::{Reading, TargetId, TargetKind};
 
 /// One target as the view shows it.
 pub fn target(
@@ -72,4 +74,22 @@ pub fn canaries(
             .cloned()
             .collect(),
     )
+}
+
+/// The findings of a deployment's shards, from what its reachable
+/// sentinels say of each (`is_shard`: the masters it follows).
+pub fn findings(name: &str, intake: &Intake, is_shard: impl Fn(&str) -> bool) -> Vec<Finding> {
+    let mut seen: BTreeMap<&str, Vec<Seen>> = BTreeMap::new();
+    for (kind, addr, s) in intake.iter() {
+        let (TargetKind::Sentinel, true, Some(Reading::Sentinel(r))) = (kind, s.up, &s.reading)
+        else {
+            continue;
+        };
+        for (master, view) in r.masters.iter().filter(|(m, _)| is_shard(m)) {
+            seen.entry(master).or_default().push((addr, view));
+        }
+    }
+    seen.into_iter()
+        .flat_map(|(shard, views)| sentinel_findings(name, shard, &views))
+        .collect()
 }
