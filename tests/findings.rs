@@ -30,6 +30,21 @@ fn checks(agent: &Agent) -> Vec<(String, String)> {
         .collect()
 }
 
+/// `SENTINEL SET mymaster <setting> <value>` on `sentinel`.
+fn set(sentinel: &redis_ha_lab::Node, setting: &str, value: &str) {
+    sentinel
+        .cmd(&["SENTINEL", "SET", "mymaster", setting, value])
+        .unwrap();
+}
+
+/// The finding of `check` now.
+fn finding(agent: &Agent, check: &str) -> Value {
+    findings(agent)
+        .into_iter()
+        .find(|f| f["check"] == check)
+        .unwrap()
+}
+
 fn wait_for_check(agent: &Agent, check: &str, present: bool) {
     agent.wait_until(&format!("finding {check} present: {present}"), LONG, |a| {
         checks(a).iter().any(|(c, _)| c == check) == present
@@ -69,8 +84,7 @@ fn sentinel_setups_are_checked_and_cleared() {
 
     // A quorum no failover can reach.
     for s in &group.sentinels {
-        s.cmd(&["SENTINEL", "SET", "mymaster", "quorum", "4"])
-            .unwrap();
+        set(s, "quorum", "4");
     }
     wait_for_check(&agent, "quorum_unreachable", true);
     let f = findings(&agent);
@@ -82,41 +96,21 @@ fn sentinel_setups_are_checked_and_cleared() {
         "SENTINEL SET mymaster quorum 2 on every sentinel, or add sentinels"
     );
     for s in &group.sentinels {
-        s.cmd(&["SENTINEL", "SET", "mymaster", "quorum", "2"])
-            .unwrap();
+        set(s, "quorum", "2");
     }
     wait_for_check(&agent, "quorum_unreachable", false);
 
     // One sentinel with another down-after.
     let odd = group.sentinels[1].addr();
-    group.sentinels[1]
-        .cmd(&[
-            "SENTINEL",
-            "SET",
-            "mymaster",
-            "down-after-milliseconds",
-            "7000",
-        ])
-        .unwrap();
+    set(&group.sentinels[1], "down-after-milliseconds", "7000");
     wait_for_check(&agent, "sentinel_settings_differ", true);
-    let f = findings(&agent)
-        .into_iter()
-        .find(|f| f["check"] == "sentinel_settings_differ")
-        .unwrap();
+    let f = finding(&agent, "sentinel_settings_differ");
     let why = f["why"].as_str().unwrap();
     assert!(
         why.contains("down-after-milliseconds") && why.contains(&format!("7000 on {odd}")),
         "{why}"
     );
-    group.sentinels[1]
-        .cmd(&[
-            "SENTINEL",
-            "SET",
-            "mymaster",
-            "down-after-milliseconds",
-            "1000",
-        ])
-        .unwrap();
+    set(&group.sentinels[1], "down-after-milliseconds", "1000");
     wait_for_check(&agent, "sentinel_settings_differ", false);
 
     // No replica Sentinel would promote.
@@ -125,10 +119,7 @@ fn sentinel_setups_are_checked_and_cleared() {
         r.cmd(&["CONFIG", "SET", "replica-priority", "0"]).unwrap();
     }
     wait_for_check(&agent, "no_promotable_replica", true);
-    let f = findings(&agent)
-        .into_iter()
-        .find(|f| f["check"] == "no_promotable_replica")
-        .unwrap();
+    let f = finding(&agent, "no_promotable_replica");
     assert_eq!(f["severity"], "critical");
     let why = f["why"].as_str().unwrap();
     for r in &replicas {
