@@ -317,6 +317,7 @@ impl World {
             replication,
             cluster: Some(ClusterReading::from_lines(info, lines)),
             changes: None,
+            settings: None,
         }))
     }
 
@@ -600,6 +601,7 @@ impl Group {
             replication,
             cluster: None,
             changes: None,
+            settings: None,
         }))
     }
 }

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::alerts::Changed;
 use super::derive::{self, cluster::ClusterMemory, Topology};
@@ -34,6 +35,8 @@ struct Dirty {
     subscriptions: bool,
     events: bool,
     canaries: bool,
+    /// A node's settings changed.
+    settings: bool,
 }
 
 /// One deployment's state, from its inputs to its published view.
@@ -43,6 +46,8 @@ pub struct DeploymentState {
     pub config: Deployment,
     /// Its name, as views and targets carry it.
     pub name: Arc<str>,
+    /// When an entry a sentinel remembers is stale (`findings.stale_after`).
+    stale_after: Duration,
     intake: Intake,
     /// The failover machines.
     pub machines: Machines,
@@ -71,7 +76,7 @@ pub struct DeploymentState {
 
 impl DeploymentState {
     /// Starts from the seeds.
-    pub fn new(config: &Deployment, poll_interval: f64) -> Self {
+    pub fn new(config: &Deployment, poll_interval: f64, stale_after: Duration) -> Self {
         let kind = match config.kind {
             Kind::Sentinel => TargetKind::Sentinel,
             Kind::Cluster => TargetKind::Node,
@@ -98,11 +103,13 @@ impl DeploymentState {
                 events_total: Arc::default(),
                 canaries: Arc::default(),
                 findings: Arc::default(),
+                findings_unknown: Arc::default(),
             },
             target_index: HashMap::new(),
             shard_index: HashMap::new(),
             stepped: false,
             config: config.clone(),
+            stale_after,
             name,
         }
     }
@@ -118,7 +125,8 @@ impl DeploymentState {
         let Some(news) = self.intake.record(obs) else {
             return false;
         };
-        self.dirty.topology |= news;
+        self.dirty.topology |= news.topology;
+        self.dirty.settings |= news.settings;
         if let Some(shards) = self
             .shards_of
             .get(&key.1)
@@ -261,18 +269,25 @@ impl DeploymentState {
         }
         changed.cluster = self.update_cluster(retopologized, &republish);
         let sentinels_polled = targets.iter().any(|(k, _)| *k == TargetKind::Sentinel);
-        self.update_lists(
+        changed.findings = self.update_lists(
             subscriptions_changed || all,
             dirty.events || all,
             canaries_changed || all,
-            sentinels_polled || all,
+            sentinels_polled || dirty.settings || retopologized || all,
         );
         self.stepped = true;
         changed
     }
 
-    /// Replaces the small lists of the view that changed.
-    fn update_lists(&mut self, subscriptions: bool, events: bool, canaries: bool, findings: bool) {
+    /// Replaces the small lists of the view that changed; whether the
+    /// findings did.
+    fn update_lists(
+        &mut self,
+        subscriptions: bool,
+        events: bool,
+        canaries: bool,
+        findings: bool,
+    ) -> bool {
         if subscriptions {
             let subs: Vec<(String, bool)> = self
                 .subscriptions
@@ -295,13 +310,23 @@ impl DeploymentState {
             self.view.canaries = views::canaries(&self.canaries, |s| derived.contains_key(s));
         }
         if findings {
-            let found = views::findings(&self.name, &self.intake, |s| {
-                self.topology.shards.contains_key(s)
-            });
+            let cluster = self.config.kind == Kind::Cluster;
+            let (found, unknown) = views::findings(
+                &self.name,
+                cluster,
+                &self.intake,
+                &self.derived,
+                self.stale_after,
+            );
+            if *self.view.findings_unknown != unknown {
+                self.view.findings_unknown = Arc::new(unknown);
+            }
             if *self.view.findings != found {
                 self.view.findings = Arc::new(found);
+                return true;
             }
         }
+        false
     }
 
     /// Every target known so far has been polled at least once.

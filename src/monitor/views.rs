@@ -3,11 +3,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::failover::Machines;
 use super::findings::sentinel::{findings as sentinel_findings, Seen};
+use super::findings::settings::findings as settings_findings;
 use super::intake::{Intake, TargetKey, TargetState};
-use crate::model::finding::Finding;
+use crate::model::finding::{Finding, Unknown};
 use crate::model::snapshot::{CanaryView, ShardView, SlotsView, TargetView};
 use crate::model::{Reading, TargetId, TargetKind};
 
@@ -77,19 +79,35 @@ pub fn canaries(
 }
 
 /// The findings of a deployment's shards, from what its reachable
-/// sentinels say of each (`is_shard`: the masters it follows).
-pub fn findings(name: &str, intake: &Intake, is_shard: impl Fn(&str) -> bool) -> Vec<Finding> {
+/// sentinels say of each (`is_shard`: the masters it follows) and from its
+/// nodes' settings over the derived shards; with the nodes whose settings
+/// checks cannot tell.
+pub fn findings(
+    name: &str,
+    cluster: bool,
+    intake: &Intake,
+    derived: &BTreeMap<String, ShardView>,
+    stale_after: Duration,
+) -> (Vec<Finding>, Vec<Unknown>) {
     let mut seen: BTreeMap<&str, Vec<Seen>> = BTreeMap::new();
     for (kind, addr, s) in intake.iter() {
         let (TargetKind::Sentinel, true, Some(Reading::Sentinel(r))) = (kind, s.up, &s.reading)
         else {
             continue;
         };
-        for (master, view) in r.masters.iter().filter(|(m, _)| is_shard(m)) {
+        for (master, view) in r.masters.iter().filter(|(m, _)| derived.contains_key(*m)) {
             seen.entry(master).or_default().push((addr, view));
         }
     }
-    seen.into_iter()
-        .flat_map(|(shard, views)| sentinel_findings(name, shard, &views))
-        .collect()
+    let mut found: Vec<Finding> = seen
+        .into_iter()
+        .flat_map(|(shard, views)| sentinel_findings(name, shard, stale_after, &views))
+        .collect();
+    let (from_settings, unknown) = settings_findings(name, cluster, derived, |addr| {
+        intake
+            .get(TargetKind::Node, addr)
+            .and_then(|s| s.settings.as_ref())
+    });
+    found.extend(from_settings);
+    (found, unknown)
 }

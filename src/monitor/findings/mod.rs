@@ -4,3 +4,4 @@
 //! docs/findings.md lists every check.
 
 pub mod sentinel;
+pub mod settings;

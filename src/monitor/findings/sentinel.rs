@@ -4,15 +4,12 @@
 //! matter. Pure: the same views give the same findings.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use crate::config::Severity;
 use crate::model::finding::{Check, Finding};
 use crate::model::MasterView;
 use crate::parse::sentinel::Flag;
-
-/// An entry down for longer than this is stale: a sentinel or replica gone
-/// for good, which Sentinel keeps counting until `SENTINEL RESET`.
-pub const STALE_AFTER_MS: u64 = 30 * 60 * 1000;
 
 /// Sentinel skips a replica whose link to the master has been down for
 /// more than this many times `down-after-milliseconds` (`sentinelSelectSlave`:
@@ -23,8 +20,15 @@ const LINK_DOWN_FACTOR: u64 = 10;
 pub type Seen<'a> = (&'a str, &'a MasterView);
 
 /// The findings about master `shard` of `deployment`, from the views of its
-/// reachable sentinels (none: nothing can be told).
-pub fn findings(deployment: &str, shard: &str, seen: &[Seen]) -> Vec<Finding> {
+/// reachable sentinels (none: nothing can be told). An entry down for
+/// longer than `stale_after` is stale: a sentinel or replica gone for good,
+/// which Sentinel keeps counting until `SENTINEL RESET`.
+pub fn findings(
+    deployment: &str,
+    shard: &str,
+    stale_after: Duration,
+    seen: &[Seen],
+) -> Vec<Finding> {
     if seen.is_empty() {
         return Vec::new();
     }
@@ -76,7 +80,7 @@ pub fn findings(deployment: &str, shard: &str, seen: &[Seen]) -> Vec<Finding> {
     }
     shared_hosts(seen, &mut add);
     settings(shard, seen, &mut add);
-    stale(shard, seen, &mut add);
+    stale(shard, seen, stale_after, &mut add);
     promotable(seen, &mut add);
     out
 }
@@ -143,27 +147,20 @@ fn settings(shard: &str, seen: &[Seen], add: &mut Add) {
 }
 
 /// Sentinels and replicas a sentinel has seen down for longer than
-/// [`STALE_AFTER_MS`]: Sentinel never forgets an instance by itself.
-fn stale(shard: &str, seen: &[Seen], add: &mut Add) {
+/// `after`: Sentinel never forgets an instance by itself.
+fn stale(shard: &str, seen: &[Seen], after: Duration, add: &mut Add) {
+    let limit = Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
     let mut sentinels: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut replicas: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (me, v) in seen {
-        for s in v
-            .sentinels
-            .iter()
-            .filter(|s| s.s_down_ms > Some(STALE_AFTER_MS))
-        {
+        for s in v.sentinels.iter().filter(|s| s.s_down_ms > limit) {
             sentinels.entry(&s.addr).or_default().push(me);
         }
-        for r in v
-            .replicas
-            .iter()
-            .filter(|r| r.s_down_ms > Some(STALE_AFTER_MS))
-        {
+        for r in v.replicas.iter().filter(|r| r.s_down_ms > limit) {
             replicas.entry(&r.addr).or_default().push(me);
         }
     }
-    let minutes = STALE_AFTER_MS / 60_000;
+    let after = humantime::format_duration(after);
     for (check, what, entries) in [
         (Check::StaleSentinel, "sentinel", sentinels),
         (Check::StaleReplica, "replica", replicas),
@@ -173,7 +170,7 @@ fn stale(shard: &str, seen: &[Seen], add: &mut Add) {
                 check,
                 Severity::Warning,
                 Some(addr.to_string()),
-                format!("{what} {addr} has been down for over {minutes} min and {} still count it: it inflates the sentinels' and replicas' numbers Sentinel decides with", holders.join(", ")),
+                format!("{what} {addr} has been down for over {after} and {} still count it: it inflates the sentinels' and replicas' numbers Sentinel decides with", holders.join(", ")),
                 format!("if it is gone for good: SENTINEL RESET {shard} on {}, one at a time, waiting 30 s between", holders.join(", ")),
             );
         }
@@ -234,6 +231,10 @@ fn host(addr: &str) -> &str {
 mod tests {
     use super::*;
     use crate::parse::sentinel::{Flags, MasterEntry, ReplicaEntry, SentinelEntry};
+
+    /// The default `findings.stale_after`.
+    const STALE: Duration = Duration::from_secs(30 * 60);
+    const STALE_MS: u64 = 30 * 60 * 1000;
 
     /// A sentinel's view: quorum, sentinels it knows, replicas as
     /// (address, flags, priority).
@@ -296,14 +297,18 @@ mod tests {
     fn a_healthy_group_has_no_finding() {
         let views: Vec<MasterView> = (0..3).map(|i| view(2, &others(i), &R)).collect();
         let seen: Vec<Seen> = S.iter().copied().zip(&views).collect();
-        assert_eq!(findings("d", "m", &seen), []);
-        assert_eq!(findings("d", "m", &[]), [], "nothing seen, nothing told");
+        assert_eq!(findings("d", "m", STALE, &seen), []);
+        assert_eq!(
+            findings("d", "m", STALE, &[]),
+            [],
+            "nothing seen, nothing told"
+        );
     }
 
     #[test]
     fn quorum_above_the_sentinels_is_critical_below_a_majority_information() {
         let v = view(4, &others(0), &R);
-        let f = findings("d", "m", &[(S[0], &v)]);
+        let f = findings("d", "m", STALE, &[(S[0], &v)]);
         assert_eq!(checks(&f), ["quorum_unreachable"]);
         assert_eq!(f[0].severity, Severity::Critical);
         assert!(
@@ -317,7 +322,7 @@ mod tests {
         );
         let five = ["a:1", "b:1", "c:1", "d:1"];
         let low = view(2, &five, &R);
-        let f = findings("d", "m", &[("e:1", &low)]);
+        let f = findings("d", "m", STALE, &[("e:1", &low)]);
         assert_eq!(checks(&f), ["quorum_below_majority"]);
         assert_eq!(f[0].severity, Severity::Info);
     }
@@ -329,7 +334,7 @@ mod tests {
             &["10.0.1.2:26379", "10.0.1.1:26380", "10.0.1.3:26379"],
             &R,
         );
-        let f = findings("d", "m", &[(S[0], &v)]);
+        let f = findings("d", "m", STALE, &[(S[0], &v)]);
         assert_eq!(
             checks(&f),
             [
@@ -352,7 +357,7 @@ mod tests {
         let a = view(2, &others(0), &R);
         let mut b = view(2, &others(1), &R);
         b.master.down_after_ms = Some(5000);
-        let f = findings("d", "m", &[(S[0], &a), (S[1], &b)]);
+        let f = findings("d", "m", STALE, &[(S[0], &a), (S[1], &b)]);
         assert_eq!(checks(&f), ["sentinel_settings_differ"]);
         assert!(
             f[0].why.contains(
@@ -366,17 +371,17 @@ mod tests {
     #[test]
     fn entries_down_for_long_are_stale_with_the_sentinels_to_reset() {
         let mut a = view(2, &others(0), &R);
-        a.sentinels[1].s_down_ms = Some(STALE_AFTER_MS + 1);
-        a.replicas[0].s_down_ms = Some(STALE_AFTER_MS - 1);
-        let f = findings("d", "m", &[(S[0], &a)]);
+        a.sentinels[1].s_down_ms = Some(STALE_MS + 1);
+        a.replicas[0].s_down_ms = Some(STALE_MS - 1);
+        let f = findings("d", "m", STALE, &[(S[0], &a)]);
         assert_eq!(checks(&f), ["stale_sentinel"]);
         assert_eq!(f[0].node.as_deref(), Some(S[2]));
         assert!(f[0]
             .action
             .starts_with("if it is gone for good: SENTINEL RESET m on 10.0.1.1:26379"));
-        a.replicas[0].s_down_ms = Some(STALE_AFTER_MS + 1);
+        a.replicas[0].s_down_ms = Some(STALE_MS + 1);
         assert_eq!(
-            checks(&findings("d", "m", &[(S[0], &a)])),
+            checks(&findings("d", "m", STALE, &[(S[0], &a)])),
             ["stale_sentinel", "stale_replica"]
         );
     }
@@ -388,7 +393,7 @@ mod tests {
             ("10.0.0.3:6379", "slave,s_down", 100),
         ];
         let v = view(2, &others(0), &out);
-        let f = findings("d", "m", &[(S[0], &v)]);
+        let f = findings("d", "m", STALE, &[(S[0], &v)]);
         assert_eq!(checks(&f), ["no_promotable_replica"]);
         assert!(
             f[0].why
@@ -400,7 +405,7 @@ mod tests {
         for r in &mut lagging.replicas {
             r.link_down_ms = Some(300_001);
         }
-        let f = findings("d", "m", &[(S[0], &lagging)]);
+        let f = findings("d", "m", STALE, &[(S[0], &lagging)]);
         assert!(
             f[0].why.contains("its link to the master down too long"),
             "{}",
@@ -408,9 +413,9 @@ mod tests {
         );
         // One sentinel that would take a replica is enough.
         let fine = view(2, &others(1), &R);
-        assert_eq!(findings("d", "m", &[(S[0], &v), (S[1], &fine)]), []);
+        assert_eq!(findings("d", "m", STALE, &[(S[0], &v), (S[1], &fine)]), []);
         let none = view(2, &others(0), &[]);
-        assert!(findings("d", "m", &[(S[0], &none)])[0]
+        assert!(findings("d", "m", STALE, &[(S[0], &none)])[0]
             .why
             .starts_with("the master has no replica"));
     }
