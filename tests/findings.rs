@@ -241,6 +241,39 @@ fn a_sentinel_removed_without_reset_is_stale_until_reset() {
     wait_for_check(&agent, "stale_sentinel", false);
 }
 
+/// A replica whose ACL refuses `REPLICAOF` stays on the old master after a
+/// failover: named once it has done so past failover-timeout (4 s in the
+/// lab), naming the master it follows; cleared once Sentinel can move it.
+#[test]
+fn a_replica_sentinel_cannot_move_is_named() {
+    let group = SentinelGroup::start(SentinelOpts::default());
+    let agent = agent(&sentinel_deployment("s", &[group.sentinels[0].addr()]));
+    wait_for_check(&agent, "sentinels_share_host", true);
+    let old = group.master_port().unwrap();
+    let stuck = group.nodes.iter().find(|n| n.port() != old).unwrap();
+    config_set([stuck], "replica-priority", "0");
+    stuck
+        .cmd(&["ACL", "SETUSER", "default", "-replicaof", "-slaveof"])
+        .unwrap();
+    group.sentinels[0]
+        .cmd(&["SENTINEL", "FAILOVER", "mymaster"])
+        .unwrap();
+    let new = group.wait_for_new_master(old, LONG);
+    wait_for_check(&agent, "replica_follows_other_master", true);
+    let f = finding(&agent, "replica_follows_other_master");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["node"], stuck.addr().as_str());
+    let why = f["why"].as_str().unwrap();
+    assert!(
+        why.contains(&format!(
+            "still follows 127.0.0.1:{old}, not the master 127.0.0.1:{new}"
+        )),
+        "{why}"
+    );
+    stuck.cmd(&["ACL", "SETUSER", "default", "+@all"]).unwrap();
+    wait_for_check(&agent, "replica_follows_other_master", false);
+}
+
 /// A healthy lab cluster: Redis's defaults said as information; each
 /// setting changed makes or clears its finding.
 #[test]

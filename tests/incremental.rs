@@ -539,6 +539,7 @@ impl Group {
                             priority: Some(100),
                             link_down_ms: Some(0),
                             s_down_ms: None,
+                            follows: Some(node_addr(nodes[*current])),
                         })
                         .collect(),
                     sentinels: (0..self.sentinels.len())

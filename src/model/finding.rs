@@ -40,6 +40,9 @@ pub enum Check {
     ReplicaMigrationDisabled,
     /// A master and all its replicas in one availability zone.
     SameZone,
+    /// A replica still follows another master than the sentinels' past
+    /// `failover-timeout`.
+    ReplicaFollowsOtherMaster,
 }
 
 impl Check {
@@ -58,6 +61,7 @@ impl Check {
             Check::FullCoverageRequired => "full_coverage_required",
             Check::ReplicaMigrationDisabled => "replica_migration_disabled",
             Check::SameZone => "same_zone",
+            Check::ReplicaFollowsOtherMaster => "replica_follows_other_master",
         }
     }
 }

@@ -48,6 +48,9 @@ pub struct DeploymentState {
     pub name: Arc<str>,
     /// When an entry a sentinel remembers is stale (`findings.stale_after`).
     stale_after: Duration,
+    /// Since when each replica (by shard) has followed another master than
+    /// the sentinels' (`replica_follows_other_master`).
+    misfollowing: BTreeMap<(String, String), f64>,
     intake: Intake,
     /// The failover machines.
     pub machines: Machines,
@@ -110,6 +113,7 @@ impl DeploymentState {
             stepped: false,
             config: config.clone(),
             stale_after,
+            misfollowing: BTreeMap::new(),
             name,
         }
     }
@@ -274,6 +278,7 @@ impl DeploymentState {
             dirty.events || all,
             canaries_changed || all,
             sentinels_polled || dirty.settings || retopologized || all,
+            now,
         );
         self.stepped = true;
         changed
@@ -287,6 +292,7 @@ impl DeploymentState {
         events: bool,
         canaries: bool,
         findings: bool,
+        now: f64,
     ) -> bool {
         if subscriptions {
             let subs: Vec<(String, bool)> = self
@@ -317,6 +323,8 @@ impl DeploymentState {
                 &self.intake,
                 &self.derived,
                 self.stale_after,
+                &mut self.misfollowing,
+                now,
             );
             if *self.view.findings_unknown != unknown {
                 self.view.findings_unknown = Arc::new(unknown);
@@ -349,7 +357,7 @@ impl DeploymentState {
         full.view.cluster = None;
         full.rebuild();
         full.update_cluster(true, &BTreeSet::new());
-        full.update_lists(true, true, true, true);
+        full.update_lists(true, true, true, true, now);
         full.view
     }
 
