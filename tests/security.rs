@@ -364,6 +364,41 @@ fn without_config_get_the_settings_checks_cannot_tell() {
     }
 }
 
+/// A replica the agent can no longer log in to while the sentinels still
+/// reach it (its user for the agent deleted) is named by
+/// `unreachable_from_agent` past down-after plus 5 s, and cleared once the
+/// user is back.
+#[test]
+fn an_address_the_sentinels_reach_and_the_agent_does_not_is_named() {
+    const PASSWORD: &str = "acl-Pa55-word";
+    let [users, _] = documented_users(PASSWORD);
+    let node_user = users.0.clone();
+    let (group, cluster) = lab_with_users(users);
+    let deployments = acl_deployments(&group, &cluster, "");
+    let agent = Agent::start_with_env(&deployments, &[("RHE_ACL_PW", PASSWORD)]);
+    watches_everything(&agent);
+    let master = group.master_port().unwrap();
+    let replica = group.nodes.iter().find(|n| n.port() != master).unwrap();
+    let named = |a: &Agent| {
+        a.json("/api/v1/findings")["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "unreachable_from_agent")
+            .map(|f| f["node"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(named(&agent), Vec::<String>::new());
+    replica
+        .cmd(&["ACL", "DELUSER", "redis-ha-exporter"])
+        .unwrap();
+    agent.wait_until("the replica named", LONG, |a| named(a) == [replica.addr()]);
+    let mut setuser = vec!["ACL", "SETUSER"];
+    setuser.extend(node_user.split_whitespace().skip(1));
+    replica.cmd(&setuser).unwrap();
+    agent.wait_until("the replica no longer named", LONG, |a| named(a).is_empty());
+}
+
 /// The canary's lines of docs/security.md are enough for it: with the
 /// canary on, every shard's probe writes, a sentinel failover gets the
 /// canary's figures, and no server logged a denied command.

@@ -43,6 +43,8 @@ pub enum Check {
     /// A replica still follows another master than the sentinels' past
     /// `failover-timeout`.
     ReplicaFollowsOtherMaster,
+    /// An address the sentinels see up and the agent cannot poll.
+    UnreachableFromAgent,
 }
 
 impl Check {
@@ -62,6 +64,7 @@ impl Check {
             Check::ReplicaMigrationDisabled => "replica_migration_disabled",
             Check::SameZone => "same_zone",
             Check::ReplicaFollowsOtherMaster => "replica_follows_other_master",
+            Check::UnreachableFromAgent => "unreachable_from_agent",
         }
     }
 }

@@ -33,6 +33,8 @@ pub struct TargetState {
     pub last_poll: Option<SystemTime>,
     /// When the last successful poll finished.
     pub last_success: Option<SystemTime>,
+    /// When the polls started failing, while they fail.
+    pub down_since: Option<SystemTime>,
     /// The last successful reading; stale while `up` is false.
     pub reading: Option<Reading>,
     /// A data node's last settings read, kept between the polls that
@@ -187,6 +189,7 @@ impl Intake {
                 let news = !was_up || says_more(state.reading.as_ref(), &reading);
                 state.up = true;
                 state.last_success = Some(obs.at);
+                state.down_since = None;
                 if let Reading::Node(n) = &reading {
                     if n.replication.role == Role::Master {
                         self.histories
@@ -204,6 +207,7 @@ impl Intake {
             Err(_) => {
                 state.up = false;
                 state.failures += 1;
+                state.down_since.get_or_insert(obs.at);
                 Some(Recorded {
                     topology: was_up,
                     settings,

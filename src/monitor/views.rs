@@ -6,12 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::failover::Machines;
+use super::findings::reach;
 use super::findings::sentinel::{findings as sentinel_findings, misfollowing, Seen};
 use super::findings::settings::findings as settings_findings;
 use super::intake::{Intake, TargetKey, TargetState};
 use crate::model::finding::{Finding, Unknown};
 use crate::model::snapshot::{CanaryView, ShardView, SlotsView, TargetView};
 use crate::model::{Reading, TargetId, TargetKind};
+use crate::util::time::unix;
 
 /// One target as the view shows it.
 pub fn target(
@@ -103,6 +105,13 @@ pub fn findings(
             seen.entry(master).or_default().push((addr, view));
         }
     }
+    // For how long the agent's polls of an address have failed.
+    let failing = |addr: &str| {
+        [TargetKind::Node, TargetKind::Sentinel]
+            .into_iter()
+            .find_map(|kind| intake.get(kind, addr)?.down_since)
+            .map(|t| now - unix(t))
+    };
     let mut still = BTreeMap::new();
     for (shard, views) in &seen {
         for replica in misfollowing(views).into_keys() {
@@ -120,7 +129,9 @@ pub fn findings(
                     .get(&(shard.to_string(), replica.to_string()))
                     .map_or(0.0, |at| now - at)
             };
-            sentinel_findings(name, shard, stale_after, &views, held)
+            let mut found = sentinel_findings(name, shard, stale_after, &views, held);
+            found.extend(reach::findings(name, shard, &views, &failing));
+            found
         })
         .collect();
     let (from_settings, unknown) = settings_findings(name, cluster, derived, |addr| {

@@ -3,5 +3,6 @@
 //! deployment; each check is pure and tested without servers.
 //! docs/findings.md lists every check.
 
+pub mod reach;
 pub mod sentinel;
 pub mod settings;

@@ -279,7 +279,7 @@ fn host(addr: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::parse::sentinel::{Flags, MasterEntry, ReplicaEntry, SentinelEntry};
 
@@ -295,7 +295,11 @@ mod tests {
 
     /// A sentinel's view: quorum, sentinels it knows, replicas as
     /// (address, flags, priority).
-    fn view(quorum: u32, others: &[&str], replicas: &[(&str, &str, u32)]) -> MasterView {
+    pub(in crate::monitor::findings) fn view(
+        quorum: u32,
+        others: &[&str],
+        replicas: &[(&str, &str, u32)],
+    ) -> MasterView {
         MasterView {
             master: MasterEntry {
                 name: "m".into(),
