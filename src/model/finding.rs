@@ -30,6 +30,8 @@ pub enum Check {
     StaleReplica,
     /// No replica Sentinel would promote.
     NoPromotableReplica,
+    /// A cluster node answers while the cluster has marked it `fail`.
+    AnsweringWhileFailed,
 }
 
 impl Check {
@@ -44,6 +46,7 @@ impl Check {
             Check::StaleSentinel => "stale_sentinel",
             Check::StaleReplica => "stale_replica",
             Check::NoPromotableReplica => "no_promotable_replica",
+            Check::AnsweringWhileFailed => "answering_while_failed",
         }
     }
 }

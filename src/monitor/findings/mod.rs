@@ -3,4 +3,5 @@
 //! deployment; each check is pure and tested without servers.
 //! docs/findings.md lists every check.
 
+pub mod cluster;
 pub mod sentinel;
