@@ -32,6 +32,14 @@ pub enum Check {
     NoPromotableReplica,
     /// A cluster node answers while the cluster has marked it `fail`.
     AnsweringWhileFailed,
+    /// A cluster master serving slots has no replica that could take over.
+    NoFailoverCandidate,
+    /// A cluster shard's master and every replica share one host.
+    ShardSharesHost,
+    /// Cluster masters serve very different numbers of slots.
+    SlotsImbalanced,
+    /// One hash slot holds a large share of its shard's keys.
+    HotSlots,
 }
 
 impl Check {
@@ -47,6 +55,10 @@ impl Check {
             Check::StaleReplica => "stale_replica",
             Check::NoPromotableReplica => "no_promotable_replica",
             Check::AnsweringWhileFailed => "answering_while_failed",
+            Check::NoFailoverCandidate => "no_failover_candidate",
+            Check::ShardSharesHost => "shard_shares_host",
+            Check::SlotsImbalanced => "slots_imbalanced",
+            Check::HotSlots => "hot_slots",
         }
     }
 }

@@ -34,6 +34,8 @@ struct Dirty {
     subscriptions: bool,
     events: bool,
     canaries: bool,
+    /// A target's poll went from failing to answering or back.
+    answering: bool,
 }
 
 /// One deployment's state, from its inputs to its published view.
@@ -115,10 +117,13 @@ impl DeploymentState {
     /// Records one poll; false if its target is no longer followed.
     pub fn on_poll(&mut self, obs: Observation) -> bool {
         let key = (obs.target.kind, obs.target.addr.clone());
+        let answered = |intake: &Intake| intake.get(key.0, &key.1).map(|s| (s.polled, s.up));
+        let before = answered(&self.intake);
         let Some(news) = self.intake.record(obs) else {
             return false;
         };
         self.dirty.topology |= news;
+        self.dirty.answering |= answered(&self.intake) != before;
         if let Some(shards) = self
             .shards_of
             .get(&key.1)
@@ -260,12 +265,19 @@ impl DeploymentState {
             changed.shards.dedup();
         }
         changed.cluster = self.update_cluster(retopologized, &republish);
-        let sentinels_polled = targets.iter().any(|(k, _)| *k == TargetKind::Sentinel);
+        // Findings are evaluated again only when what they read changed:
+        // a sentinel's poll, or a cluster's derivation or a node answering
+        // or not (not every poll: a 1000-node cluster polls 1000 times a
+        // second).
+        let findings = match self.config.kind {
+            Kind::Sentinel => targets.iter().any(|(k, _)| *k == TargetKind::Sentinel),
+            Kind::Cluster => retopologized || dirty.answering,
+        };
         self.update_lists(
             subscriptions_changed || all,
             dirty.events || all,
             canaries_changed || all,
-            sentinels_polled || all,
+            findings || all,
         );
         self.stepped = true;
         changed
@@ -295,9 +307,16 @@ impl DeploymentState {
             self.view.canaries = views::canaries(&self.canaries, |s| derived.contains_key(s));
         }
         if findings {
-            let found = views::findings(&self.name, &self.intake, |s| {
-                self.topology.shards.contains_key(s)
-            });
+            let found = match self.config.kind {
+                Kind::Sentinel => views::findings(&self.name, &self.intake, |s| {
+                    self.topology.shards.contains_key(s)
+                }),
+                Kind::Cluster => views::cluster_findings(
+                    &self.name,
+                    self.topology.cluster.as_ref(),
+                    &self.intake,
+                ),
+            };
             if *self.view.findings != found {
                 self.view.findings = Arc::new(found);
             }

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::derive::ClusterResult;
 use super::failover::Machines;
+use super::findings::cluster::findings as cluster_checks;
 use super::findings::sentinel::{findings as sentinel_findings, Seen};
 use super::intake::{Intake, TargetKey, TargetState};
 use crate::model::finding::Finding;
@@ -92,4 +94,21 @@ pub fn findings(name: &str, intake: &Intake, is_shard: impl Fn(&str) -> bool) ->
     seen.into_iter()
         .flat_map(|(shard, views)| sentinel_findings(name, shard, &views))
         .collect()
+}
+
+/// The findings of a cluster, from its last derivation and which of its
+/// nodes answer the agent.
+pub fn cluster_findings(
+    name: &str,
+    cluster: Option<&ClusterResult>,
+    intake: &Intake,
+) -> Vec<Finding> {
+    let Some(c) = cluster else {
+        return Vec::new();
+    };
+    cluster_checks(name, &c.view, &c.setups, |addr| {
+        intake
+            .get(TargetKind::Node, addr)
+            .is_some_and(|s| s.polled && s.up)
+    })
 }
