@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::parse::cluster::{view_digest, ClusterInfo, ClusterNode};
 use crate::parse::info::{ReplicationInfo, SentinelInfo};
 use crate::parse::sentinel::{MasterEntry, ReplicaEntry, SentinelEntry};
+use crate::parse::slot_stats::SlotStats;
 
 /// Whether a target is a data node or a sentinel: they are polled
 /// differently and labelled `node` or `sentinel`. (What a data node says it
@@ -140,6 +141,16 @@ pub struct NodeReading {
     /// replica connected (a returning old master is one): whether clients
     /// write there. `None` elsewhere, or when the read failed.
     pub changes: Option<u64>,
+}
+
+/// A cluster node's slots with the most keys (`CLUSTER SLOT-STATS ORDERBY
+/// key-count LIMIT n`, Valkey 8.0+ and Redis 8.2+), and its keys in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotStatsReading {
+    /// The slots with the most keys, most first.
+    pub top: Vec<SlotStats>,
+    /// Keys in every slot of the node (`DBSIZE`).
+    pub keys: u64,
 }
 
 /// One cluster node's view of the cluster, with what the monitor needs to

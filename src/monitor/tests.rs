@@ -471,7 +471,12 @@ mod cases {
                 &fixture("cluster-info-shard-down.txt"),
             )
         };
-        m.apply(obs(TargetKind::Node, "127.0.0.1:7200", Instant::now(), down()));
+        m.apply(obs(
+            TargetKind::Node,
+            "127.0.0.1:7200",
+            Instant::now(),
+            down(),
+        ));
         let found = |m: &mut Monitor| {
             let s = m.snapshot();
             s.deployments[0]
@@ -487,7 +492,12 @@ mod cases {
         let f = &s.deployments[0].findings[1];
         assert!(f.why.contains("127.0.0.1:7205: fail"), "{}", f.why);
 
-        m.apply(obs(TargetKind::Node, "127.0.0.1:7202", Instant::now(), down()));
+        m.apply(obs(
+            TargetKind::Node,
+            "127.0.0.1:7202",
+            Instant::now(),
+            down(),
+        ));
         let answering = ("answering_while_failed", "127.0.0.1:7202".to_string());
         assert_eq!(found(&mut m)[0], answering);
         m.apply(obs(

@@ -4,4 +4,5 @@
 //! docs/findings.md lists every check.
 
 pub mod cluster;
+pub mod hot_slots;
 pub mod sentinel;
