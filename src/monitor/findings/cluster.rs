@@ -53,11 +53,12 @@ pub fn findings(
             "find why the others cannot reach it (network, cluster bus port, announce address); CLUSTER NODES on it and on another node".into(),
         ));
     }
+    // `shard_slots` is sorted by shard.
+    let shard_slots = c.slots.as_ref().map_or(&[][..], |s| &s.shard_slots[..]);
     let slots_of = |shard: &str| {
-        c.slots
-            .as_ref()
-            .and_then(|s| s.shard_slots.iter().find(|(n, _)| n == shard))
-            .map_or(0, |(_, n)| *n)
+        shard_slots
+            .binary_search_by(|(n, _)| n.as_str().cmp(shard))
+            .map_or(0, |i| shard_slots[i].1)
     };
     for s in setups {
         let slots = slots_of(&s.shard);
