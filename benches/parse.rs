@@ -198,6 +198,7 @@ fn reading(n: usize, i: usize, stage: Stage, writes: usize) -> NodeReading {
             nodes,
         )),
         changes: None,
+        settings: None,
     }
 }
 

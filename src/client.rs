@@ -18,6 +18,8 @@ pub struct PollSettings {
     pub interval: Duration,
     /// Time one command may take.
     pub timeout: Duration,
+    /// Time between two reads of a data node's settings.
+    pub settings_interval: Duration,
 }
 
 /// A client for one server: one connection, reconnecting forever with

@@ -388,7 +388,9 @@ async fn alerts(State(shared): State<Shared>) -> Json<Value> {
     Json(json!({ "alerts": firing }))
 }
 
-/// What is wrong with each deployment's setup now, the most severe first.
+/// What is wrong with each deployment's setup now, the most severe first;
+/// and where checks cannot tell, so that a missing finding is never read
+/// as "fine" where nothing was checked.
 async fn findings(State(shared): State<Shared>) -> Json<Value> {
     let snapshot = shared.snapshot();
     let mut all: Vec<&crate::model::finding::Finding> = snapshot
@@ -397,7 +399,12 @@ async fn findings(State(shared): State<Shared>) -> Json<Value> {
         .flat_map(|d| d.findings.iter())
         .collect();
     all.sort_by_key(|f| f.severity);
-    Json(json!({ "findings": all }))
+    let unknown: Vec<_> = snapshot
+        .deployments
+        .iter()
+        .flat_map(|d| d.findings_unknown.iter())
+        .collect();
+    Json(json!({ "findings": all, "unknown": unknown }))
 }
 
 #[cfg(test)]

@@ -106,6 +106,7 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_canary_lost_writes_total", COUNTER, "deployment, shard", "Canary writes a node acknowledged that the node written to next did not hold."),
     def("redis_ha_alerts_firing", GAUGE, "alertname, severity", "Alerts of the agent's built-in rules firing now."),
     def("redis_ha_finding", GAUGE, "deployment, shard, node, check, severity", "1 for each finding about the setup now (docs/findings.md); shard and node empty when it is about none."),
+    def("redis_ha_finding_unknown", GAUGE, "deployment, node, check", "1 for each check that cannot tell on a node: the agent's user may not read what it needs (docs/security.md)."),
     def("redis_ha_webhook_deliveries_total", COUNTER, "receiver, endpoint, result", "Notification deliveries by result: delivered, retried (an attempt failed, it will be retried), refused (the receiver answered 4xx: given up), dropped (the queue was full)."),
     def("redis_ha_webhook_queue_length", GAUGE, "receiver, endpoint", "Notifications waiting to be delivered to this receiver URL."),
 ];
@@ -274,6 +275,19 @@ pub fn render(snapshot: &Snapshot) -> String {
                 ],
                 1.0,
             );
+        }
+        for u in d.findings_unknown.iter() {
+            for check in &u.checks {
+                out.add(
+                    "redis_ha_finding_unknown",
+                    &[
+                        ("deployment", &d.name),
+                        ("node", &u.node),
+                        ("check", check.as_str()),
+                    ],
+                    1.0,
+                );
+            }
         }
     }
     for (rule, severity) in &snapshot.alerts.rules {

@@ -108,6 +108,7 @@ pub async fn supervise(
     let settings = PollSettings {
         interval: config.poll_interval,
         timeout: config.timeout,
+        settings_interval: config.findings.settings_interval,
     };
     // Shared by every task of the deployment: a poller holds a pointer, not
     // a copy (a deployment may list many seeds).

@@ -104,7 +104,9 @@ fn lag_and_quorum_rules_fire_and_resolve() {
 }
 
 /// Must show 6, cluster side: a frozen shard fires SlotCoverageLost (with
-/// the configured runbook), which resolves when it resumes.
+/// the configured runbook, and, since the lab's nodes keep Redis's
+/// `cluster-require-full-coverage yes`, saying the outage is total), which
+/// resolves when it resumes.
 #[test]
 fn coverage_rule_fires_and_resolves() {
     let cluster = Cluster::start(ClusterOpts {
@@ -123,6 +125,13 @@ fn coverage_rule_fires_and_resolves() {
             &[("deployment", "c")],
         ) == Some(1.0)
     });
+    agent.wait_until("the nodes' settings read", LONG, |a| {
+        a.json("/api/v1/findings")["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["check"] == "full_coverage_required")
+    });
     cluster.nodes[2].freeze();
     agent.wait_until("SlotCoverageLost", LONG, |a| {
         !firing(a, "SlotCoverageLost").is_empty()
@@ -138,6 +147,12 @@ fn coverage_rule_fires_and_resolves() {
             .as_str()
             .unwrap()
             .contains("-16383"),
+        "{alert}"
+    );
+    assert!(
+        alert["annotations"]["summary"].as_str().unwrap().ends_with(
+            "refuse every other key too (finding full_coverage_required): a total outage there"
+        ),
         "{alert}"
     );
     cluster.nodes[2].resume();

@@ -10,6 +10,58 @@ use support::{cluster_deployment, sentinel_deployment, Agent};
 
 const LONG: Duration = Duration::from_secs(40);
 
+/// Settings read every second and entries stale after 3 s, so that each
+/// change shows within the test.
+/// ConfigurationRisk fires after 1 s instead of 10 min.
+const FAST: &str = "findings:\n  settings_interval: 1s\n  stale_after: 3s\nalerts:\n  rules:\n    ConfigurationRisk: { for: 1s }\n";
+
+/// The checks ConfigurationRisk fires for now.
+fn risks(agent: &Agent) -> Vec<String> {
+    let mut checks: Vec<String> = agent.json("/api/v1/alerts")["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["alertname"] == "ConfigurationRisk")
+        .map(|a| a["labels"]["check"].as_str().unwrap().to_string())
+        .collect();
+    checks.sort();
+    checks
+}
+
+/// The agent on one deployment, with [`FAST`] findings.
+fn agent(deployment: &str) -> Agent {
+    Agent::start_full(deployment, FAST, &[])
+}
+
+/// The checks of warning or worse, and those of information, now.
+fn by_severity(agent: &Agent) -> (Vec<String>, Vec<String>) {
+    let (info, worse): (Vec<_>, Vec<_>) = checks(agent).into_iter().partition(|(_, s)| s == "info");
+    let names = |v: Vec<(String, String)>| v.into_iter().map(|(c, _)| c).collect();
+    (names(worse), names(info))
+}
+
+/// `CONFIG SET <setting> <value>` on each node.
+fn config_set<'a>(
+    nodes: impl IntoIterator<Item = &'a redis_ha_lab::Node>,
+    setting: &str,
+    value: &str,
+) {
+    for n in nodes {
+        n.cmd(&["CONFIG", "SET", setting, value]).unwrap();
+    }
+}
+
+/// The findings of `check` now, by the node they name.
+fn nodes_of(agent: &Agent, check: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = findings(agent)
+        .iter()
+        .filter(|f| f["check"] == check)
+        .map(|f| f["node"].as_str().unwrap_or_default().to_string())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
 fn findings(agent: &Agent) -> Vec<Value> {
     agent.json("/api/v1/findings")["findings"]
         .as_array()
@@ -59,7 +111,7 @@ fn wait_for_check(agent: &Agent, check: &str, present: bool) {
 #[test]
 fn sentinel_setups_are_checked_and_cleared() {
     let group = SentinelGroup::start(SentinelOpts::default());
-    let agent = Agent::start(&sentinel_deployment("s", &[group.sentinels[0].addr()]));
+    let agent = agent(&sentinel_deployment("s", &[group.sentinels[0].addr()]));
     agent.wait_metrics("every target up", LONG, |m| {
         m.find("redis_ha_target_up", &[])
             .filter(|s| s.value == 1.0)
@@ -67,11 +119,27 @@ fn sentinel_setups_are_checked_and_cleared() {
             == 6
     });
     wait_for_check(&agent, "sentinels_share_host", true);
-    let healthy = checks(&agent);
+    wait_for_check(&agent, "writes_at_risk_unbounded", true);
+    let (worse, info) = by_severity(&agent);
     assert_eq!(
-        healthy,
-        [("sentinels_share_host".into(), "warning".into())],
-        "a healthy group: only the lab's one host"
+        worse,
+        ["sentinels_share_host"],
+        "a healthy group: nothing of warning or worse but the lab's one host"
+    );
+    assert_eq!(
+        info,
+        ["writes_at_risk_unbounded"],
+        "Redis's default min-replicas-to-write 0"
+    );
+    let master = group.node(group.master_port().unwrap());
+    assert_eq!(
+        nodes_of(&agent, "writes_at_risk_unbounded"),
+        [master.addr()]
+    );
+    assert_eq!(
+        agent.json("/api/v1/findings")["unknown"],
+        serde_json::json!([]),
+        "every node's settings readable"
     );
     let m = agent.metrics();
     assert_eq!(
@@ -87,6 +155,9 @@ fn sentinel_setups_are_checked_and_cleared() {
         set(s, "quorum", "4");
     }
     wait_for_check(&agent, "quorum_unreachable", true);
+    agent.wait_until("ConfigurationRisk for the quorum", LONG, |a| {
+        risks(a) == ["quorum_unreachable", "sentinels_share_host"]
+    });
     let f = findings(&agent);
     assert_eq!(f[0]["check"], "quorum_unreachable", "the most severe first");
     assert_eq!(f[0]["severity"], "critical");
@@ -99,6 +170,9 @@ fn sentinel_setups_are_checked_and_cleared() {
         set(s, "quorum", "2");
     }
     wait_for_check(&agent, "quorum_unreachable", false);
+    agent.wait_until("ConfigurationRisk for the quorum resolved", LONG, |a| {
+        risks(a) == ["sentinels_share_host"]
+    });
 
     // One sentinel with another down-after.
     let odd = group.sentinels[1].addr();
@@ -132,7 +206,154 @@ fn sentinel_setups_are_checked_and_cleared() {
         .cmd(&["CONFIG", "SET", "replica-priority", "100"])
         .unwrap();
     wait_for_check(&agent, "no_promotable_replica", false);
+
+    // Writes bounded on the master: nothing at risk without bound.
+    config_set([master], "min-replicas-to-write", "1");
+    wait_for_check(&agent, "writes_at_risk_unbounded", false);
 }
+
+/// A sentinel gone without `SENTINEL RESET` is named by the sentinels that
+/// still count it, once it has been down for `stale_after`, and forgotten
+/// once they are reset.
+#[test]
+fn a_sentinel_removed_without_reset_is_stale_until_reset() {
+    let mut group = SentinelGroup::start(SentinelOpts::default());
+    let agent = agent(&sentinel_deployment("s", &[group.sentinels[0].addr()]));
+    wait_for_check(&agent, "sentinels_share_host", true);
+    assert!(!checks(&agent).iter().any(|(c, _)| c == "stale_sentinel"));
+    let gone = group.sentinels[2].addr();
+    group.sentinels[2].kill();
+    let mut holders = [group.sentinels[0].addr(), group.sentinels[1].addr()];
+    holders.sort();
+    let both = format!("SENTINEL RESET mymaster on {},", holders.join(", "));
+    // Each sentinel's own clock passes the mark at its own poll.
+    agent.wait_until("both sentinels name the gone one", LONG, |a| {
+        findings(a).iter().any(|f| {
+            f["check"] == "stale_sentinel" && f["action"].as_str().unwrap().contains(&both)
+        })
+    });
+    let f = finding(&agent, "stale_sentinel");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["node"], gone.as_str());
+    for s in &group.sentinels[..2] {
+        s.cmd(&["SENTINEL", "RESET", "mymaster"]).unwrap();
+    }
+    wait_for_check(&agent, "stale_sentinel", false);
+}
+
+/// A replica whose ACL refuses `REPLICAOF` stays on the old master after a
+/// failover: named once it has done so past failover-timeout (4 s in the
+/// lab), naming the master it follows; cleared once Sentinel can move it.
+#[test]
+fn a_replica_sentinel_cannot_move_is_named() {
+    let group = SentinelGroup::start(SentinelOpts::default());
+    let agent = agent(&sentinel_deployment("s", &[group.sentinels[0].addr()]));
+    wait_for_check(&agent, "sentinels_share_host", true);
+    let old = group.master_port().unwrap();
+    let stuck = group.nodes.iter().find(|n| n.port() != old).unwrap();
+    config_set([stuck], "replica-priority", "0");
+    stuck
+        .cmd(&["ACL", "SETUSER", "default", "-replicaof", "-slaveof"])
+        .unwrap();
+    group.sentinels[0]
+        .cmd(&["SENTINEL", "FAILOVER", "mymaster"])
+        .unwrap();
+    let new = group.wait_for_new_master(old, LONG);
+    wait_for_check(&agent, "replica_follows_other_master", true);
+    let f = finding(&agent, "replica_follows_other_master");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["node"], stuck.addr().as_str());
+    let why = f["why"].as_str().unwrap();
+    assert!(
+        why.contains(&format!(
+            "still follows 127.0.0.1:{old}, not the master 127.0.0.1:{new}"
+        )),
+        "{why}"
+    );
+    stuck.cmd(&["ACL", "SETUSER", "default", "+@all"]).unwrap();
+    wait_for_check(&agent, "replica_follows_other_master", false);
+}
+
+/// A healthy lab cluster: Redis's defaults said as information; each
+/// setting changed makes or clears its finding.
+#[test]
+fn cluster_settings_are_checked_and_cleared() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let agent = agent(&cluster_deployment("c", &[cluster.nodes[0].addr()]));
+    wait_for_check(&agent, "full_coverage_required", true);
+    agent.wait_until("every master's settings read", LONG, |a| {
+        nodes_of(a, "writes_at_risk_unbounded").len() == 3
+    });
+    let (worse, info) = by_severity(&agent);
+    assert!(
+        worse.iter().all(|c| SAME_HOST.contains(&c.as_str())),
+        "a healthy cluster: nothing of warning or worse but the lab's one host: {worse:?}"
+    );
+    assert_eq!(
+        info,
+        [
+            "writes_at_risk_unbounded",
+            "writes_at_risk_unbounded",
+            "writes_at_risk_unbounded",
+            "full_coverage_required"
+        ]
+    );
+    let mut masters: Vec<String> = cluster.nodes[..3].iter().map(|n| n.addr()).collect();
+    masters.sort();
+    assert_eq!(nodes_of(&agent, "writes_at_risk_unbounded"), masters);
+    let why = finding(&agent, "full_coverage_required")["why"].clone();
+    assert!(why.as_str().unwrap().starts_with("6 of 6 nodes"), "{why}");
+
+    // Partial coverage allowed on some nodes: still said, with how many.
+    config_set(&cluster.nodes[..5], "cluster-require-full-coverage", "no");
+    agent.wait_until("one node left requiring full coverage", LONG, |a| {
+        finding(a, "full_coverage_required")["why"]
+            .as_str()
+            .is_some_and(|w| w.starts_with("1 of 6 nodes"))
+    });
+    config_set(&cluster.nodes[5..], "cluster-require-full-coverage", "no");
+    wait_for_check(&agent, "full_coverage_required", false);
+
+    // Availability zones, where the server has them (Valkey 8+).
+    let zones = cluster.nodes[0]
+        .cmd(&["CONFIG", "GET", "availability-zone"])
+        .unwrap();
+    if matches!(&zones, redis_ha_lab::Reply::Array(a) if a.len() == 2) {
+        // Master 0 and its replica (node 3) in one zone.
+        config_set(
+            [&cluster.nodes[0], &cluster.nodes[3]],
+            "availability-zone",
+            "az1",
+        );
+        wait_for_check(&agent, "same_zone", true);
+        let f = finding(&agent, "same_zone");
+        assert_eq!(f["severity"], "warning");
+        assert_eq!(f["node"], cluster.nodes[0].addr().as_str());
+        config_set([&cluster.nodes[3]], "availability-zone", "az2");
+        wait_for_check(&agent, "same_zone", false);
+    }
+
+    // Master 1's replica moved to master 0, migration off everywhere:
+    // master 1 is left alone while master 0 has a replica to spare.
+    config_set(&cluster.nodes, "cluster-allow-replica-migration", "no");
+    let master0 = cluster.node_id(cluster.nodes[0].port());
+    cluster.nodes[4]
+        .cmd(&["CLUSTER", "REPLICATE", &master0])
+        .unwrap();
+    wait_for_check(&agent, "replica_migration_disabled", true);
+    let f = finding(&agent, "replica_migration_disabled");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["node"], cluster.nodes[1].addr().as_str());
+    config_set(
+        [&cluster.nodes[4]],
+        "cluster-allow-replica-migration",
+        "yes",
+    );
+    wait_for_check(&agent, "replica_migration_disabled", false);
+}
+
+/// Findings the lab always has: every server listens on 127.0.0.1.
+const SAME_HOST: [&str; 2] = ["sentinels_share_host", "shard_shares_host"];
 
 /// `redis-cli --cluster reshard`: moves `count` slots from the node `from`
 /// to the node `to` (no keys: each slot moves at once).
@@ -171,14 +392,11 @@ fn cluster_setups_are_checked_and_cleared() {
             .count()
             == 3
     });
-    let healthy: Vec<(String, String)> = checks(&agent)
-        .into_iter()
-        .filter(|(_, severity)| severity != "info")
-        .collect();
+    let (worse, _) = by_severity(&agent);
     assert_eq!(
-        healthy,
-        vec![("shard_shares_host".to_string(), "warning".to_string()); 3],
-        "a healthy cluster: only the lab's one host"
+        worse,
+        vec!["shard_shares_host"; 3],
+        "a healthy cluster: nothing of warning or worse but the lab's one host"
     );
     let m = agent.metrics();
     assert_eq!(

@@ -318,6 +318,7 @@ impl World {
             replication,
             cluster: Some(ClusterReading::from_lines(info, lines)),
             changes: None,
+            settings: None,
         }))
     }
 
@@ -539,6 +540,7 @@ impl Group {
                             priority: Some(100),
                             link_down_ms: Some(0),
                             s_down_ms: None,
+                            follows: Some(node_addr(nodes[*current])),
                         })
                         .collect(),
                     sentinels: (0..self.sentinels.len())
@@ -601,6 +603,7 @@ impl Group {
             replication,
             cluster: None,
             changes: None,
+            settings: None,
         }))
     }
 }

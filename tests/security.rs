@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use redis_ha_lab::{Acl, Cluster, ClusterOpts, Security, SentinelGroup, SentinelOpts, TlsFiles};
+use serde_json::json;
 use support::certs::Pki;
 use support::{cluster_deployment, sentinel_deployment, temp_dir, Agent, Metrics};
 
@@ -247,6 +248,12 @@ fn the_documented_acl_users_are_enough() {
     let deployments = acl_deployments(&group, &cluster, "");
     let agent = Agent::start_with_env(&deployments, &[("RHE_ACL_PW", PASSWORD)]);
     watches_everything(&agent);
+    // The settings the findings need are read: one master of the group and
+    // three of the cluster, each with Redis's min-replicas-to-write 0.
+    agent.wait_until("every master's settings read", LONG, |a| {
+        settings_findings(a) == 4
+    });
+    assert_eq!(agent.json("/api/v1/findings")["unknown"], json!([]));
     fails_over(&group, &agent);
     // A few more polls of every target after the failover.
     std::thread::sleep(Duration::from_secs(2));
@@ -288,6 +295,72 @@ fn the_documented_acl_users_are_enough() {
     );
     for secret in [PASSWORD, "wrong-Pa55-also-secret"] {
         assert!(!seen.contains(secret), "{secret} leaked");
+    }
+}
+
+/// The findings that read the masters' settings (`CONFIG GET`).
+fn settings_findings(agent: &Agent) -> usize {
+    agent.json("/api/v1/findings")["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["check"] == "writes_at_risk_unbounded")
+        .count()
+}
+
+/// The documented lines without `+config|get`: every data node's settings
+/// checks say they cannot tell, with the server's refusal, in the API and
+/// the metrics; none is reported as fine or found; everything else works.
+#[test]
+fn without_config_get_the_settings_checks_cannot_tell() {
+    const PASSWORD: &str = "acl-Pa55-word";
+    let [(node_user, sentinel_user), _] = documented_users(PASSWORD);
+    assert!(node_user.contains(" +config|get"));
+    let (group, cluster) = lab_with_users((node_user.replace(" +config|get", ""), sentinel_user));
+    let deployments = acl_deployments(&group, &cluster, "");
+    let agent = Agent::start_with_env(&deployments, &[("RHE_ACL_PW", PASSWORD)]);
+    watches_everything(&agent);
+    let nodes: Vec<String> = group
+        .nodes
+        .iter()
+        .chain(&cluster.nodes)
+        .map(|n| n.addr())
+        .collect();
+    agent.wait_until("every data node unknown", LONG, |a| {
+        a.json("/api/v1/findings")["unknown"]
+            .as_array()
+            .is_some_and(|u| u.len() == nodes.len())
+    });
+    let found = agent.json("/api/v1/findings");
+    for u in found["unknown"].as_array().unwrap() {
+        assert!(nodes.iter().any(|n| u["node"] == n.as_str()), "{u}");
+        assert!(u["reason"].as_str().unwrap().starts_with("NOPERM"), "{u}");
+        assert!(u["checks"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("writes_at_risk_unbounded")));
+    }
+    assert_eq!(settings_findings(&agent), 0, "nothing claimed either way");
+    let m = agent.metrics();
+    for n in &nodes {
+        assert_eq!(
+            m.value(
+                "redis_ha_finding_unknown",
+                &[("node", n), ("check", "writes_at_risk_unbounded")]
+            ),
+            Some(1.0),
+            "{n}"
+        );
+    }
+    // The refusals are the only ones the servers logged: one `CONFIG GET`
+    // a node, nothing else.
+    for node in group.nodes.iter().chain(&cluster.nodes) {
+        for entry in acl_log(node) {
+            assert!(entry.contains("config|get"), "{}: {entry}", node.addr());
+        }
+    }
+    for node in &group.sentinels {
+        assert_eq!(acl_log(node), Vec::<String>::new(), "{}", node.addr());
     }
 }
 

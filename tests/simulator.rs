@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use redis_ha_exporter::config;
+use redis_ha_exporter::model::settings::Param;
 use redis_ha_exporter::model::snapshot::{DeploymentView, OpenState, SlotState};
 use redis_ha_exporter::model::{
     ClusterReading, Input, NodeReading, Observation, PollError, Reading, TargetId, TargetKind,
@@ -211,6 +212,7 @@ impl<'a> Side<'a> {
             replication,
             cluster: Some(ClusterReading::from_lines(info, lines)),
             changes: None,
+            settings: None,
         })
     }
 
@@ -427,6 +429,20 @@ const NOT_IN_7_0: [&str; 3] = [
     "replicas_repl_buffer_peak",
 ];
 
+/// Each setting the agent reads (`CONFIG GET <name>`) gets the same answer
+/// from both sides' first node, a default-configured cluster node; on
+/// other versions than Redis 7.0, the names the simulator knows.
+fn same_settings(server: &str, real: &Cluster, sim: &SimCluster) {
+    let exact = server.starts_with("redis 7.0.");
+    for param in Param::ALL {
+        let args = ["CONFIG", "GET", param.name()];
+        let sim_reply = sim.cmd(0, &args).unwrap();
+        if exact || sim_reply != Reply::Array(Vec::new()) {
+            assert_eq!(real.cmd(0, &args).unwrap(), sim_reply, "{server}: {args:?}");
+        }
+    }
+}
+
 /// The sets of field names of both sides must be equal, but for what the
 /// real server's version does differently from 7.0.
 fn same_fields(what: &str, server: &str, real: BTreeSet<String>, sim: BTreeSet<String>) {
@@ -545,6 +561,7 @@ fn the_agent_sees_the_simulator_as_a_real_cluster() {
         sim.poll_until("healthy cluster", SETTLE, healthy),
     );
     compare("healthy", &server, &mut real, &mut sim, rounds);
+    same_settings(&server, &real_cluster, &sim_cluster);
     let epochs = (current_epoch(&real), current_epoch(&sim));
 
     // A slot migrating from shard 0 to shard 1, then stable again.

@@ -2,7 +2,8 @@
 //! `CLUSTER INFO` every poll and `CLUSTER NODES` when it has something new
 //! to say ([`super::topology`]); `INFO persistence` on masters that have no
 //! replica connected, or that report role master beside their shard's
-//! master ([`Strays`]).
+//! master ([`Strays`]); the node's settings ([`super::settings`]) when the
+//! poller says they are due.
 
 use fred::prelude::*;
 use fred::types::InfoKind;
@@ -66,15 +67,22 @@ pub struct Cluster<'a> {
 /// not fail the poll: the earlier view goes on with the fresh `CLUSTER
 /// INFO`, and the next poll reads again.
 /// `stray`: the node reports role master beside its shard's master.
+/// `settings`: its settings are due (read after the poll's own commands,
+/// so a slow `CONFIG GET` never delays what the poll is for).
 pub async fn poll(
     client: &Client,
     cluster: Option<(Cluster<'_>, &mut Watch)>,
     stray: bool,
+    settings: bool,
 ) -> Result<NodeReading, PollError> {
+    let is_cluster = cluster.is_some();
     let mut reading = replication_and_cluster(client, cluster).await?;
     let r = &reading.replication;
     if r.role == Role::Master && (r.replicas.is_empty() || stray) {
         reading.changes = changes(client).await;
+    }
+    if settings {
+        reading.settings = super::settings::read(client, is_cluster).await;
     }
     Ok(reading)
 }
@@ -131,6 +139,7 @@ async fn replication_and_cluster(
             replication: parsed("INFO replication", ReplicationInfo::parse(&text))?,
             cluster: None,
             changes: None,
+            settings: None,
         });
     };
     let turn = c.back || watch.last.is_none() || c.rotation.due(c.addr, c.round, watch.read);
@@ -174,6 +183,7 @@ async fn replication_and_cluster(
             replication,
             cluster: Some(view),
             changes: None,
+            settings: None,
         });
     };
     let read = match early {
@@ -193,6 +203,7 @@ async fn replication_and_cluster(
                     replication,
                     cluster: Some(known),
                     changes: None,
+                    settings: None,
                 });
             }
             known
@@ -204,6 +215,7 @@ async fn replication_and_cluster(
         replication,
         cluster: Some(view),
         changes: None,
+        settings: None,
     })
 }
 

@@ -50,6 +50,9 @@ pub async fn run(
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut was_up = None;
     let mut topology = Watch::default();
+    // When the node's settings were last read: again on its first poll
+    // after it was down (it may have restarted with others).
+    let mut settings_read: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
@@ -89,7 +92,14 @@ pub async fn run(
                                 },
                             );
                             let stray = strays.contains(&target.addr);
-                            node::poll(client, cluster, stray).await.map(Reading::Node)
+                            let due = was_up != Some(true)
+                                || settings_read
+                                    .is_none_or(|t| t.elapsed() >= settings.settings_interval);
+                            let polled = node::poll(client, cluster, stray, due).await;
+                            if matches!(&polled, Ok(r) if r.settings.is_some()) {
+                                settings_read = Some(Instant::now());
+                            }
+                            polled.map(Reading::Node)
                         }
                     }
                 });

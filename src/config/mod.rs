@@ -12,6 +12,7 @@
 //! re-exported here: the rest of the crate names `config::X` only.
 
 mod deployments;
+mod findings;
 mod receivers;
 mod rules;
 mod secrets;
@@ -28,6 +29,7 @@ use serde::Deserialize;
 pub use self::deployments::{
     Auth, AuthError, Canary, CanaryError, Deployment, DeploymentError, Kind,
 };
+pub use self::findings::Findings;
 pub use self::receivers::{
     endpoint_label, Alerts, AlertsError, Receiver, ReceiverError, ReceiverKind, ReceiverTls, Route,
     UrlError, PAGERDUTY_URL,
@@ -69,6 +71,8 @@ pub struct Config {
     pub timelines: Timelines,
     /// Changes to the built-in alert rules.
     pub alerts: Alerts,
+    /// How the findings are made.
+    pub findings: Findings,
     /// TLS and basic auth of the agent's own endpoint: a web config file
     /// ([`load_web_config`]); `--web.config.file` overrides it.
     pub web_config_file: Option<PathBuf>,
@@ -241,6 +245,7 @@ pub fn from_flags(
         deployments,
         timelines: Timelines::default(),
         alerts: Alerts::default(),
+        findings: Findings::default(),
         web_config_file: None,
     };
     check_whole(&config).map_err(|source| ConfigError::Invalid {
@@ -253,7 +258,7 @@ pub fn from_flags(
 #[derive(Deserialize)]
 #[serde(
     deny_unknown_fields,
-    expecting = "a mapping with listen, poll_interval, timeout, topology_interval, deployments, timelines, alerts and web_config_file"
+    expecting = "a mapping with listen, poll_interval, timeout, topology_interval, deployments, timelines, alerts, findings and web_config_file"
 )]
 struct RawConfig {
     #[serde(default = "default_listen", deserialize_with = "listen_addr")]
@@ -269,6 +274,8 @@ struct RawConfig {
     timelines: Timelines,
     #[serde(default)]
     alerts: Alerts,
+    #[serde(default)]
+    findings: Findings,
     web_config_file: Option<PathBuf>,
 }
 
@@ -295,6 +302,7 @@ impl RawConfig {
             deployments: self.deployments,
             timelines: self.timelines,
             alerts: self.alerts,
+            findings: self.findings,
             web_config_file: self.web_config_file,
         };
         check_whole(&config)?;

@@ -33,6 +33,7 @@ pub enum RuleName {
     ReplicaLinkDown,
     ShardWithoutReplica,
     TargetDown,
+    ConfigurationRisk,
 }
 
 impl RuleName {

@@ -30,6 +30,19 @@ pub enum Check {
     StaleReplica,
     /// No replica Sentinel would promote.
     NoPromotableReplica,
+    /// A master acknowledges writes no replica has (`min-replicas-to-write
+    /// 0`): what a failover loses has no bound.
+    WritesAtRiskUnbounded,
+    /// Cluster nodes stop serving every key when any slot is uncovered.
+    FullCoverageRequired,
+    /// A master has no replica, replicas elsewhere could move to it, and
+    /// replica migration is off on them.
+    ReplicaMigrationDisabled,
+    /// A master and all its replicas in one availability zone.
+    SameZone,
+    /// A replica still follows another master than the sentinels' past
+    /// `failover-timeout`.
+    ReplicaFollowsOtherMaster,
     /// A cluster node answers while the cluster has marked it `fail`.
     AnsweringWhileFailed,
     /// A cluster master serving slots has no replica that could take over.
@@ -54,6 +67,11 @@ impl Check {
             Check::StaleSentinel => "stale_sentinel",
             Check::StaleReplica => "stale_replica",
             Check::NoPromotableReplica => "no_promotable_replica",
+            Check::WritesAtRiskUnbounded => "writes_at_risk_unbounded",
+            Check::FullCoverageRequired => "full_coverage_required",
+            Check::ReplicaMigrationDisabled => "replica_migration_disabled",
+            Check::SameZone => "same_zone",
+            Check::ReplicaFollowsOtherMaster => "replica_follows_other_master",
             Check::AnsweringWhileFailed => "answering_while_failed",
             Check::NoFailoverCandidate => "no_failover_candidate",
             Check::ShardSharesHost => "shard_shares_host",
@@ -80,4 +98,19 @@ pub struct Finding {
     pub why: String,
     /// What to do.
     pub action: String,
+}
+
+/// Checks that cannot tell on a node: the reading they need was refused
+/// (the agent's user lacks a permission). Listed, so that no finding's
+/// absence reads as "fine" when it was never checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Unknown {
+    /// The deployment.
+    pub deployment: String,
+    /// The node (`host:port`).
+    pub node: String,
+    /// The checks that could not be made there.
+    pub checks: Vec<Check>,
+    /// What the server said.
+    pub reason: String,
 }

@@ -7,6 +7,7 @@ pub mod alert;
 pub mod canary;
 pub mod finding;
 pub mod histogram;
+pub mod settings;
 pub mod snapshot;
 pub mod timeline;
 
@@ -141,6 +142,9 @@ pub struct NodeReading {
     /// replica connected (a returning old master is one): whether clients
     /// write there. `None` elsewhere, or when the read failed.
     pub changes: Option<u64>,
+    /// The node's settings, on the polls they were due and answered
+    /// (the monitor keeps the last apart from the reading).
+    pub settings: Option<settings::SettingsRead>,
 }
 
 /// A cluster node's slots with the most keys (`CLUSTER SLOT-STATS ORDERBY

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use super::alert::Alert;
 use super::canary::Status;
-use super::finding::Finding;
+use super::finding::{Finding, Unknown};
 use super::histogram::Histogram;
 use super::timeline::{Outcome, Phase, Timeline, Window};
 use super::TargetId;
@@ -83,6 +83,8 @@ pub struct DeploymentView {
     pub canaries: Arc<Vec<CanaryView>>,
     /// What is wrong with the setup (docs/findings.md), by shard.
     pub findings: Arc<Vec<Finding>>,
+    /// Nodes where checks cannot tell: the settings they need were refused.
+    pub findings_unknown: Arc<Vec<Unknown>>,
 }
 
 impl DeploymentView {

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::alerts::Changed;
 use super::derive::{self, cluster::ClusterMemory, Topology};
@@ -36,6 +37,8 @@ struct Dirty {
     canaries: bool,
     /// A target's poll went from failing to answering or back.
     answering: bool,
+    /// A node's settings changed.
+    settings: bool,
 }
 
 /// One deployment's state, from its inputs to its published view.
@@ -45,6 +48,11 @@ pub struct DeploymentState {
     pub config: Deployment,
     /// Its name, as views and targets carry it.
     pub name: Arc<str>,
+    /// When an entry a sentinel remembers is stale (`findings.stale_after`).
+    stale_after: Duration,
+    /// Since when each replica (by shard) has followed another master than
+    /// the sentinels' (`replica_follows_other_master`).
+    misfollowing: BTreeMap<(String, String), f64>,
     intake: Intake,
     /// The failover machines.
     pub machines: Machines,
@@ -73,7 +81,7 @@ pub struct DeploymentState {
 
 impl DeploymentState {
     /// Starts from the seeds.
-    pub fn new(config: &Deployment, poll_interval: f64) -> Self {
+    pub fn new(config: &Deployment, poll_interval: f64, stale_after: Duration) -> Self {
         let kind = match config.kind {
             Kind::Sentinel => TargetKind::Sentinel,
             Kind::Cluster => TargetKind::Node,
@@ -100,11 +108,14 @@ impl DeploymentState {
                 events_total: Arc::default(),
                 canaries: Arc::default(),
                 findings: Arc::default(),
+                findings_unknown: Arc::default(),
             },
             target_index: HashMap::new(),
             shard_index: HashMap::new(),
             stepped: false,
             config: config.clone(),
+            stale_after,
+            misfollowing: BTreeMap::new(),
             name,
         }
     }
@@ -122,7 +133,8 @@ impl DeploymentState {
         let Some(news) = self.intake.record(obs) else {
             return false;
         };
-        self.dirty.topology |= news;
+        self.dirty.topology |= news.topology;
+        self.dirty.settings |= news.settings;
         self.dirty.answering |= answered(&self.intake) != before;
         if let Some(shards) = self
             .shards_of
@@ -265,26 +277,32 @@ impl DeploymentState {
             changed.shards.dedup();
         }
         changed.cluster = self.update_cluster(retopologized, &republish);
-        // Findings are evaluated again only when what they read changed:
-        // a sentinel's poll, or a cluster's derivation or a node answering
-        // or not (not every poll: a 1000-node cluster polls 1000 times a
-        // second).
-        let findings = match self.config.kind {
-            Kind::Sentinel => targets.iter().any(|(k, _)| *k == TargetKind::Sentinel),
-            Kind::Cluster => retopologized || dirty.answering,
-        };
-        self.update_lists(
+        // Findings are evaluated again only when what they read changed: a
+        // sentinel's poll, a node's settings, the topology, or a cluster
+        // node answering or not (not every poll: a 1000-node cluster polls
+        // 1000 times a second).
+        let sentinels_polled = targets.iter().any(|(k, _)| *k == TargetKind::Sentinel);
+        changed.findings = self.update_lists(
             subscriptions_changed || all,
             dirty.events || all,
             canaries_changed || all,
-            findings || all,
+            sentinels_polled || dirty.settings || retopologized || dirty.answering || all,
+            now,
         );
         self.stepped = true;
         changed
     }
 
-    /// Replaces the small lists of the view that changed.
-    fn update_lists(&mut self, subscriptions: bool, events: bool, canaries: bool, findings: bool) {
+    /// Replaces the small lists of the view that changed; whether the
+    /// findings did.
+    fn update_lists(
+        &mut self,
+        subscriptions: bool,
+        events: bool,
+        canaries: bool,
+        findings: bool,
+        now: f64,
+    ) -> bool {
         if subscriptions {
             let subs: Vec<(String, bool)> = self
                 .subscriptions
@@ -307,20 +325,32 @@ impl DeploymentState {
             self.view.canaries = views::canaries(&self.canaries, |s| derived.contains_key(s));
         }
         if findings {
-            let found = match self.config.kind {
-                Kind::Sentinel => views::findings(&self.name, &self.intake, |s| {
-                    self.topology.shards.contains_key(s)
-                }),
-                Kind::Cluster => views::cluster_findings(
+            let cluster = self.config.kind == Kind::Cluster;
+            let (mut found, unknown) = views::findings(
+                &self.name,
+                cluster,
+                &self.intake,
+                &self.derived,
+                self.stale_after,
+                &mut self.misfollowing,
+                now,
+            );
+            if *self.view.findings_unknown != unknown {
+                self.view.findings_unknown = Arc::new(unknown);
+            }
+            if cluster {
+                found.extend(views::cluster_findings(
                     &self.name,
                     self.topology.cluster.as_ref(),
                     &self.intake,
-                ),
-            };
+                ));
+            }
             if *self.view.findings != found {
                 self.view.findings = Arc::new(found);
+                return true;
             }
         }
+        false
     }
 
     /// Every target known so far has been polled at least once.
@@ -343,7 +373,7 @@ impl DeploymentState {
         full.view.cluster = None;
         full.rebuild();
         full.update_cluster(true, &BTreeSet::new());
-        full.update_lists(true, true, true, true);
+        full.update_lists(true, true, true, true, now);
         full.view
     }
 

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::model::settings::SettingsRead;
 use crate::model::{NodeReading, Observation, Reading, TargetKind};
 use crate::parse::info::Role;
 
@@ -34,6 +35,9 @@ pub struct TargetState {
     pub last_success: Option<SystemTime>,
     /// The last successful reading; stale while `up` is false.
     pub reading: Option<Reading>,
+    /// A data node's last settings read, kept between the polls that
+    /// read them.
+    pub settings: Option<SettingsRead>,
 }
 
 impl TargetState {
@@ -83,6 +87,16 @@ impl OffsetHistory {
                 self.latest.saturating_duration_since(t).as_secs_f64()
             })
     }
+}
+
+/// What one recorded poll may have changed.
+#[derive(Debug, Clone, Copy)]
+pub struct Recorded {
+    /// The topology: a target came up or went down, or its cluster view or
+    /// sentinel view says something new.
+    pub topology: bool,
+    /// The node's settings.
+    pub settings: bool,
 }
 
 /// Every followed target of one deployment and what its polls said.
@@ -146,16 +160,24 @@ impl Intake {
     }
 
     /// Records one poll. `None` when its target is no longer followed (a
-    /// poller's last result after its target left); else whether the
-    /// topology may have changed: a target came up or went down, or its
-    /// cluster view or sentinel view says something new.
-    pub fn record(&mut self, obs: Observation) -> Option<bool> {
+    /// poller's last result after its target left); else what may have
+    /// changed.
+    pub fn record(&mut self, mut obs: Observation) -> Option<Recorded> {
         let (kind, addr) = (obs.target.kind, obs.target.addr);
         let map = match kind {
             TargetKind::Node => &mut self.nodes,
             TargetKind::Sentinel => &mut self.sentinels,
         };
         let state = map.get_mut(&addr)?;
+        let settings = match &mut obs.result {
+            Ok(Reading::Node(n)) => n.settings.take(),
+            _ => None,
+        };
+        let settings = settings.is_some_and(|s| {
+            let changed = state.settings.as_ref() != Some(&s);
+            state.settings = Some(s);
+            changed
+        });
         state.polled = true;
         state.last_duration = Some(obs.duration);
         state.last_poll = Some(obs.at);
@@ -174,12 +196,18 @@ impl Intake {
                     }
                 }
                 state.reading = Some(reading);
-                Some(news)
+                Some(Recorded {
+                    topology: news,
+                    settings,
+                })
             }
             Err(_) => {
                 state.up = false;
                 state.failures += 1;
-                Some(was_up)
+                Some(Recorded {
+                    topology: was_up,
+                    settings,
+                })
             }
         }
     }

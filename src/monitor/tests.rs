@@ -63,6 +63,7 @@ mod cases {
             replication: ReplicationInfo::parse(text).unwrap(),
             cluster: None,
             changes: None,
+            settings: None,
         }))
     }
 
@@ -299,6 +300,7 @@ mod cases {
                 parse_nodes(nodes).unwrap(),
             )),
             changes: None,
+            settings: None,
         }))
     }
 
@@ -709,7 +711,7 @@ mod alerts {
             (alert.severity.as_str(), alert.labels["sentinel"].as_str()),
             ("warning", "127.0.0.1:27100")
         );
-        assert_eq!(m.snapshot().alerts.rules.len(), 18);
+        assert_eq!(m.snapshot().alerts.rules.len(), 19);
         poll(&mut m, 102.8, Err(PollError::Timeout));
         assert!(
             transitions(&mut m).is_empty(),

@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::derive::ClusterResult;
 use super::failover::Machines;
 use super::findings::cluster::findings as cluster_checks;
-use super::findings::sentinel::{findings as sentinel_findings, Seen};
+use super::findings::sentinel::{findings as sentinel_findings, misfollowing, Seen};
+use super::findings::settings::findings as settings_findings;
 use super::intake::{Intake, TargetKey, TargetState};
-use crate::model::finding::Finding;
+use crate::model::finding::{Finding, Unknown};
 use crate::model::snapshot::{CanaryView, ShardView, SlotsView, TargetView};
 use crate::model::{Reading, TargetId, TargetKind};
 
@@ -79,21 +81,57 @@ pub fn canaries(
 }
 
 /// The findings of a deployment's shards, from what its reachable
-/// sentinels say of each (`is_shard`: the masters it follows).
-pub fn findings(name: &str, intake: &Intake, is_shard: impl Fn(&str) -> bool) -> Vec<Finding> {
+/// sentinels say of each (`is_shard`: the masters it follows) and from its
+/// nodes' settings over the derived shards; with the nodes whose settings
+/// checks cannot tell. `misfollowing`: since when each replica (by shard)
+/// has been seen following another master than the sentinels', kept
+/// up to date here at `now`.
+pub fn findings(
+    name: &str,
+    cluster: bool,
+    intake: &Intake,
+    derived: &BTreeMap<String, ShardView>,
+    stale_after: Duration,
+    since: &mut BTreeMap<(String, String), f64>,
+    now: f64,
+) -> (Vec<Finding>, Vec<Unknown>) {
     let mut seen: BTreeMap<&str, Vec<Seen>> = BTreeMap::new();
     for (kind, addr, s) in intake.iter() {
         let (TargetKind::Sentinel, true, Some(Reading::Sentinel(r))) = (kind, s.up, &s.reading)
         else {
             continue;
         };
-        for (master, view) in r.masters.iter().filter(|(m, _)| is_shard(m)) {
+        for (master, view) in r.masters.iter().filter(|(m, _)| derived.contains_key(*m)) {
             seen.entry(master).or_default().push((addr, view));
         }
     }
-    seen.into_iter()
-        .flat_map(|(shard, views)| sentinel_findings(name, shard, &views))
-        .collect()
+    let mut still = BTreeMap::new();
+    for (shard, views) in &seen {
+        for replica in misfollowing(views).into_keys() {
+            let key = (shard.to_string(), replica.to_string());
+            let at = since.get(&key).copied().unwrap_or(now);
+            still.insert(key, at);
+        }
+    }
+    *since = still;
+    let mut found: Vec<Finding> = seen
+        .into_iter()
+        .flat_map(|(shard, views)| {
+            let held = |replica: &str| {
+                since
+                    .get(&(shard.to_string(), replica.to_string()))
+                    .map_or(0.0, |at| now - at)
+            };
+            sentinel_findings(name, shard, stale_after, &views, held)
+        })
+        .collect();
+    let (from_settings, unknown) = settings_findings(name, cluster, derived, |addr| {
+        intake
+            .get(TargetKind::Node, addr)
+            .and_then(|s| s.settings.as_ref())
+    });
+    found.extend(from_settings);
+    (found, unknown)
 }
 
 /// The findings of a cluster, from its last derivation and which of its

@@ -171,6 +171,9 @@ pub struct ReplicaEntry {
     /// `s-down-time`: milliseconds since this sentinel saw it down; only
     /// while it is.
     pub s_down_ms: Option<u64>,
+    /// `master-host` and `master-port`: the master the replica's own INFO
+    /// last named (`None` when it named none: `?`).
+    pub follows: Option<String>,
 }
 
 impl ReplicaEntry {
@@ -186,6 +189,10 @@ impl ReplicaEntry {
             priority,
             link_down_ms: opt_num(map, "master-link-down-time")?,
             s_down_ms: opt_num(map, "s-down-time")?,
+            follows: match (map.get("master-host"), opt_num(map, "master-port")?) {
+                (Some(host), Some(port)) if host != "?" => Some(join_addr(host, port)),
+                _ => None,
+            },
         })
     }
 }
@@ -289,6 +296,13 @@ pub(crate) mod tests {
         map.insert("s-down-time".into(), "61000".into());
         let r = ReplicaEntry::parse(&map).unwrap();
         assert_eq!((r.priority, r.s_down_ms), (Some(0), Some(61000)));
+        assert_eq!(r.follows.as_deref(), Some("127.0.0.1:7101"));
+        map.insert("master-host".into(), "?".into());
+        assert_eq!(
+            ReplicaEntry::parse(&map).unwrap().follows,
+            None,
+            "names none"
+        );
         map.remove("replica-priority");
         map.remove("master-link-down-time");
         let r = ReplicaEntry::parse(&map).unwrap();
@@ -344,6 +358,7 @@ pub(crate) mod tests {
                     (Some(100), Some(0), None),
                     "{version}"
                 );
+                assert!(r.follows.is_some(), "{version}");
             }
             let mut replicas: Vec<_> = maps_in(&file, "sentinel replicas")
                 .iter()

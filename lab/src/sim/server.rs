@@ -343,6 +343,8 @@ fn execute(inner: &Inner, node: usize, client_id: u64, args: &[&[u8]], out: &mut
         push_bulk(out, text.as_bytes());
     } else if is("CLUSTER") {
         cluster(inner, node, rest, out);
+    } else if is("CONFIG") {
+        config(rest, out);
     } else {
         let mut shown = String::new();
         for arg in rest {
@@ -391,6 +393,38 @@ fn client(client_id: u64, rest: &[&[u8]], out: &mut Vec<u8>) {
         }
     } else {
         push_unknown_subcommand(out, sub, "CLIENT");
+    }
+}
+
+/// Redis 7.0's defaults for the settings the agent reads, as a cluster
+/// node answers `CONFIG GET <name>` (exact names only: the agent sends no
+/// pattern). Any other name, `availability-zone` among them, is unknown
+/// there: an empty array.
+pub const SETTINGS: [(&str, &str); 5] = [
+    ("min-replicas-to-write", "0"),
+    ("min-replicas-max-lag", "10"),
+    ("cluster-require-full-coverage", "yes"),
+    ("cluster-allow-replica-migration", "yes"),
+    ("cluster-migration-barrier", "1"),
+];
+
+fn config(rest: &[&[u8]], out: &mut Vec<u8>) {
+    let Some((&sub, args)) = rest.split_first() else {
+        return push_arity(out, "config");
+    };
+    if !sub.eq_ignore_ascii_case(b"GET") {
+        return push_unknown_subcommand(out, sub, "CONFIG");
+    }
+    let [name] = args else {
+        return push_arity(out, "config|get");
+    };
+    match SETTINGS.iter().find(|(n, _)| n.as_bytes() == *name) {
+        Some((n, v)) => {
+            out.extend_from_slice(b"*2\r\n");
+            push_bulk(out, n.as_bytes());
+            push_bulk(out, v.as_bytes());
+        }
+        None => out.extend_from_slice(b"*0\r\n"),
     }
 }
 

@@ -39,6 +39,8 @@ pub enum Scope {
     Shard(Arc<str>, String),
     /// A cluster as a whole.
     Cluster(Arc<str>),
+    /// A deployment's findings.
+    Findings(Arc<str>),
 }
 
 /// What a batch changed in one deployment's view.
@@ -52,6 +54,8 @@ pub struct Changed {
     pub shards: Vec<usize>,
     /// The cluster-wide view changed (every shard's scope reads it too).
     pub cluster: bool,
+    /// The findings changed.
+    pub findings: bool,
 }
 
 /// One rule with its effective settings.
@@ -234,6 +238,10 @@ impl Engine {
             let s = &d.shards[i];
             let scope = Scope::Shard(name.clone(), s.name.clone());
             fresh.push((scope, rules::shard(d, s, failovers, &self.thresholds)));
+        }
+        if c.all || c.findings {
+            let scope = Scope::Findings(name.clone());
+            fresh.push((scope, rules::findings(d)));
         }
         let mut news = false;
         // Open slots grow old without any change: a cluster with some is
@@ -459,7 +467,7 @@ fn ids(timelines: &[Timeline], pick: impl Fn(&Timeline) -> bool) -> HashSet<Stri
 /// The deployment a scope belongs to.
 fn deployment_of(scope: &Scope) -> &str {
     match scope {
-        Scope::Target(d, _, _) | Scope::Shard(d, _) | Scope::Cluster(d) => d,
+        Scope::Target(d, _, _) | Scope::Shard(d, _) | Scope::Cluster(d) | Scope::Findings(d) => d,
     }
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::config::{RuleConfig, RuleName, Severity};
+use crate::model::finding::Check;
 use crate::model::snapshot::{ClusterView, DeploymentView, FailoverView, ShardView, TargetView};
 use crate::model::timeline::{Outcome, Timeline};
 use crate::model::TargetKind;
@@ -35,6 +36,7 @@ pub const DEFAULTS: &[(RuleName, Severity, u64)] = &[
     (RuleName::ReplicaLinkDown, Severity::Warning, 30),
     (RuleName::ShardWithoutReplica, Severity::Warning, 60),
     (RuleName::TargetDown, Severity::Warning, 30),
+    (RuleName::ConfigurationRisk, Severity::Warning, 600),
 ];
 
 /// How long a returning old master may report role master before
@@ -85,6 +87,41 @@ impl Thresholds {
                 .unwrap_or(DEFAULT_OPEN_FOR)
                 .as_secs_f64(),
         }
+    }
+}
+
+/// What holds about a deployment's setup: its findings of warning or
+/// worse (information is for the record, not for a notification).
+pub fn findings(d: &DeploymentView) -> Vec<Condition> {
+    d.findings
+        .iter()
+        .filter(|f| f.severity <= Severity::Warning)
+        .map(|f| {
+            let mut labels = vec![("deployment", d.name.to_string())];
+            labels.extend(f.shard.clone().map(|s| ("shard", s)));
+            labels.extend(f.node.clone().map(|n| ("node", n)));
+            labels.push(("check", f.check.as_str().to_string()));
+            Condition {
+                rule: RuleName::ConfigurationRisk,
+                labels,
+                summary: format!("{}. What to do: {}", f.why, f.action),
+            }
+        })
+        .collect()
+}
+
+/// What slots without a master mean for the other keys: nodes with
+/// `cluster-require-full-coverage yes` (the `full_coverage_required`
+/// finding) refuse them all. Nothing is said where the settings are not
+/// known to say so.
+fn whole_outage(d: &DeploymentView) -> &'static str {
+    if d.findings
+        .iter()
+        .any(|f| f.check == Check::FullCoverageRequired)
+    {
+        "; nodes with cluster-require-full-coverage yes refuse every other key too (finding full_coverage_required): a total outage there"
+    } else {
+        ""
     }
 }
 
@@ -295,9 +332,10 @@ pub fn cluster(
             rule: RuleName::SlotCoverageLost,
             labels: cluster(),
             summary: format!(
-                "{} slots have no serving master: {}",
+                "{} slots have no serving master: {}{}",
                 sv.uncovered,
-                ranges.join(", ")
+                ranges.join(", "),
+                whole_outage(d)
             ),
         });
     }

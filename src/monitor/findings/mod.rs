@@ -6,3 +6,4 @@
 pub mod cluster;
 pub mod hot_slots;
 pub mod sentinel;
+pub mod settings;

@@ -4,15 +4,12 @@
 //! matter. Pure: the same views give the same findings.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use crate::config::Severity;
 use crate::model::finding::{Check, Finding};
 use crate::model::MasterView;
 use crate::parse::sentinel::Flag;
-
-/// An entry down for longer than this is stale: a sentinel or replica gone
-/// for good, which Sentinel keeps counting until `SENTINEL RESET`.
-pub const STALE_AFTER_MS: u64 = 30 * 60 * 1000;
 
 /// Sentinel skips a replica whose link to the master has been down for
 /// more than this many times `down-after-milliseconds` (`sentinelSelectSlave`:
@@ -23,8 +20,18 @@ const LINK_DOWN_FACTOR: u64 = 10;
 pub type Seen<'a> = (&'a str, &'a MasterView);
 
 /// The findings about master `shard` of `deployment`, from the views of its
-/// reachable sentinels (none: nothing can be told).
-pub fn findings(deployment: &str, shard: &str, seen: &[Seen]) -> Vec<Finding> {
+/// reachable sentinels (none: nothing can be told). An entry down for
+/// longer than `stale_after` is stale: a sentinel or replica gone for good,
+/// which Sentinel keeps counting until `SENTINEL RESET`.
+/// `misfollowing_for`: for how many seconds a replica has been seen
+/// following another master than the sentinels' ([`misfollowing`]).
+pub fn findings(
+    deployment: &str,
+    shard: &str,
+    stale_after: Duration,
+    seen: &[Seen],
+    misfollowing_for: impl Fn(&str) -> f64,
+) -> Vec<Finding> {
     if seen.is_empty() {
         return Vec::new();
     }
@@ -76,9 +83,57 @@ pub fn findings(deployment: &str, shard: &str, seen: &[Seen]) -> Vec<Finding> {
     }
     shared_hosts(seen, &mut add);
     settings(shard, seen, &mut add);
-    stale(shard, seen, &mut add);
+    stale(shard, seen, stale_after, &mut add);
     promotable(seen, &mut add);
+    stuck(seen, misfollowing_for, &mut add);
     out
+}
+
+/// Replicas whose own INFO (as the sentinels report it) names another
+/// master than the one the sentinels hold, with that master; replicas a
+/// sentinel sees down are not counted.
+pub fn misfollowing<'a>(seen: &[Seen<'a>]) -> BTreeMap<&'a str, &'a str> {
+    let mut out = BTreeMap::new();
+    for (_, v) in seen {
+        for r in &v.replicas {
+            let down = r.flags.has(Flag::SDown) || r.flags.has(Flag::Disconnected);
+            match r.follows.as_deref() {
+                Some(f) if !down && f != v.master.addr => {
+                    out.insert(r.addr.as_str(), f);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Replicas still following another master past `failover-timeout`.
+/// Sentinel moves every replica to a new master after a switch
+/// (`+slave-reconf-sent`, `parallel-syncs` at a time, within
+/// `failover-timeout`) and later fixes any that follow the wrong one
+/// (`+fix-slave-config`); one still elsewhere past that is one it cannot
+/// move (its `REPLICAOF` refused, or the sentinels cannot reach it).
+fn stuck(seen: &[Seen], held: impl Fn(&str) -> f64, add: &mut Add) {
+    let timeout_ms = seen
+        .iter()
+        .map(|(_, v)| v.master.failover_timeout_ms)
+        .max()
+        .unwrap_or(0);
+    let master = &seen[0].1.master.addr;
+    for (replica, follows) in misfollowing(seen) {
+        let secs = held(replica);
+        if secs * 1000.0 <= timeout_ms as f64 {
+            continue;
+        }
+        add(
+            Check::ReplicaFollowsOtherMaster,
+            Severity::Warning,
+            Some(replica.to_string()),
+            format!("replica {replica} still follows {follows}, not the master {master}, {secs:.0} s on (failover-timeout {} s): Sentinel cannot move it, so it is not where a failover expects it", timeout_ms / 1000),
+            format!("find why the sentinels cannot reconfigure it (their log; its ACL must allow REPLICAOF and CONFIG REWRITE for their user; their network to it), or REPLICAOF {} on it", master.replace(':', " ")),
+        );
+    }
 }
 
 /// A setting of a master, as one sentinel holds it.
@@ -143,27 +198,20 @@ fn settings(shard: &str, seen: &[Seen], add: &mut Add) {
 }
 
 /// Sentinels and replicas a sentinel has seen down for longer than
-/// [`STALE_AFTER_MS`]: Sentinel never forgets an instance by itself.
-fn stale(shard: &str, seen: &[Seen], add: &mut Add) {
+/// `after`: Sentinel never forgets an instance by itself.
+fn stale(shard: &str, seen: &[Seen], after: Duration, add: &mut Add) {
+    let limit = Some(u64::try_from(after.as_millis()).unwrap_or(u64::MAX));
     let mut sentinels: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut replicas: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (me, v) in seen {
-        for s in v
-            .sentinels
-            .iter()
-            .filter(|s| s.s_down_ms > Some(STALE_AFTER_MS))
-        {
+        for s in v.sentinels.iter().filter(|s| s.s_down_ms > limit) {
             sentinels.entry(&s.addr).or_default().push(me);
         }
-        for r in v
-            .replicas
-            .iter()
-            .filter(|r| r.s_down_ms > Some(STALE_AFTER_MS))
-        {
+        for r in v.replicas.iter().filter(|r| r.s_down_ms > limit) {
             replicas.entry(&r.addr).or_default().push(me);
         }
     }
-    let minutes = STALE_AFTER_MS / 60_000;
+    let after = humantime::format_duration(after);
     for (check, what, entries) in [
         (Check::StaleSentinel, "sentinel", sentinels),
         (Check::StaleReplica, "replica", replicas),
@@ -173,7 +221,7 @@ fn stale(shard: &str, seen: &[Seen], add: &mut Add) {
                 check,
                 Severity::Warning,
                 Some(addr.to_string()),
-                format!("{what} {addr} has been down for over {minutes} min and {} still count it: it inflates the sentinels' and replicas' numbers Sentinel decides with", holders.join(", ")),
+                format!("{what} {addr} has been down for over {after} and {} still count it: it inflates the sentinels' and replicas' numbers Sentinel decides with", holders.join(", ")),
                 format!("if it is gone for good: SENTINEL RESET {shard} on {}, one at a time, waiting 30 s between", holders.join(", ")),
             );
         }
@@ -235,6 +283,16 @@ mod tests {
     use super::*;
     use crate::parse::sentinel::{Flags, MasterEntry, ReplicaEntry, SentinelEntry};
 
+    /// The findings with the default `stale_after`, no replica following
+    /// another master for long.
+    fn found(seen: &[Seen]) -> Vec<Finding> {
+        findings("d", "m", STALE, seen, |_| 0.0)
+    }
+
+    /// The default `findings.stale_after`.
+    const STALE: Duration = Duration::from_secs(30 * 60);
+    const STALE_MS: u64 = 30 * 60 * 1000;
+
     /// A sentinel's view: quorum, sentinels it knows, replicas as
     /// (address, flags, priority).
     fn view(quorum: u32, others: &[&str], replicas: &[(&str, &str, u32)]) -> MasterView {
@@ -259,6 +317,7 @@ mod tests {
                     priority: Some(*priority),
                     link_down_ms: Some(0),
                     s_down_ms: None,
+                    follows: None,
                 })
                 .collect(),
             sentinels: others
@@ -296,14 +355,14 @@ mod tests {
     fn a_healthy_group_has_no_finding() {
         let views: Vec<MasterView> = (0..3).map(|i| view(2, &others(i), &R)).collect();
         let seen: Vec<Seen> = S.iter().copied().zip(&views).collect();
-        assert_eq!(findings("d", "m", &seen), []);
-        assert_eq!(findings("d", "m", &[]), [], "nothing seen, nothing told");
+        assert_eq!(found(&seen), []);
+        assert_eq!(found(&[]), [], "nothing seen, nothing told");
     }
 
     #[test]
     fn quorum_above_the_sentinels_is_critical_below_a_majority_information() {
         let v = view(4, &others(0), &R);
-        let f = findings("d", "m", &[(S[0], &v)]);
+        let f = found(&[(S[0], &v)]);
         assert_eq!(checks(&f), ["quorum_unreachable"]);
         assert_eq!(f[0].severity, Severity::Critical);
         assert!(
@@ -317,7 +376,7 @@ mod tests {
         );
         let five = ["a:1", "b:1", "c:1", "d:1"];
         let low = view(2, &five, &R);
-        let f = findings("d", "m", &[("e:1", &low)]);
+        let f = found(&[("e:1", &low)]);
         assert_eq!(checks(&f), ["quorum_below_majority"]);
         assert_eq!(f[0].severity, Severity::Info);
     }
@@ -329,7 +388,7 @@ mod tests {
             &["10.0.1.2:26379", "10.0.1.1:26380", "10.0.1.3:26379"],
             &R,
         );
-        let f = findings("d", "m", &[(S[0], &v)]);
+        let f = found(&[(S[0], &v)]);
         assert_eq!(
             checks(&f),
             [
@@ -352,7 +411,7 @@ mod tests {
         let a = view(2, &others(0), &R);
         let mut b = view(2, &others(1), &R);
         b.master.down_after_ms = Some(5000);
-        let f = findings("d", "m", &[(S[0], &a), (S[1], &b)]);
+        let f = found(&[(S[0], &a), (S[1], &b)]);
         assert_eq!(checks(&f), ["sentinel_settings_differ"]);
         assert!(
             f[0].why.contains(
@@ -366,17 +425,17 @@ mod tests {
     #[test]
     fn entries_down_for_long_are_stale_with_the_sentinels_to_reset() {
         let mut a = view(2, &others(0), &R);
-        a.sentinels[1].s_down_ms = Some(STALE_AFTER_MS + 1);
-        a.replicas[0].s_down_ms = Some(STALE_AFTER_MS - 1);
-        let f = findings("d", "m", &[(S[0], &a)]);
+        a.sentinels[1].s_down_ms = Some(STALE_MS + 1);
+        a.replicas[0].s_down_ms = Some(STALE_MS - 1);
+        let f = found(&[(S[0], &a)]);
         assert_eq!(checks(&f), ["stale_sentinel"]);
         assert_eq!(f[0].node.as_deref(), Some(S[2]));
         assert!(f[0]
             .action
             .starts_with("if it is gone for good: SENTINEL RESET m on 10.0.1.1:26379"));
-        a.replicas[0].s_down_ms = Some(STALE_AFTER_MS + 1);
+        a.replicas[0].s_down_ms = Some(STALE_MS + 1);
         assert_eq!(
-            checks(&findings("d", "m", &[(S[0], &a)])),
+            checks(&found(&[(S[0], &a)])),
             ["stale_sentinel", "stale_replica"]
         );
     }
@@ -388,7 +447,7 @@ mod tests {
             ("10.0.0.3:6379", "slave,s_down", 100),
         ];
         let v = view(2, &others(0), &out);
-        let f = findings("d", "m", &[(S[0], &v)]);
+        let f = found(&[(S[0], &v)]);
         assert_eq!(checks(&f), ["no_promotable_replica"]);
         assert!(
             f[0].why
@@ -400,7 +459,7 @@ mod tests {
         for r in &mut lagging.replicas {
             r.link_down_ms = Some(300_001);
         }
-        let f = findings("d", "m", &[(S[0], &lagging)]);
+        let f = found(&[(S[0], &lagging)]);
         assert!(
             f[0].why.contains("its link to the master down too long"),
             "{}",
@@ -408,10 +467,39 @@ mod tests {
         );
         // One sentinel that would take a replica is enough.
         let fine = view(2, &others(1), &R);
-        assert_eq!(findings("d", "m", &[(S[0], &v), (S[1], &fine)]), []);
+        assert_eq!(found(&[(S[0], &v), (S[1], &fine)]), []);
         let none = view(2, &others(0), &[]);
-        assert!(findings("d", "m", &[(S[0], &none)])[0]
+        assert!(found(&[(S[0], &none)])[0]
             .why
             .starts_with("the master has no replica"));
+    }
+
+    /// A replica following the old master is named once it has done so
+    /// for longer than failover-timeout (180 s here), not before; one that
+    /// names no master, or is down, is not.
+    #[test]
+    fn a_replica_left_on_another_master_past_failover_timeout() {
+        let mut v = view(2, &others(0), &R);
+        v.replicas[0].follows = Some("10.0.0.9:6379".into());
+        v.replicas[1].follows = Some("10.0.0.1:6379".into());
+        let seen = [(S[0], &v)];
+        assert_eq!(
+            misfollowing(&seen).into_iter().collect::<Vec<_>>(),
+            [(R[0].0, "10.0.0.9:6379")]
+        );
+        let stuck = |secs: f64| findings("d", "m", STALE, &seen, |_| secs);
+        assert_eq!(stuck(180.0), []);
+        let f = stuck(181.0);
+        assert_eq!(checks(&f), ["replica_follows_other_master"]);
+        assert_eq!(f[0].node.as_deref(), Some(R[0].0));
+        assert!(
+            f[0].why
+                .contains("still follows 10.0.0.9:6379, not the master 10.0.0.1:6379, 181 s on"),
+            "{}",
+            f[0].why
+        );
+        assert!(f[0].action.ends_with("REPLICAOF 10.0.0.1 6379 on it"));
+        v.replicas[0].flags = Flags::parse("slave,s_down");
+        assert!(misfollowing(&[(S[0], &v)]).is_empty(), "down: not counted");
     }
 }
