@@ -522,6 +522,41 @@ mod cases {
         ));
     }
 
+    /// The only replica of 7200 flagged `fail?` by most answering views
+    /// cannot win an election: 7200 has no replica that could take over.
+    /// Flagged by fewer, it still could.
+    #[test]
+    fn a_replica_most_views_cannot_reach_is_no_failover_candidate() {
+        let ok = fixture("cluster-nodes-ok.txt");
+        let pfail = ok.replace(
+            "127.0.0.1:7203@17203 slave ",
+            "127.0.0.1:7203@17203 slave,fail? ",
+        );
+        let mut m = test_monitor(&config("cluster", "127.0.0.1:7200"));
+        let candidates = |m: &mut Monitor| {
+            let s = m.snapshot();
+            s.deployments[0]
+                .findings
+                .iter()
+                .filter(|f| f.check.as_str() == "no_failover_candidate")
+                .map(|f| (f.node.clone(), f.why.clone()))
+                .collect::<Vec<_>>()
+        };
+        cluster_view(&mut m, "127.0.0.1:7200", &pfail);
+        cluster_view(&mut m, "127.0.0.1:7201", &pfail);
+        cluster_view(&mut m, "127.0.0.1:7202", &ok);
+        let found = candidates(&mut m);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0.as_deref(), Some("127.0.0.1:7200"));
+        assert!(
+            found[0].1.contains("(127.0.0.1:7203: fail)"),
+            "{}",
+            found[0].1
+        );
+        cluster_view(&mut m, "127.0.0.1:7201", &ok);
+        assert_eq!(candidates(&mut m), []);
+    }
+
     /// The healthy view, as node 7203 sees it (no `myself` elsewhere) and as
     /// the others see it once they forgot 7203.
     fn views_around_7203() -> (String, String) {
