@@ -19,6 +19,11 @@
 //! - `monitor_full/N`: `Monitor::reference` of that cluster: every view
 //!   derived from scratch, the reference the incremental result is tested
 //!   against.
+//! - `cluster_findings/N`: the cluster checks of that cluster
+//!   (`views::cluster_findings`, from its derivation and who answers), as
+//!   the monitor runs them after each derivation; every generated node is
+//!   on 127.0.0.1, so every shard is a `shard_shares_host` finding: the
+//!   most findings there can be.
 //!
 //! Every group reports throughput in nodes (elements), so criterion prints time
 //! per node too; scripts/bench reads the samples into BENCHMARKS.md. The lines
@@ -34,7 +39,9 @@ use redis_ha_exporter::metrics;
 use redis_ha_exporter::model::{
     ClusterReading, Input, NodeReading, Observation, PollError, Reading, TargetId, TargetKind,
 };
-use redis_ha_exporter::monitor::Monitor;
+use redis_ha_exporter::monitor::derive::cluster::{topology, ClusterMemory};
+use redis_ha_exporter::monitor::intake::Intake;
+use redis_ha_exporter::monitor::{views, Monitor};
 use redis_ha_exporter::parse::cluster::{parse_nodes, ClusterInfo};
 use redis_ha_exporter::parse::info::ReplicationInfo;
 
@@ -215,17 +222,21 @@ fn poll(i: usize, answer: Option<&NodeReading>) -> Input {
     })
 }
 
+/// One cluster deployment, `bench`, seeded at node 0.
+fn monitor_config() -> config::Config {
+    let yaml = format!(
+        "listen: \"127.0.0.1:0\"\ndeployments:\n  - name: bench\n    kind: cluster\n    seeds: [\"127.0.0.1:{}\"]\n",
+        port(0)
+    );
+    config::parse(&yaml, "bench").expect("bench config is valid")
+}
+
 /// A monitor watching an n-node cluster seeded at node 0, after every node
 /// answered once as `stage_of` says (`None`: it did not answer); with what
 /// each node answered. A node's later polls share its lines, as a poller's
 /// do while its view says the same.
 fn monitor_at(n: usize, stage_of: impl Fn(usize) -> Option<Stage>) -> (Monitor, Vec<NodeReading>) {
-    let yaml = format!(
-        "listen: \"127.0.0.1:0\"\ndeployments:\n  - name: bench\n    kind: cluster\n    seeds: [\"127.0.0.1:{}\"]\n",
-        port(0)
-    );
-    let config = config::parse(&yaml, "bench").expect("bench config is valid");
-    let mut monitor = Monitor::new(&config, Vec::new(), Vec::new());
+    let mut monitor = Monitor::new(&monitor_config(), Vec::new(), Vec::new());
     let answers: Vec<NodeReading> = (0..n)
         .map(|i| reading(n, i, stage_of(i).unwrap_or(Stage::Settled), 0))
         .collect();
@@ -364,6 +375,40 @@ fn monitor_full_bench(c: &mut Criterion) {
     group.finish();
 }
 
+fn cluster_findings_bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cluster_findings");
+    for n in SIZES {
+        let (_, answers) = failing_monitor(n);
+        let config = &monitor_config().deployments[0];
+        // The monitor's intake, rebuilt from the same polls: the seed's
+        // view names the members, then every node answers (but FAILED).
+        let mut intake = Intake::new([(TargetKind::Node, target(0).addr)]);
+        let record = |intake: &mut Intake, i: usize| {
+            if let Input::Poll(obs) = poll(i, (i != FAILED).then(|| &answers[i])) {
+                intake.record(obs);
+            }
+        };
+        record(&mut intake, 0);
+        let members = topology(&intake, config, &ClusterMemory::default(), 0.0).members;
+        intake.follow(&members);
+        (0..n).for_each(|i| record(&mut intake, i));
+        let derived = topology(&intake, config, &ClusterMemory::default(), 0.0);
+        let found = views::cluster_findings("bench", derived.cluster.as_ref(), &intake);
+        assert_eq!(found.len(), n / 2, "a shard_shares_host finding per shard");
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                black_box(views::cluster_findings(
+                    "bench",
+                    derived.cluster.as_ref(),
+                    &intake,
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     info_replication_bench,
@@ -371,6 +416,7 @@ criterion_group!(
     render_bench,
     monitor_poll_bench,
     monitor_failover_bench,
-    monitor_full_bench
+    monitor_full_bench,
+    cluster_findings_bench
 );
 criterion_main!(benches);

@@ -353,4 +353,97 @@ fn cluster_settings_are_checked_and_cleared() {
 }
 
 /// Findings the lab always has: every server listens on 127.0.0.1.
-const SAME_HOST: [&str; 1] = ["sentinels_share_host"];
+const SAME_HOST: [&str; 2] = ["sentinels_share_host", "shard_shares_host"];
+
+/// `redis-cli --cluster reshard`: moves `count` slots from the node `from`
+/// to the node `to` (no keys: each slot moves at once).
+fn reshard(cluster: &Cluster, from: &redis_ha_lab::Node, to: &redis_ha_lab::Node, count: u32) {
+    let out = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &to.addr()])
+        .args(["--cluster-from", &cluster.node_id(from.port())])
+        .args(["--cluster-to", &cluster.node_id(to.port())])
+        .args(["--cluster-slots", &count.to_string(), "--cluster-yes"])
+        .output()
+        .expect("redis-cli (from the redis-tools package) in PATH");
+    assert!(
+        out.status.success(),
+        "redis-cli --cluster reshard: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The lab's healthy cluster has nothing of warning or worse but that each
+/// shard's master and replica share a host (every lab server is on
+/// 127.0.0.1). The only replica of a master set not to fail over leaves
+/// that master without a candidate, until set back; slots moved from one
+/// master to another are imbalanced, until moved back.
+#[test]
+fn cluster_setups_are_checked_and_cleared() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let agent = Agent::start_full(
+        &cluster_deployment("c", &[cluster.nodes[0].addr()]),
+        "topology_interval: 1s\n",
+        &[],
+    );
+    agent.wait_until("a finding per shard on one host", LONG, |a| {
+        checks(a)
+            .iter()
+            .filter(|(c, _)| c == "shard_shares_host")
+            .count()
+            == 3
+    });
+    let (worse, _) = by_severity(&agent);
+    assert_eq!(
+        worse,
+        vec!["shard_shares_host"; 3],
+        "a healthy cluster: nothing of warning or worse but the lab's one host"
+    );
+    let m = agent.metrics();
+    assert_eq!(
+        m.find(
+            "redis_ha_finding",
+            &[("check", "shard_shares_host"), ("node", "127.0.0.1")]
+        )
+        .count(),
+        3
+    );
+
+    // The only replica of the first master will not fail over.
+    let (master, replica) = (&cluster.nodes[0], &cluster.nodes[3]);
+    let no_failover = |value: &str| {
+        replica
+            .cmd(&["CONFIG", "SET", "cluster-replica-no-failover", value])
+            .unwrap();
+    };
+    no_failover("yes");
+    wait_for_check(&agent, "no_failover_candidate", true);
+    let f = finding(&agent, "no_failover_candidate");
+    assert_eq!(f["severity"], "warning");
+    assert_eq!(f["node"], master.addr().as_str());
+    let why = f["why"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("{}: nofailover", replica.addr())),
+        "{why}"
+    );
+    no_failover("no");
+    wait_for_check(&agent, "no_failover_candidate", false);
+
+    // 2000 of the third master's 5462 slots to the first: 7461 against
+    // 3462 once moved (the finding shows up on the way).
+    let (first, third) = (&cluster.nodes[0], &cluster.nodes[2]);
+    reshard(&cluster, third, first, 2000);
+    agent.wait_until("the slots moved", LONG, |a| {
+        findings(a).iter().any(|f| {
+            f["check"] == "slots_imbalanced" && f["why"].as_str().unwrap().contains("7461")
+        })
+    });
+    let f = finding(&agent, "slots_imbalanced");
+    assert_eq!(f["severity"], "info");
+    let why = f["why"].as_str().unwrap();
+    assert!(
+        why.contains("serves 7461 slots") && why.contains("3462 (2.2x)"),
+        "{why}"
+    );
+    reshard(&cluster, first, third, 2000);
+    wait_for_check(&agent, "slots_imbalanced", false);
+}

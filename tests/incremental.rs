@@ -236,6 +236,7 @@ impl World {
                         fail: !own && flag == Seen::Fail,
                         handshake: false,
                         noaddr: false,
+                        nofailover: false,
                     },
                     master_id,
                     config_epoch: n.epoch,

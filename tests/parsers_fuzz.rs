@@ -11,6 +11,7 @@ use redis_ha_exporter::parse::info::{ReplicationInfo, SentinelInfo};
 use redis_ha_exporter::parse::sentinel::{
     parse_ckquorum, MasterEntry, ReplicaEntry, SentinelEntry,
 };
+use redis_ha_exporter::parse::slot_stats::{parse_slot_stats, Entry};
 
 const FIXTURES: &[&str] = &[
     include_str!("fixtures/sentinel-master-info-replication.txt"),
@@ -113,6 +114,26 @@ proptest! {
         let _ = MasterEntry::parse(&map);
         let _ = ReplicaEntry::parse(&map);
         let _ = SentinelEntry::parse(&map);
+    }
+
+    #[test]
+    fn arbitrary_slot_stats_never_panic(entries in prop::collection::vec((
+        any::<String>(),
+        prop::collection::hash_map(
+            prop::sample::select(vec!["key-count", "cpu-usec", "network-bytes-in", "network-bytes-out", "x"]).prop_map(String::from),
+            any::<String>(), 0..5)), 0..4)) {
+        let entries: Vec<Entry> = entries;
+        let _ = parse_slot_stats(&entries);
+    }
+
+    #[test]
+    fn slot_stats_round_trip(slot in 0u16..16384, keys in any::<u64>(), cpu in prop::option::of(any::<u64>())) {
+        let mut stats = HashMap::from([("key-count".to_string(), keys.to_string())]);
+        if let Some(c) = cpu {
+            stats.insert("cpu-usec".into(), c.to_string());
+        }
+        let s = parse_slot_stats(&[(slot.to_string(), stats)]).unwrap().remove(0);
+        prop_assert_eq!((s.slot, s.keys, s.cpu_usec), (slot, keys, cpu));
     }
 
     #[test]

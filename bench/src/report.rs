@@ -695,6 +695,7 @@ impl Report {
                     "`Monitor::apply` of a poll whose view changed mid-failover (the cluster-wide derivation runs), per poll"
                 }
                 "monitor_full" => "`Monitor::reference` (every view of a cluster mid-failover derived from scratch)",
+                "cluster_findings" => "`views::cluster_findings` (the cluster checks after a derivation; a finding per shard)",
                 other => other,
             };
             let _ = writeln!(

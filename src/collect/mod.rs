@@ -8,6 +8,7 @@ pub mod node;
 pub mod poller;
 pub mod sentinel;
 pub mod settings;
+pub mod slot_stats;
 pub mod subscriber;
 pub mod topology;
 

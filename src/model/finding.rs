@@ -45,6 +45,16 @@ pub enum Check {
     ReplicaFollowsOtherMaster,
     /// An address the sentinels see up and the agent cannot poll.
     UnreachableFromAgent,
+    /// A cluster node answers while the cluster has marked it `fail`.
+    AnsweringWhileFailed,
+    /// A cluster master serving slots has no replica that could take over.
+    NoFailoverCandidate,
+    /// A cluster shard's master and every replica share one host.
+    ShardSharesHost,
+    /// Cluster masters serve very different numbers of slots.
+    SlotsImbalanced,
+    /// One hash slot holds a large share of its shard's keys.
+    HotSlots,
 }
 
 impl Check {
@@ -65,6 +75,11 @@ impl Check {
             Check::SameZone => "same_zone",
             Check::ReplicaFollowsOtherMaster => "replica_follows_other_master",
             Check::UnreachableFromAgent => "unreachable_from_agent",
+            Check::AnsweringWhileFailed => "answering_while_failed",
+            Check::NoFailoverCandidate => "no_failover_candidate",
+            Check::ShardSharesHost => "shard_shares_host",
+            Check::SlotsImbalanced => "slots_imbalanced",
+            Check::HotSlots => "hot_slots",
         }
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::parse::cluster::{view_digest, ClusterInfo, ClusterNode};
 use crate::parse::info::{ReplicationInfo, SentinelInfo};
 use crate::parse::sentinel::{MasterEntry, ReplicaEntry, SentinelEntry};
+use crate::parse::slot_stats::SlotStats;
 
 /// Whether a target is a data node or a sentinel: they are polled
 /// differently and labelled `node` or `sentinel`. (What a data node says it
@@ -144,6 +145,16 @@ pub struct NodeReading {
     /// The node's settings, on the polls they were due and answered
     /// (the monitor keeps the last apart from the reading).
     pub settings: Option<settings::SettingsRead>,
+}
+
+/// A cluster node's slots with the most keys (`CLUSTER SLOT-STATS ORDERBY
+/// key-count LIMIT n`, Valkey 8.0+ and Redis 8.2+), and its keys in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotStatsReading {
+    /// The slots with the most keys, most first.
+    pub top: Vec<SlotStats>,
+    /// Keys in every slot of the node (`DBSIZE`).
+    pub keys: u64,
 }
 
 /// One cluster node's view of the cluster, with what the monitor needs to

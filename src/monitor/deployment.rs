@@ -35,6 +35,8 @@ struct Dirty {
     subscriptions: bool,
     events: bool,
     canaries: bool,
+    /// A target's poll went from failing to answering or back.
+    answering: bool,
     /// A node's settings changed.
     settings: bool,
 }
@@ -126,11 +128,14 @@ impl DeploymentState {
     /// Records one poll; false if its target is no longer followed.
     pub fn on_poll(&mut self, obs: Observation) -> bool {
         let key = (obs.target.kind, obs.target.addr.clone());
+        let answered = |intake: &Intake| intake.get(key.0, &key.1).map(|s| (s.polled, s.up));
+        let before = answered(&self.intake);
         let Some(news) = self.intake.record(obs) else {
             return false;
         };
         self.dirty.topology |= news.topology;
         self.dirty.settings |= news.settings;
+        self.dirty.answering |= answered(&self.intake) != before;
         if let Some(shards) = self
             .shards_of
             .get(&key.1)
@@ -272,12 +277,16 @@ impl DeploymentState {
             changed.shards.dedup();
         }
         changed.cluster = self.update_cluster(retopologized, &republish);
+        // Findings are evaluated again only when what they read changed: a
+        // sentinel's poll, a node's settings, the topology, or a cluster
+        // node answering or not (not every poll: a 1000-node cluster polls
+        // 1000 times a second).
         let sentinels_polled = targets.iter().any(|(k, _)| *k == TargetKind::Sentinel);
         changed.findings = self.update_lists(
             subscriptions_changed || all,
             dirty.events || all,
             canaries_changed || all,
-            sentinels_polled || dirty.settings || retopologized || all,
+            sentinels_polled || dirty.settings || retopologized || dirty.answering || all,
             now,
         );
         self.stepped = true;
@@ -317,7 +326,7 @@ impl DeploymentState {
         }
         if findings {
             let cluster = self.config.kind == Kind::Cluster;
-            let (found, unknown) = views::findings(
+            let (mut found, unknown) = views::findings(
                 &self.name,
                 cluster,
                 &self.intake,
@@ -328,6 +337,13 @@ impl DeploymentState {
             );
             if *self.view.findings_unknown != unknown {
                 self.view.findings_unknown = Arc::new(unknown);
+            }
+            if cluster {
+                found.extend(views::cluster_findings(
+                    &self.name,
+                    self.topology.cluster.as_ref(),
+                    &self.intake,
+                ));
             }
             if *self.view.findings != found {
                 self.view.findings = Arc::new(found);

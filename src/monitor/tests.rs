@@ -461,6 +461,56 @@ mod cases {
             .any(|f| f.node == "127.0.0.1:7202" && f.fail));
     }
 
+    /// The recorded cluster with a shard down: its master and replica
+    /// `fail`, so no replica could take over; every shard on 127.0.0.1. The
+    /// failed master answering the agent is a finding while it answers.
+    #[test]
+    fn cluster_findings_follow_the_views_and_who_answers() {
+        let mut m = test_monitor(&config("cluster", "127.0.0.1:7200"));
+        let down = || {
+            cluster_reading(
+                &fixture("cluster-nodes-shard-down.txt"),
+                &fixture("cluster-info-shard-down.txt"),
+            )
+        };
+        m.apply(obs(
+            TargetKind::Node,
+            "127.0.0.1:7200",
+            Instant::now(),
+            down(),
+        ));
+        let found = |m: &mut Monitor| {
+            let s = m.snapshot();
+            s.deployments[0]
+                .findings
+                .iter()
+                .map(|f| (f.check.as_str(), f.node.clone().unwrap_or_default()))
+                .collect::<Vec<_>>()
+        };
+        let host = || ("shard_shares_host", "127.0.0.1".to_string());
+        let lost = ("no_failover_candidate", "127.0.0.1:7202".to_string());
+        assert_eq!(found(&mut m), [host(), lost.clone(), host(), host()]);
+        let s = m.snapshot();
+        let f = &s.deployments[0].findings[1];
+        assert!(f.why.contains("127.0.0.1:7205: fail"), "{}", f.why);
+
+        m.apply(obs(
+            TargetKind::Node,
+            "127.0.0.1:7202",
+            Instant::now(),
+            down(),
+        ));
+        let answering = ("answering_while_failed", "127.0.0.1:7202".to_string());
+        assert_eq!(found(&mut m)[0], answering);
+        m.apply(obs(
+            TargetKind::Node,
+            "127.0.0.1:7202",
+            Instant::now(),
+            Err(PollError::Timeout),
+        ));
+        assert!(!found(&mut m).contains(&answering));
+    }
+
     /// Feeds `nodes` as the CLUSTER NODES view of the node at `addr`.
     fn cluster_view(m: &mut Monitor, addr: &str, nodes: &str) {
         let info = fixture("cluster-info-ok.txt");
@@ -470,6 +520,41 @@ mod cases {
             Instant::now(),
             cluster_reading(nodes, &info),
         ));
+    }
+
+    /// The only replica of 7200 flagged `fail?` by most answering views
+    /// cannot win an election: 7200 has no replica that could take over.
+    /// Flagged by fewer, it still could.
+    #[test]
+    fn a_replica_most_views_cannot_reach_is_no_failover_candidate() {
+        let ok = fixture("cluster-nodes-ok.txt");
+        let pfail = ok.replace(
+            "127.0.0.1:7203@17203 slave ",
+            "127.0.0.1:7203@17203 slave,fail? ",
+        );
+        let mut m = test_monitor(&config("cluster", "127.0.0.1:7200"));
+        let candidates = |m: &mut Monitor| {
+            let s = m.snapshot();
+            s.deployments[0]
+                .findings
+                .iter()
+                .filter(|f| f.check.as_str() == "no_failover_candidate")
+                .map(|f| (f.node.clone(), f.why.clone()))
+                .collect::<Vec<_>>()
+        };
+        cluster_view(&mut m, "127.0.0.1:7200", &pfail);
+        cluster_view(&mut m, "127.0.0.1:7201", &pfail);
+        cluster_view(&mut m, "127.0.0.1:7202", &ok);
+        let found = candidates(&mut m);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0.as_deref(), Some("127.0.0.1:7200"));
+        assert!(
+            found[0].1.contains("(127.0.0.1:7203: fail)"),
+            "{}",
+            found[0].1
+        );
+        cluster_view(&mut m, "127.0.0.1:7201", &ok);
+        assert_eq!(candidates(&mut m), []);
     }
 
     /// The healthy view, as node 7203 sees it (no `myself` elsewhere) and as

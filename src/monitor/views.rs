@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::derive::ClusterResult;
 use super::failover::Machines;
+use super::findings::cluster::findings as cluster_checks;
 use super::findings::reach;
 use super::findings::sentinel::{findings as sentinel_findings, misfollowing, Seen};
 use super::findings::settings::findings as settings_findings;
@@ -141,4 +143,21 @@ pub fn findings(
     });
     found.extend(from_settings);
     (found, unknown)
+}
+
+/// The findings of a cluster, from its last derivation and which of its
+/// nodes answer the agent.
+pub fn cluster_findings(
+    name: &str,
+    cluster: Option<&ClusterResult>,
+    intake: &Intake,
+) -> Vec<Finding> {
+    let Some(c) = cluster else {
+        return Vec::new();
+    };
+    cluster_checks(name, &c.view, &c.setups, |addr| {
+        intake
+            .get(TargetKind::Node, addr)
+            .is_some_and(|s| s.polled && s.up)
+    })
 }

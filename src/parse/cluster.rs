@@ -107,6 +107,10 @@ pub struct NodeFlags {
     pub handshake: bool,
     /// The answering node has no address for it.
     pub noaddr: bool,
+    /// `nofailover`: a replica set with `cluster-replica-no-failover yes`
+    /// (Redis 7.0+ and Valkey show it): it never starts a failover of its
+    /// master by itself.
+    pub nofailover: bool,
 }
 
 impl NodeFlags {
@@ -121,8 +125,9 @@ impl NodeFlags {
                 "fail" => f.fail = true,
                 "handshake" => f.handshake = true,
                 "noaddr" => f.noaddr = true,
-                // `nofailover`, `noflags` and flags of future versions
-                // carry nothing the agent uses.
+                "nofailover" => f.nofailover = true,
+                // `noflags` and flags of future versions carry nothing the
+                // agent uses.
                 _ => {}
             }
         }
@@ -523,6 +528,20 @@ mod tests {
         let handshake = "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30002@40002 handshake - 1795315037557 0 0 disconnected";
         let n = parse_nodes(handshake).unwrap().remove(0);
         assert!(n.flags.handshake && !n.is_member());
+    }
+
+    #[test]
+    fn a_replica_set_not_to_fail_over_is_flagged_nofailover() {
+        // Recorded after `CONFIG SET cluster-replica-no-failover yes` on
+        // the replica: Redis 7.0 (its own line), Valkey 8.1 (its master's).
+        let redis = "6bd9b36db8a643b3c60096c2a80eaee6bb7373e1 127.0.0.1:27012@37012 myself,slave,nofailover dcffcfdc860d0e3a211c36cbdf4323ee9b618b03 0 0 0 connected";
+        let valkey = "27a2a9368f82c29475ed0128b958058eb069a9a7 127.0.0.1:27002@37002 slave,nofailover a55db39610907acb2f3259fa2011af508bda8458 0 1796032983643 0 connected";
+        for line in [redis, valkey] {
+            let n = parse_nodes(line).unwrap().remove(0);
+            assert!(n.flags.nofailover && n.flags.replica, "{line}");
+        }
+        let back = "6bd9b36db8a643b3c60096c2a80eaee6bb7373e1 127.0.0.1:27012@37012 slave dcffcfdc860d0e3a211c36cbdf4323ee9b618b03 0 1796032990663 0 connected";
+        assert!(!parse_nodes(back).unwrap()[0].flags.nofailover);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod event;
 pub mod info;
 pub mod sentinel;
+pub mod slot_stats;
 
 use std::str::FromStr;
 

@@ -180,6 +180,7 @@ pub fn topology(
     let fresh: Vec<View> = views.iter().filter(|v| v.fresh).copied().collect();
     let mut view = consensus(&fresh, &table, &health);
     let mut open_since = memory.open_since.clone();
+    let setups = setups(&table, &labels, &health);
     if !fresh.is_empty() {
         let mut slots = super::slots::view(
             &views,
@@ -190,7 +191,7 @@ pub fn topology(
             &mut open_since,
             now,
         );
-        slots.shards_same_host = same_host_shards(&table, &labels);
+        slots.shards_same_host = setups.iter().filter(|s| s.shared_host.is_some()).count() as u32;
         view.slots = Some(slots);
     }
     let shards = shards(&views, &groups, &table, &labels);
@@ -204,6 +205,7 @@ pub fn topology(
             view,
             memory: ClusterMemory { labels, open_since },
             health,
+            setups,
         }),
     }
 }
@@ -491,25 +493,79 @@ pub fn shard_labels(table: &Table, previous: &FastMap<String, String>) -> FastMa
     labels
 }
 
-/// Shards with at least one replica whose master and replicas all share
-/// one host (announced hostname, else IP): one machine failing loses them.
-fn same_host_shards(table: &Table, labels: &FastMap<String, String>) -> u32 {
+/// A shard's setup as the table shows it, for the findings: its master,
+/// its replicas and whether each could take over, the host they share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShardSetup {
+    /// The shard label.
+    pub shard: String,
+    /// Its master (`host:port`): of the lines flagged master, one serving
+    /// slots and not `fail` first.
+    pub master: Option<String>,
+    /// Its replicas, in id order.
+    pub replicas: Vec<ReplicaSetup>,
+    /// The host (announced hostname, else IP) every node of the shard is
+    /// on, when it has two nodes or more: one machine failing loses them.
+    pub shared_host: Option<String>,
+}
+
+/// A replica as a failover would find it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicaSetup {
+    /// `host:port`.
+    pub addr: String,
+    /// Flagged `nofailover` (`cluster-replica-no-failover yes`).
+    pub nofailover: bool,
+    /// Flagged `fail` by some answering view, or `fail?` by most: its
+    /// cluster bus links are down, it cannot win an election.
+    pub failed: bool,
+}
+
+/// Each shard's setup, by label.
+fn setups(table: &Table, labels: &FastMap<String, String>, health: &Health) -> Vec<ShardSetup> {
     let host = |l: &ClusterNode| {
         l.hostname.clone().unwrap_or_else(|| {
             crate::parse::split_addr(&l.addr).map_or_else(|| l.addr.clone(), |(h, _)| h.to_string())
         })
     };
-    let mut hosts: FastMap<&str, (BTreeSet<String>, usize)> = FastMap::default();
+    let mut by_shard: BTreeMap<&str, Vec<&ClusterNode>> = BTreeMap::new();
     for line in table.lines() {
-        let Some(label) = labels.get(&line.id) else {
-            continue;
-        };
-        let e = hosts.entry(label.as_str()).or_default();
-        e.0.insert(host(line));
-        e.1 += 1;
+        if let Some(label) = labels.get(&line.id) {
+            by_shard.entry(label.as_str()).or_default().push(line);
+        }
     }
-    hosts
-        .values()
-        .filter(|(h, n)| *n > 1 && h.len() == 1)
-        .count() as u32
+    let flagged = |id: &str| health.by_id.get(id).copied().unwrap_or_default();
+    by_shard
+        .into_iter()
+        .map(|(shard, lines)| {
+            let master = lines
+                .iter()
+                .filter(|l| l.flags.master)
+                .max_by_key(|l| (!l.slots.is_empty(), !flagged(&l.id).1))
+                .map(|l| l.addr.clone());
+            let replicas = lines
+                .iter()
+                .filter(|l| l.flags.replica)
+                .map(|l| {
+                    let (pfail, fail) = flagged(&l.id);
+                    ReplicaSetup {
+                        addr: l.addr.clone(),
+                        nofailover: l.flags.nofailover,
+                        failed: fail || pfail as usize * 2 > health.views,
+                    }
+                })
+                .collect();
+            let hosts: BTreeSet<String> = lines.iter().map(|l| host(l)).collect();
+            let shared_host = match (lines.len() > 1, hosts.len()) {
+                (true, 1) => hosts.into_iter().next(),
+                _ => None,
+            };
+            ShardSetup {
+                shard: shard.to_string(),
+                master,
+                replicas,
+                shared_host,
+            }
+        })
+        .collect()
 }

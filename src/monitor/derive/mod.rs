@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::intake::TargetKey;
 use crate::model::snapshot::{ClusterView, SentinelShardView};
-use cluster::{ClusterMemory, ClusterShardPlan, Health};
+use cluster::{ClusterMemory, ClusterShardPlan, Health, ShardSetup};
 
 /// What the topology of a deployment is, as one derivation found it.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -45,6 +45,8 @@ pub struct ClusterResult {
     pub memory: ClusterMemory,
     /// How the answering views flag each node.
     pub health: Health,
+    /// Each shard's setup, by label, for the findings.
+    pub setups: Vec<ShardSetup>,
 }
 
 /// One shard: its nodes, and how to tell its master.

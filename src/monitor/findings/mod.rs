@@ -3,6 +3,8 @@
 //! deployment; each check is pure and tested without servers.
 //! docs/findings.md lists every check.
 
+pub mod cluster;
+pub mod hot_slots;
 pub mod reach;
 pub mod sentinel;
 pub mod settings;
