@@ -206,6 +206,7 @@ fn reading(n: usize, i: usize, stage: Stage, writes: usize) -> NodeReading {
         )),
         changes: None,
         settings: None,
+        slot_stats: None,
     }
 }
 

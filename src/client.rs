@@ -20,6 +20,8 @@ pub struct PollSettings {
     pub timeout: Duration,
     /// Time between two reads of a data node's settings.
     pub settings_interval: Duration,
+    /// Slots with the most keys asked of each cluster master with them.
+    pub hot_slots: usize,
 }
 
 /// A client for one server: one connection, reconnecting forever with

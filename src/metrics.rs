@@ -87,6 +87,8 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_cluster_slot_coverage_ratio", GAUGE, "deployment", "Slots served by a master not in fail, over 16384."),
     def("redis_ha_cluster_uncovered_ranges", GAUGE, "deployment", "Contiguous ranges of slots with no master or a master in fail."),
     def("redis_ha_cluster_shard_slots", GAUGE, "deployment, shard", "Slots the shard owns in the merged slot map."),
+    def("redis_ha_cluster_hot_slot_keys", GAUGE, "deployment, shard, slot", "Keys in each of the cluster's slots with the most keys (at most findings.hot_slots per cluster), where the masters have CLUSTER SLOT-STATS (Valkey 8+, Redis 8.2+)."),
+    def("redis_ha_cluster_shard_slot_skew", GAUGE, "deployment, shard", "How many times an average slot of the shard its slot with the most keys holds (1: keys spread evenly); where the master has CLUSTER SLOT-STATS."),
     def("redis_ha_cluster_open_slots", GAUGE, "deployment, state", "Slots in migration: state=migrating or importing, as the nodes doing it report."),
     def("redis_ha_cluster_config_consistent", GAUGE, "deployment", "1 if every answering node holds the same slot map."),
     def("redis_ha_cluster_config_views", GAUGE, "deployment", "Distinct slot maps among the answering nodes."),
@@ -433,15 +435,29 @@ fn deployment(out: &mut dyn Out, d: &DeploymentView) {
                 f64::from(sv.uncovered_ranges),
             );
             for shard in d.shards.iter() {
-                // `shard_slots` is sorted by shard.
-                let n = sv
-                    .shard_slots
-                    .binary_search_by(|(s, _)| s.as_str().cmp(&shard.name))
-                    .map_or(0, |i| sv.shard_slots[i].1);
+                let n = sv.served(&shard.name).unwrap_or(0);
                 out.add(
                     "redis_ha_cluster_shard_slots",
                     &[("deployment", dep), ("shard", shard.name.as_str())],
                     f64::from(n),
+                );
+            }
+            for h in &d.hot_slots.top {
+                out.add(
+                    "redis_ha_cluster_hot_slot_keys",
+                    &[
+                        ("deployment", dep),
+                        ("shard", &h.shard),
+                        ("slot", &h.slot.to_string()),
+                    ],
+                    h.keys as f64,
+                );
+            }
+            for (shard, skew) in &d.hot_slots.skews {
+                out.add(
+                    "redis_ha_cluster_shard_slot_skew",
+                    &[("deployment", dep), ("shard", shard)],
+                    skew.skew,
                 );
             }
             for state in [OpenState::Migrating, OpenState::Importing] {

@@ -109,6 +109,7 @@ pub async fn supervise(
         interval: config.poll_interval,
         timeout: config.timeout,
         settings_interval: config.findings.settings_interval,
+        hot_slots: config.findings.hot_slots,
     };
     // Shared by every task of the deployment: a poller holds a pointer, not
     // a copy (a deployment may list many seeds).

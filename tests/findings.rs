@@ -259,16 +259,25 @@ fn a_replica_sentinel_cannot_move_is_named() {
         .cmd(&["SENTINEL", "FAILOVER", "mymaster"])
         .unwrap();
     let new = group.wait_for_new_master(old, LONG);
-    wait_for_check(&agent, "replica_follows_other_master", true);
-    let f = finding(&agent, "replica_follows_other_master");
-    assert_eq!(f["severity"], "warning");
-    assert_eq!(f["node"], stuck.addr().as_str());
-    let why = f["why"].as_str().unwrap();
-    assert!(
-        why.contains(&format!(
-            "still follows 127.0.0.1:{old}, not the master 127.0.0.1:{new}"
-        )),
-        "{why}"
+    let expected = format!("still follows 127.0.0.1:{old}, not the master 127.0.0.1:{new}");
+    // Named once past failover-timeout: the replica, the master it follows
+    // and the one it should.
+    agent.wait_until("the stuck replica named", LONG, |a| {
+        findings(a).iter().any(|f| {
+            f["check"] == "replica_follows_other_master"
+                && f["node"] == stuck.addr().as_str()
+                && f["why"].as_str().unwrap().contains(&expected)
+        })
+    });
+    let all = findings(&agent);
+    assert_eq!(
+        nodes_of(&agent, "replica_follows_other_master"),
+        [stuck.addr()],
+        "only the stuck replica: {all:?}"
+    );
+    assert_eq!(
+        finding(&agent, "replica_follows_other_master")["severity"],
+        "warning"
     );
     stuck.cmd(&["ACL", "SETUSER", "default", "+@all"]).unwrap();
     wait_for_check(&agent, "replica_follows_other_master", false);
@@ -350,6 +359,61 @@ fn cluster_settings_are_checked_and_cleared() {
         "yes",
     );
     wait_for_check(&agent, "replica_migration_disabled", false);
+}
+
+/// Keys piled into one slot of master 0: on servers with `CLUSTER
+/// SLOT-STATS` (Valkey 8+) a `hot_slots` warning naming the slot and the
+/// hot-slot metrics, cleared once the keys are gone; elsewhere neither.
+#[test]
+fn hot_slots_from_slot_stats() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let agent = agent(&cluster_deployment("c", &[cluster.nodes[0].addr()]));
+    let master = &cluster.nodes[0];
+    // A hash tag of a slot master 0 serves (0..=5460 in the lab).
+    let (tag, slot) = (0..)
+        .map(|i| format!("t{i}"))
+        .map(|t| {
+            let slot = master.cmd(&["CLUSTER", "KEYSLOT", &t]).unwrap();
+            (t, slot.as_int().unwrap())
+        })
+        .find(|(_, slot)| *slot <= 5460)
+        .unwrap();
+    for batch in 0..12 {
+        let mut mset = vec!["MSET".to_string()];
+        for i in 0..100 {
+            mset.push(format!("{{{tag}}}:{batch}:{i}"));
+            mset.push("v".into());
+        }
+        let args: Vec<&str> = mset.iter().map(String::as_str).collect();
+        master.cmd(&args).unwrap();
+    }
+    let has = master
+        .cmd(&["CLUSTER", "SLOT-STATS", "SLOTSRANGE", "0", "0"])
+        .is_ok();
+    if has {
+        wait_for_check(&agent, "hot_slots", true);
+        let f = finding(&agent, "hot_slots");
+        assert_eq!(f["severity"], "warning");
+        assert_eq!(f["node"], master.addr().as_str());
+        let why = f["why"].as_str().unwrap();
+        assert!(why.contains(&format!("slot {slot}")), "{why}");
+        let m = agent.metrics();
+        assert_eq!(
+            m.value(
+                "redis_ha_cluster_hot_slot_keys",
+                &[("slot", &slot.to_string())]
+            ),
+            Some(1200.0)
+        );
+        master.cmd(&["FLUSHALL"]).unwrap();
+        wait_for_check(&agent, "hot_slots", false);
+    } else {
+        wait_for_check(&agent, "full_coverage_required", true);
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(!checks(&agent).iter().any(|(c, _)| c == "hot_slots"));
+        let m = agent.metrics();
+        assert_eq!(m.find("redis_ha_cluster_hot_slot_keys", &[]).count(), 0);
+    }
 }
 
 /// Findings the lab always has: every server listens on 127.0.0.1.

@@ -319,6 +319,7 @@ impl World {
             cluster: Some(ClusterReading::from_lines(info, lines)),
             changes: None,
             settings: None,
+            slot_stats: None,
         }))
     }
 
@@ -604,6 +605,7 @@ impl Group {
             cluster: None,
             changes: None,
             settings: None,
+            slot_stats: None,
         }))
     }
 }

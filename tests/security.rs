@@ -6,7 +6,10 @@ mod support;
 
 use std::time::Duration;
 
-use redis_ha_lab::{Acl, Cluster, ClusterOpts, Security, SentinelGroup, SentinelOpts, TlsFiles};
+use redis_ha_lab::{
+    server_major_version, Acl, Cluster, ClusterOpts, Security, SentinelGroup, SentinelOpts,
+    TlsFiles,
+};
 use serde_json::json;
 use support::certs::Pki;
 use support::{cluster_deployment, sentinel_deployment, temp_dir, Agent, Metrics};
@@ -132,6 +135,10 @@ fn tls_only_deployments_are_monitored_and_a_wrong_ca_is_reported() {
     assert_eq!(wrong.get("/metrics").0, 200);
 }
 
+/// docs/security.md's addition to the data-node lines on Valkey 8+ and
+/// Redis 8.2+.
+const SLOT_STATS_RULES: &str = " +cluster|slot-stats +dbsize";
+
 /// The `user` lines of docs/security.md, with `password` in place of
 /// `CHANGE-ME`: (data nodes, sentinels) for monitoring only, then the same
 /// with the canary's rules.
@@ -150,9 +157,15 @@ fn documented_users(password: &str) -> [(String, String); 2] {
         })
         .collect();
     assert_eq!(blocks.len(), 4, "docs/security.md has four acl blocks");
+    // What the data-node lines gain on servers with CLUSTER SLOT-STATS.
+    assert!(doc.contains(&format!("add `{SLOT_STATS_RULES}` to the")));
+    let node = |line: &String| match server_major_version() {
+        Some(v) if v >= 8 => format!("{line}{SLOT_STATS_RULES}"),
+        _ => line.clone(),
+    };
     [
-        (blocks[0].clone(), blocks[1].clone()),
-        (blocks[2].clone(), blocks[3].clone()),
+        (node(&blocks[0]), blocks[1].clone()),
+        (node(&blocks[2]), blocks[3].clone()),
     ]
 }
 
@@ -316,7 +329,10 @@ fn without_config_get_the_settings_checks_cannot_tell() {
     const PASSWORD: &str = "acl-Pa55-word";
     let [(node_user, sentinel_user), _] = documented_users(PASSWORD);
     assert!(node_user.contains(" +config|get"));
-    let (group, cluster) = lab_with_users((node_user.replace(" +config|get", ""), sentinel_user));
+    let refused = node_user
+        .replace(" +config|get", "")
+        .replace(SLOT_STATS_RULES, "");
+    let (group, cluster) = lab_with_users((refused, sentinel_user));
     let deployments = acl_deployments(&group, &cluster, "");
     let agent = Agent::start_with_env(&deployments, &[("RHE_ACL_PW", PASSWORD)]);
     watches_everything(&agent);
@@ -326,20 +342,28 @@ fn without_config_get_the_settings_checks_cannot_tell() {
         .chain(&cluster.nodes)
         .map(|n| n.addr())
         .collect();
+    // On servers with CLUSTER SLOT-STATS, the cluster's masters are unknown
+    // for hot_slots too.
+    let slot_stats = server_major_version().is_some_and(|v| v >= 8);
+    let expected = nodes.len() + if slot_stats { 3 } else { 0 };
     agent.wait_until("every data node unknown", LONG, |a| {
         a.json("/api/v1/findings")["unknown"]
             .as_array()
-            .is_some_and(|u| u.len() == nodes.len())
+            .is_some_and(|u| u.len() == expected)
     });
     let found = agent.json("/api/v1/findings");
+    let mut settings_unknown = 0;
     for u in found["unknown"].as_array().unwrap() {
         assert!(nodes.iter().any(|n| u["node"] == n.as_str()), "{u}");
         assert!(u["reason"].as_str().unwrap().starts_with("NOPERM"), "{u}");
-        assert!(u["checks"]
-            .as_array()
-            .unwrap()
-            .contains(&json!("writes_at_risk_unbounded")));
+        let checks = u["checks"].as_array().unwrap();
+        if checks.contains(&json!("writes_at_risk_unbounded")) {
+            settings_unknown += 1;
+        } else {
+            assert_eq!(checks, &[json!("hot_slots")], "{u}");
+        }
     }
+    assert_eq!(settings_unknown, nodes.len());
     assert_eq!(settings_findings(&agent), 0, "nothing claimed either way");
     let m = agent.metrics();
     for n in &nodes {
@@ -352,11 +376,17 @@ fn without_config_get_the_settings_checks_cannot_tell() {
             "{n}"
         );
     }
-    // The refusals are the only ones the servers logged: one `CONFIG GET`
-    // a node, nothing else.
+    // The refusals are the only ones the servers logged: the reads of the
+    // slow cadence, nothing else.
     for node in group.nodes.iter().chain(&cluster.nodes) {
         for entry in acl_log(node) {
-            assert!(entry.contains("config|get"), "{}: {entry}", node.addr());
+            assert!(
+                ["config|get", "cluster|slot-stats", "dbsize"]
+                    .iter()
+                    .any(|c| entry.contains(c)),
+                "{}: {entry}",
+                node.addr()
+            );
         }
     }
     for node in &group.sentinels {

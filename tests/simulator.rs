@@ -213,6 +213,7 @@ impl<'a> Side<'a> {
             cluster: Some(ClusterReading::from_lines(info, lines)),
             changes: None,
             settings: None,
+            slot_stats: None,
         })
     }
 

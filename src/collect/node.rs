@@ -16,7 +16,7 @@ use super::topology::{Rotation, Topology};
 use super::{failed, parsed};
 use crate::client::{client, command, Purpose};
 use crate::config::{Auth, Tls};
-use crate::model::{ClusterReading, NodeReading, PollError};
+use crate::model::{ClusterReading, NodeReading, PollError, SlotStatsRead};
 use crate::parse::cluster::{info_signals, parse_nodes, reply_digest, ClusterInfo};
 use crate::parse::info::{changes_since_save, ReplicationInfo, Role};
 
@@ -67,22 +67,38 @@ pub struct Cluster<'a> {
 /// not fail the poll: the earlier view goes on with the fresh `CLUSTER
 /// INFO`, and the next poll reads again.
 /// `stray`: the node reports role master beside its shard's master.
-/// `settings`: its settings are due (read after the poll's own commands,
-/// so a slow `CONFIG GET` never delays what the poll is for).
+/// `slow`: the reads of the slow cadence are due, the node's settings and
+/// (on a cluster master) its `slow` slots with the most keys; read after
+/// the poll's own commands, so they never delay what the poll is for.
 pub async fn poll(
     client: &Client,
     cluster: Option<(Cluster<'_>, &mut Watch)>,
     stray: bool,
-    settings: bool,
+    slow: Option<usize>,
 ) -> Result<NodeReading, PollError> {
     let is_cluster = cluster.is_some();
     let mut reading = replication_and_cluster(client, cluster).await?;
     let r = &reading.replication;
-    if r.role == Role::Master && (r.replicas.is_empty() || stray) {
+    let master = r.role == Role::Master;
+    if master && (r.replicas.is_empty() || stray) {
         reading.changes = changes(client).await;
     }
-    if settings {
-        reading.settings = super::settings::read(client, is_cluster).await;
+    if let Some(hot) = slow {
+        reading.settings = super::settings::read(client, is_cluster)
+            .await
+            .map(Box::new);
+        if is_cluster && master {
+            // Not known to the server, or failed: no figures this time (a
+            // failed read is asked again at the next slow read).
+            let read = match super::slot_stats::slot_stats(client, hot).await {
+                Ok(read) => read.map(SlotStatsRead::Read),
+                Err(PollError::Command(e)) if e.contains("NOPERM") => {
+                    Some(SlotStatsRead::Refused(e))
+                }
+                Err(_) => None,
+            };
+            reading.slot_stats = read.map(Box::new);
+        }
     }
     Ok(reading)
 }
@@ -140,6 +156,7 @@ async fn replication_and_cluster(
             cluster: None,
             changes: None,
             settings: None,
+            slot_stats: None,
         });
     };
     let turn = c.back || watch.last.is_none() || c.rotation.due(c.addr, c.round, watch.read);
@@ -184,6 +201,7 @@ async fn replication_and_cluster(
             cluster: Some(view),
             changes: None,
             settings: None,
+            slot_stats: None,
         });
     };
     let read = match early {
@@ -204,6 +222,7 @@ async fn replication_and_cluster(
                     cluster: Some(known),
                     changes: None,
                     settings: None,
+                    slot_stats: None,
                 });
             }
             known
@@ -216,6 +235,7 @@ async fn replication_and_cluster(
         cluster: Some(view),
         changes: None,
         settings: None,
+        slot_stats: None,
     })
 }
 

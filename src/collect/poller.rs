@@ -95,7 +95,8 @@ pub async fn run(
                             let due = was_up != Some(true)
                                 || settings_read
                                     .is_none_or(|t| t.elapsed() >= settings.settings_interval);
-                            let polled = node::poll(client, cluster, stray, due).await;
+                            let slow = due.then_some(settings.hot_slots);
+                            let polled = node::poll(client, cluster, stray, slow).await;
                             if matches!(&polled, Ok(r) if r.settings.is_some()) {
                                 settings_read = Some(Instant::now());
                             }

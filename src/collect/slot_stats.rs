@@ -21,17 +21,20 @@ pub async fn slot_stats(
 ) -> Result<Option<SlotStatsReading>, PollError> {
     let limit = limit.clamp(1, usize::from(MAX_SLOT) + 1).to_string();
     let args = vec!["SLOT-STATS", "ORDERBY", "key-count", "LIMIT", &limit];
-    let (stats, keys) = tokio::join!(
-        client.custom::<Vec<Entry>, _>(command("CLUSTER"), args),
-        client.dbsize::<u64>(),
-    );
-    let entries = match stats {
+    // One after the other: a server without the command is not asked for
+    // its key count either (an ACL without `+dbsize`, as on servers that
+    // cannot have `+cluster|slot-stats`, would log the refusal).
+    let entries = match client
+        .custom::<Vec<Entry>, _>(command("CLUSTER"), args)
+        .await
+    {
         Ok(entries) => entries,
         Err(e) if e.details().contains("unknown subcommand") => return Ok(None),
         Err(e) => return Err(failed(e)),
     };
+    let keys = client.dbsize::<u64>().await.map_err(failed)?;
     Ok(Some(SlotStatsReading {
         top: parsed("CLUSTER SLOT-STATS", parse_slot_stats(&entries))?,
-        keys: keys.map_err(failed)?,
+        keys,
     }))
 }

@@ -19,6 +19,11 @@ pub struct Findings {
     /// it is a stale entry (`stale_sentinel`, `stale_replica`).
     #[serde(default = "default_stale_after", deserialize_with = "duration")]
     pub stale_after: Duration,
+    /// How many slots with the most keys each cluster master is asked for
+    /// (`CLUSTER SLOT-STATS`, where the server has it), and how many the
+    /// metrics show per cluster: a bound on their series.
+    #[serde(default = "default_hot_slots")]
+    pub hot_slots: usize,
 }
 
 impl Default for Findings {
@@ -26,8 +31,13 @@ impl Default for Findings {
         Findings {
             settings_interval: default_settings_interval(),
             stale_after: default_stale_after(),
+            hot_slots: default_hot_slots(),
         }
     }
+}
+
+fn default_hot_slots() -> usize {
+    10
 }
 
 fn default_settings_interval() -> Duration {

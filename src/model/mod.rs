@@ -144,7 +144,22 @@ pub struct NodeReading {
     pub changes: Option<u64>,
     /// The node's settings, on the polls they were due and answered
     /// (the monitor keeps the last apart from the reading).
-    pub settings: Option<settings::SettingsRead>,
+    /// Boxed, as the next: rare, and a reading without them stays small.
+    pub settings: Option<Box<settings::SettingsRead>>,
+    /// A cluster master's slots with the most keys, on the polls of the
+    /// slow cadence, where the server has `CLUSTER SLOT-STATS` (kept apart
+    /// like the settings).
+    pub slot_stats: Option<Box<SlotStatsRead>>,
+}
+
+/// What a cluster master's slot statistics read said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotStatsRead {
+    /// Its slots with the most keys.
+    Read(SlotStatsReading),
+    /// The server refused it (`NOPERM`: the agent's user lacks
+    /// `+cluster|slot-stats` or `+dbsize`): the hot-slot check cannot tell.
+    Refused(String),
 }
 
 /// A cluster node's slots with the most keys (`CLUSTER SLOT-STATS ORDERBY
@@ -155,6 +170,44 @@ pub struct SlotStatsReading {
     pub top: Vec<SlotStats>,
     /// Keys in every slot of the node (`DBSIZE`).
     pub keys: u64,
+}
+
+/// A slot and its keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotSlot {
+    /// The shard serving it.
+    pub shard: String,
+    /// The hash slot.
+    pub slot: u16,
+    /// Keys in it.
+    pub keys: u64,
+}
+
+/// How a shard's slot with the most keys compares with the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Skew {
+    /// The slot.
+    pub slot: u16,
+    /// Keys in it.
+    pub keys: u64,
+    /// Keys in the whole shard.
+    pub shard_keys: u64,
+    /// `keys / shard_keys`.
+    pub share: f64,
+    /// `share x slots`: how many times an average slot of the shard it
+    /// holds (1 when keys spread evenly).
+    pub skew: f64,
+}
+
+/// A cluster's hot slots as the view shows them: the slots with the most
+/// keys over every master (at most `findings.hot_slots`), and each shard's
+/// skew.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HotSlots {
+    /// Most keys first.
+    pub top: Vec<HotSlot>,
+    /// By shard.
+    pub skews: Vec<(String, Skew)>,
 }
 
 /// One cluster node's view of the cluster, with what the monitor needs to

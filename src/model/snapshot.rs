@@ -19,7 +19,7 @@ use super::canary::Status;
 use super::finding::{Finding, Unknown};
 use super::histogram::Histogram;
 use super::timeline::{Outcome, Phase, Timeline, Window};
-use super::TargetId;
+use super::{HotSlots, TargetId};
 use crate::config::{Kind, RuleName, Severity};
 use crate::parse::cluster::ClusterInfo;
 use crate::parse::info::Role;
@@ -85,6 +85,8 @@ pub struct DeploymentView {
     pub findings: Arc<Vec<Finding>>,
     /// Nodes where checks cannot tell: the settings they need were refused.
     pub findings_unknown: Arc<Vec<Unknown>>,
+    /// A cluster's slots with the most keys, where its masters report them.
+    pub hot_slots: Arc<HotSlots>,
 }
 
 impl DeploymentView {
@@ -302,6 +304,17 @@ pub struct SlotsView {
     pub shards_without_replica: u32,
     /// Shards whose master and every replica share one host.
     pub shards_same_host: u32,
+}
+
+impl SlotsView {
+    /// The slots `shard` serves in the merged map (`shard_slots` is sorted
+    /// by shard).
+    pub fn served(&self, shard: &str) -> Option<u32> {
+        self.shard_slots
+            .binary_search_by(|(n, _)| n.as_str().cmp(shard))
+            .ok()
+            .map(|i| self.shard_slots[i].1)
+    }
 }
 
 /// One range of the merged slot map.

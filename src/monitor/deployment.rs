@@ -13,7 +13,7 @@ use super::failover::two_masters::MasterSeen;
 use super::failover::{Amendment, Machines};
 use super::intake::{Intake, TargetKey, TargetState};
 use super::views;
-use crate::config::{Deployment, Kind};
+use crate::config::{Deployment, Findings, Kind};
 use crate::model::canary::{Report, ReportKind, Status, LATENCY_BUCKETS};
 use crate::model::histogram::Histogram;
 use crate::model::snapshot::{CanaryView, ClusterView, DeploymentView, ShardView};
@@ -50,6 +50,8 @@ pub struct DeploymentState {
     pub name: Arc<str>,
     /// When an entry a sentinel remembers is stale (`findings.stale_after`).
     stale_after: Duration,
+    /// How many hot slots the view keeps (`findings.hot_slots`).
+    hot_slots: usize,
     /// Since when each replica (by shard) has followed another master than
     /// the sentinels' (`replica_follows_other_master`).
     misfollowing: BTreeMap<(String, String), f64>,
@@ -81,7 +83,7 @@ pub struct DeploymentState {
 
 impl DeploymentState {
     /// Starts from the seeds.
-    pub fn new(config: &Deployment, poll_interval: f64, stale_after: Duration) -> Self {
+    pub fn new(config: &Deployment, poll_interval: f64, findings: &Findings) -> Self {
         let kind = match config.kind {
             Kind::Sentinel => TargetKind::Sentinel,
             Kind::Cluster => TargetKind::Node,
@@ -109,12 +111,14 @@ impl DeploymentState {
                 canaries: Arc::default(),
                 findings: Arc::default(),
                 findings_unknown: Arc::default(),
+                hot_slots: Arc::default(),
             },
             target_index: HashMap::new(),
             shard_index: HashMap::new(),
             stepped: false,
             config: config.clone(),
-            stale_after,
+            stale_after: findings.stale_after,
+            hot_slots: findings.hot_slots,
             misfollowing: BTreeMap::new(),
             name,
         }
@@ -286,7 +290,15 @@ impl DeploymentState {
             subscriptions_changed || all,
             dirty.events || all,
             canaries_changed || all,
-            sentinels_polled || dirty.settings || retopologized || dirty.answering || all,
+            // A sentinel deployment's findings also follow the clock (how
+            // long a replica has followed another master, an address has
+            // failed the agent's polls); it has few targets.
+            sentinels_polled
+                || self.config.kind == Kind::Sentinel
+                || dirty.settings
+                || retopologized
+                || dirty.answering
+                || all,
             now,
         );
         self.stepped = true;
@@ -326,7 +338,7 @@ impl DeploymentState {
         }
         if findings {
             let cluster = self.config.kind == Kind::Cluster;
-            let (mut found, unknown) = views::findings(
+            let (mut found, mut unknown) = views::findings(
                 &self.name,
                 cluster,
                 &self.intake,
@@ -335,15 +347,27 @@ impl DeploymentState {
                 &mut self.misfollowing,
                 now,
             );
-            if *self.view.findings_unknown != unknown {
-                self.view.findings_unknown = Arc::new(unknown);
-            }
             if cluster {
                 found.extend(views::cluster_findings(
                     &self.name,
                     self.topology.cluster.as_ref(),
                     &self.intake,
                 ));
+                let (hot, from_slots, refused) = views::hot_slots(
+                    &self.name,
+                    &self.derived,
+                    self.view.slots(),
+                    &self.intake,
+                    self.hot_slots,
+                );
+                found.extend(from_slots);
+                unknown.extend(refused);
+                if *self.view.hot_slots != hot {
+                    self.view.hot_slots = Arc::new(hot);
+                }
+            }
+            if *self.view.findings_unknown != unknown {
+                self.view.findings_unknown = Arc::new(unknown);
             }
             if *self.view.findings != found {
                 self.view.findings = Arc::new(found);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::model::settings::SettingsRead;
-use crate::model::{NodeReading, Observation, Reading, TargetKind};
+use crate::model::{NodeReading, Observation, Reading, SlotStatsRead, TargetKind};
 use crate::parse::info::Role;
 
 /// A target within its deployment: node or sentinel, and its address.
@@ -40,6 +40,8 @@ pub struct TargetState {
     /// A data node's last settings read, kept between the polls that
     /// read them.
     pub settings: Option<SettingsRead>,
+    /// A cluster master's last slot statistics, kept likewise.
+    pub slot_stats: Option<SlotStatsRead>,
 }
 
 impl TargetState {
@@ -97,7 +99,7 @@ pub struct Recorded {
     /// The topology: a target came up or went down, or its cluster view or
     /// sentinel view says something new.
     pub topology: bool,
-    /// The node's settings.
+    /// The node's settings or slot statistics.
     pub settings: bool,
 }
 
@@ -171,15 +173,15 @@ impl Intake {
             TargetKind::Sentinel => &mut self.sentinels,
         };
         let state = map.get_mut(&addr)?;
-        let settings = match &mut obs.result {
-            Ok(Reading::Node(n)) => n.settings.take(),
-            _ => None,
+        let (settings, slot_stats) = match &mut obs.result {
+            Ok(Reading::Node(n)) => (
+                n.settings.take().map(|b| *b),
+                n.slot_stats.take().map(|b| *b),
+            ),
+            _ => (None, None),
         };
-        let settings = settings.is_some_and(|s| {
-            let changed = state.settings.as_ref() != Some(&s);
-            state.settings = Some(s);
-            changed
-        });
+        let settings =
+            keep(&mut state.settings, settings) | keep(&mut state.slot_stats, slot_stats);
         state.polled = true;
         state.last_duration = Some(obs.duration);
         state.last_poll = Some(obs.at);
@@ -279,6 +281,15 @@ impl Intake {
             all
         }
     }
+}
+
+/// Keeps a reading of the slow cadence when there is one; whether it
+/// changed.
+fn keep<T: PartialEq>(kept: &mut Option<T>, new: Option<T>) -> bool {
+    let Some(new) = new else { return false };
+    let changed = kept.as_ref() != Some(&new);
+    *kept = Some(new);
+    changed
 }
 
 /// Whether `new` says something the topology reads that `old` did not:

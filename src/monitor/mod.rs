@@ -80,7 +80,7 @@ impl Monitor {
         let mut deployments: Vec<DeploymentState> = config
             .deployments
             .iter()
-            .map(|d| DeploymentState::new(d, poll_interval, config.findings.stale_after))
+            .map(|d| DeploymentState::new(d, poll_interval, &config.findings))
             .collect();
         let mut history = History::new(config.timelines.keep_per_shard);
         let engine = Engine::new(&config.alerts, &restored, firing);

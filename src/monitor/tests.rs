@@ -64,6 +64,7 @@ mod cases {
             cluster: None,
             changes: None,
             settings: None,
+            slot_stats: None,
         }))
     }
 
@@ -301,6 +302,7 @@ mod cases {
             )),
             changes: None,
             settings: None,
+            slot_stats: None,
         }))
     }
 

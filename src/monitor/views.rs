@@ -8,13 +8,14 @@ use std::time::Duration;
 use super::derive::ClusterResult;
 use super::failover::Machines;
 use super::findings::cluster::findings as cluster_checks;
+use super::findings::hot_slots::{self as hot, ShardSlots};
 use super::findings::reach;
 use super::findings::sentinel::{findings as sentinel_findings, misfollowing, Seen};
 use super::findings::settings::findings as settings_findings;
 use super::intake::{Intake, TargetKey, TargetState};
-use crate::model::finding::{Finding, Unknown};
+use crate::model::finding::{Check, Finding, Unknown};
 use crate::model::snapshot::{CanaryView, ShardView, SlotsView, TargetView};
-use crate::model::{Reading, TargetId, TargetKind};
+use crate::model::{HotSlots, Reading, SlotStatsRead, TargetId, TargetKind};
 use crate::util::time::unix;
 
 /// One target as the view shows it.
@@ -160,4 +161,57 @@ pub fn cluster_findings(
             .get(TargetKind::Node, addr)
             .is_some_and(|s| s.polled && s.up)
     })
+}
+
+/// A cluster's hot slots and `hot_slots` findings, from the slot statistics
+/// of each shard's master (`keep`: how many slots the view keeps); with the
+/// masters that refused them.
+pub fn hot_slots(
+    name: &str,
+    derived: &BTreeMap<String, ShardView>,
+    slots: Option<&SlotsView>,
+    intake: &Intake,
+    keep: usize,
+) -> (HotSlots, Vec<Finding>, Vec<Unknown>) {
+    fn read<'a>(intake: &'a Intake, s: &'a ShardView) -> Option<(&'a str, &'a SlotStatsRead)> {
+        let node = s.master.as_deref()?;
+        Some((
+            node,
+            intake.get(TargetKind::Node, node)?.slot_stats.as_ref()?,
+        ))
+    }
+    let unknown = derived
+        .values()
+        .filter_map(|s| match read(intake, s)? {
+            (node, SlotStatsRead::Refused(reason)) => Some(Unknown {
+                deployment: name.to_string(),
+                node: node.to_string(),
+                checks: vec![Check::HotSlots],
+                reason: reason.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let shards: Vec<ShardSlots> = derived
+        .values()
+        .filter_map(|s| {
+            let (node, SlotStatsRead::Read(stats)) = read(intake, s)? else {
+                return None;
+            };
+            Some(ShardSlots {
+                shard: &s.name,
+                node,
+                slots: slots?.served(&s.name)?,
+                stats,
+            })
+        })
+        .collect();
+    let hot = HotSlots {
+        top: hot::top(&shards, keep),
+        skews: shards
+            .iter()
+            .filter_map(|s| Some((s.shard.to_string(), hot::skew(s)?)))
+            .collect(),
+    };
+    (hot, hot::findings(name, &shards), unknown)
 }

@@ -7,7 +7,7 @@
 
 use crate::config::Severity;
 use crate::model::finding::{Check, Finding};
-use crate::model::SlotStatsReading;
+use crate::model::{HotSlot, Skew, SlotStatsReading};
 
 /// Shards with fewer keys are not judged: with few keys, one slot holds a
 /// large share by chance (1000 keys hashed over 5461 slots leave at most
@@ -36,33 +36,6 @@ pub struct ShardSlots<'a> {
     pub slots: u32,
     /// What the master said.
     pub stats: &'a SlotStatsReading,
-}
-
-/// A slot and its keys.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HotSlot {
-    /// The shard serving it.
-    pub shard: String,
-    /// The hash slot.
-    pub slot: u16,
-    /// Keys in it.
-    pub keys: u64,
-}
-
-/// How a shard's slot with the most keys compares with the rest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Skew {
-    /// The slot.
-    pub slot: u16,
-    /// Keys in it.
-    pub keys: u64,
-    /// Keys in the whole shard.
-    pub shard_keys: u64,
-    /// `keys / shard_keys`.
-    pub share: f64,
-    /// `share x slots`: how many times an average slot of the shard it
-    /// holds (1 when keys spread evenly).
-    pub skew: f64,
 }
 
 /// The `n` slots with the most keys over every shard, most first (then by

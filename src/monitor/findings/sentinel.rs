@@ -91,10 +91,12 @@ pub fn findings(
 
 /// Replicas whose own INFO (as the sentinels report it) names another
 /// master than the one the sentinels hold, with that master; replicas a
-/// sentinel sees down are not counted.
+/// sentinel sees down are not counted. Only the sentinels with the newest
+/// configuration (highest config epoch) are asked: one that has not yet
+/// learnt of a switch still holds the old master.
 pub fn misfollowing<'a>(seen: &[Seen<'a>]) -> BTreeMap<&'a str, &'a str> {
     let mut out = BTreeMap::new();
-    for (_, v) in seen {
+    for (_, v) in newest(seen) {
         for r in &v.replicas {
             let down = r.flags.has(Flag::SDown) || r.flags.has(Flag::Disconnected);
             match r.follows.as_deref() {
@@ -106,6 +108,13 @@ pub fn misfollowing<'a>(seen: &[Seen<'a>]) -> BTreeMap<&'a str, &'a str> {
         }
     }
     out
+}
+
+/// The views holding the newest configuration of the master.
+fn newest<'s, 'a>(seen: &'s [Seen<'a>]) -> impl Iterator<Item = &'s Seen<'a>> {
+    let epoch = seen.iter().map(|(_, v)| v.master.config_epoch).max();
+    seen.iter()
+        .filter(move |(_, v)| Some(v.master.config_epoch) == epoch)
 }
 
 /// Replicas still following another master past `failover-timeout`.
@@ -120,7 +129,10 @@ fn stuck(seen: &[Seen], held: impl Fn(&str) -> f64, add: &mut Add) {
         .map(|(_, v)| v.master.failover_timeout_ms)
         .max()
         .unwrap_or(0);
-    let master = &seen[0].1.master.addr;
+    let Some((_, latest)) = newest(seen).next() else {
+        return;
+    };
+    let master = &latest.master.addr;
     for (replica, follows) in misfollowing(seen) {
         let secs = held(replica);
         if secs * 1000.0 <= timeout_ms as f64 {
@@ -503,6 +515,17 @@ pub(super) mod tests {
             f[0].why
         );
         assert!(f[0].action.ends_with("REPLICAOF 10.0.0.1 6379 on it"));
+        // A sentinel that has not learnt of the switch (an older epoch, the
+        // old master) is not asked.
+        let mut behind = v.clone();
+        behind.master.config_epoch = 0;
+        behind.master.addr = "10.0.0.9:6379".into();
+        let both = [(S[1], &behind), (S[0], &v)];
+        assert_eq!(
+            findings("d", "m", STALE, &both, |_| 181.0),
+            f,
+            "the newest configuration only"
+        );
         v.replicas[0].flags = Flags::parse("slave,s_down");
         assert!(misfollowing(&[(S[0], &v)]).is_empty(), "down: not counted");
     }
