@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::client::{client, command, PollSettings, Purpose};
+use crate::client::{client, command, Naming, PollSettings, Purpose};
 use crate::config::{Deployment, Kind};
 use crate::model::canary::{Episode, Report, ReportKind, Status};
 use crate::model::snapshot::{DeploymentView, Snapshot};
@@ -49,6 +49,7 @@ struct Conn {
     task: JoinHandle<Result<(), Error>>,
     /// When the probe started using it (unix seconds).
     since: f64,
+    naming: Naming,
 }
 
 impl Conn {
@@ -59,12 +60,14 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Conn, PollError> {
         let client = client(addr, auth, tls, timeout, Purpose::Canary)?;
+        let naming = Naming::new(&client);
         let task = client.connect();
         Ok(Conn {
             addr: addr.into(),
             client,
             task,
             since: unix(SystemTime::now()),
+            naming,
         })
     }
 
@@ -377,7 +380,7 @@ impl Probe {
         if self.resolve || self.conn.is_none() {
             self.find_master(view, slot).await;
         }
-        let Some(conn) = &self.conn else {
+        let Some(conn) = &mut self.conn else {
             self.failed("no master known", None);
             let interval = self.deployment.canary.interval;
             self.backoff.fail(interval, LOOKUP_BACKOFF);
@@ -389,6 +392,9 @@ impl Probe {
             ..Default::default()
         };
         let client = conn.client.with_options(&options);
+        // Named like the pollers' connections: not an application left
+        // behind on an old master. Before the write, out of its latency.
+        conn.naming.name(&client).await;
         let node = conn.addr.clone();
         if self.tracker.needs_read_back() {
             match client.get::<Option<String>, _>(key.as_str()).await {

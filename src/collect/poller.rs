@@ -10,7 +10,7 @@ use tokio::time::MissedTickBehavior;
 use super::node::{self, Strays, Watch};
 use super::sentinel;
 use super::topology::Topology;
-use crate::client::{client, PollSettings, Purpose};
+use crate::client::{client, Naming, PollSettings, Purpose};
 use crate::config::Deployment;
 use crate::model::{Input, Observation, PollError, Reading, TargetId, TargetKind};
 use crate::util::hash::digest;
@@ -43,6 +43,12 @@ pub async fn run(
         Purpose::Poll,
     );
     let mut errors = client.as_ref().ok().map(|c| c.error_rx());
+    // Data nodes only: their lists of clients are what `CLIENT LIST` reads.
+    let mut naming = client
+        .as_ref()
+        .ok()
+        .filter(|_| target.kind == TargetKind::Node)
+        .map(Naming::new);
     let connection = client.as_ref().ok().map(|c| c.connect());
     let mut connection_error = None;
     let start = tokio::time::Instant::now() + phase(&target, settings.interval);
@@ -65,6 +71,9 @@ pub async fn run(
                 // logic) are large, and a poller that held them between
                 // polls would cost that much per target, at rest.
                 let polled = Box::pin(async {
+                    if let Some(naming) = &mut naming {
+                        naming.name(client).await;
+                    }
                     match target.kind {
                         TargetKind::Sentinel => sentinel::poll(client, &deployment)
                             .await

@@ -5,6 +5,7 @@
 //! input: a lying or garbled server must produce a [`ParseError`], never a
 //! panic, because one bad node must not take the agent down.
 
+pub mod clients;
 pub mod cluster;
 pub mod event;
 pub mod info;
