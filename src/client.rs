@@ -153,11 +153,8 @@ impl Naming {
     /// Names the connection if it is new since the last call (or the last
     /// attempt failed): one round trip after each connection, none otherwise.
     pub async fn name<C: ClientLike>(&mut self, client: &C) {
-        loop {
-            match self.reconnects.try_recv() {
-                Ok(_) | Err(TryRecvError::Lagged(_)) => self.pending = true,
-                Err(TryRecvError::Empty | TryRecvError::Closed) => break,
-            }
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = self.reconnects.try_recv() {
+            self.pending = true;
         }
         if self.pending {
             self.pending = set_name(client).await.is_err();

@@ -147,16 +147,11 @@ fn a_client_given_the_masters_address_is_left_behind() {
     let group = SentinelGroup::start(SentinelOpts::default());
     let sentinel = group.sentinels[0].addr();
     let agent = Agent::start_full(
-        &sentinel_deployment("s", &[sentinel.clone()]),
+        &sentinel_deployment("s", std::slice::from_ref(&sentinel)),
         "timelines:\n  clients_after: 3s\n",
         &[],
     );
-    agent.wait_metrics("every target up", LONG, |m| {
-        m.find("redis_ha_target_up", &[])
-            .filter(|s| s.value == 1.0)
-            .count()
-            == 6
-    });
+    agent.wait_targets_up(6, LONG);
     let old_master = group.nodes[0].addr();
     let fixed = old_master.clone();
     let direct = App::start("direct-app", move || Some(fixed.clone()));

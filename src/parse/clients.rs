@@ -1,7 +1,7 @@
 //! `CLIENT LIST`: the connections a server has open, one line each of
 //! space-separated `field=value` pairs.
 
-use super::{num, ParseError};
+use super::{items, num, ParseError};
 
 /// One connection of a `CLIENT LIST` reply: the fields the agent reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +37,7 @@ impl ClientConnection {
 /// Parses a `CLIENT LIST` reply. A line without `addr` is an error: every
 /// server version sends it.
 pub fn parse_client_list(text: &str) -> Result<Vec<ClientConnection>, ParseError> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(parse_line)
-        .collect()
+    items(text).map(parse_line).collect()
 }
 
 fn parse_line(line: &str) -> Result<ClientConnection, ParseError> {

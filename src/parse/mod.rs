@@ -47,6 +47,12 @@ fn num<T: FromStr>(field: &'static str, value: &str) -> Result<T, ParseError> {
         .map_err(|_| ParseError::invalid(field, value))
 }
 
+/// The lines of a reply that hold something, trimmed: replies listing one
+/// item a line (`CLUSTER NODES`, `CLIENT LIST`).
+fn items(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty())
+}
+
 /// Splits `host:port` (the host may be an IPv6 address, with or without
 /// brackets, as Redis announces it) into its parts.
 pub fn split_addr(addr: &str) -> Option<(&str, u16)> {

@@ -382,6 +382,16 @@ impl Agent {
         self.wait_until(what, timeout, |a| cond(&a.metrics()));
         self.metrics()
     }
+
+    /// Waits until `targets` targets report up.
+    pub fn wait_targets_up(&self, targets: usize, timeout: Duration) {
+        self.wait_metrics("every target up", timeout, |m| {
+            m.find("redis_ha_target_up", &[])
+                .filter(|s| s.value == 1.0)
+                .count()
+                == targets
+        });
+    }
 }
 
 /// Mark names and times of a timeline, in its order.
