@@ -151,7 +151,10 @@ impl Naming {
     }
 
     /// Names the connection if it is new since the last call (or the last
-    /// attempt failed): one round trip after each connection, none otherwise.
+    /// attempt failed): one round trip after each connection, none
+    /// otherwise. Called after a command that was answered: a name sent to
+    /// a server that stopped answering would wait in fred's queue and hold
+    /// up the commands behind it once it answers again.
     pub async fn name<C: ClientLike>(&mut self, client: &C) {
         while let Ok(_) | Err(TryRecvError::Lagged(_)) = self.reconnects.try_recv() {
             self.pending = true;

@@ -12,14 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redis_ha_lab::{SentinelGroup, SentinelOpts};
+use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
 use serde_json::Value;
-use support::{sentinel_deployment, Agent};
+use support::{cluster_deployment, sentinel_deployment, Agent};
 
 const LONG: Duration = Duration::from_secs(40);
 
-/// One command in RESP on `stream`, and its reply's lines (a simple
-/// string, or an array of bulk strings: their values).
+/// One command in RESP on `stream`, and its reply: a simple string, a bulk
+/// string's value, or the values of an array of bulk strings.
 fn request(stream: &mut TcpStream, args: &[&str]) -> std::io::Result<Vec<String>> {
     let mut out = format!("*{}\r\n", args.len());
     for a in args {
@@ -30,6 +30,11 @@ fn request(stream: &mut TcpStream, args: &[&str]) -> std::io::Result<Vec<String>
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let line = line.trim_end().to_string();
+    if let Some(len) = line.strip_prefix('$').and_then(|l| l.parse::<usize>().ok()) {
+        let mut value = vec![0u8; len + 2];
+        reader.read_exact(&mut value)?;
+        return Ok(vec![String::from_utf8_lossy(&value[..len]).into_owned()]);
+    }
     let Some(n) = line.strip_prefix('*') else {
         return Ok(vec![line]);
     };
@@ -216,6 +221,70 @@ fn a_client_given_the_masters_address_is_left_behind() {
         m.value(
             "redis_ha_failover_clients_left_behind",
             &[("deployment", "s"), ("shard", "mymaster")]
+        ),
+        Some(1.0)
+    );
+}
+
+/// Which of `nodes` reports role master, as a cluster client learns it
+/// (from a `MOVED`, or the slot map).
+fn owner(nodes: &[String]) -> Option<String> {
+    nodes.iter().find_map(|n| {
+        let mut s = TcpStream::connect(n).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let info = request(&mut s, &["INFO", "replication"]).ok()?;
+        info.first()?.contains("role:master").then(|| n.clone())
+    })
+}
+
+/// A manual cluster failover (`CLUSTER FAILOVER` on the replica): the old
+/// master turns replica at once and keeps its clients. `direct-app`, given
+/// its address, stays; `aware-app` follows the shard's master to the
+/// promoted replica. Read `clients_after` (1 s) after the old master is a
+/// replica, the timeline lists `direct-app` only: not the agent's pollers
+/// nor its `CLUSTER NODES` reads, not the replication link.
+#[test]
+fn a_client_of_a_cluster_node_by_address_is_left_behind() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let agent = Agent::start_full(
+        &cluster_deployment("c", &[cluster.nodes[1].addr()]),
+        "timelines:\n  clients_after: 1s\n",
+        &[],
+    );
+    agent.wait_targets_up(6, LONG);
+    // Replica i of master m is nodes[masters + m * replicas + i].
+    let (old, replica) = (cluster.nodes[0].addr(), cluster.nodes[3].addr());
+    let fixed = old.clone();
+    let direct = App::start("direct-app", move || Some(fixed.clone()));
+    let shard = [old.clone(), replica.clone()];
+    let aware = App::start("aware-app", move || owner(&shard));
+    aware.local();
+    let at = direct.local();
+
+    cluster.nodes[3].cmd(&["CLUSTER", "FAILOVER"]).unwrap();
+    let t = agent.ended_failover("c", "the cluster failover's clients read", LONG, |t| {
+        t["old_master"] == old.as_str() && !left_behind(t).is_null()
+    });
+    assert_eq!(t["new_master"], replica.as_str());
+    let left = left_behind(&t);
+    assert!(left["error"].is_null(), "{left}");
+    assert_eq!(left["count"], 1, "direct-app only: {left}");
+    let clients = left["clients"].as_array().unwrap();
+    assert_eq!(clients[0]["name"], "direct-app");
+    assert_eq!(clients[0]["addr"], at.as_str(), "never disconnected");
+    let list = cluster.nodes[0].cmd(&["CLIENT", "LIST"]).unwrap();
+    let list = list.as_str().unwrap().to_string();
+    assert!(
+        list.contains("name=redis-ha-exporter ") && list.contains("flags=M "),
+        "{list}"
+    );
+    assert!(!list.contains("name=aware-app "), "{list}");
+
+    let shard = t["shard"].as_str().unwrap();
+    assert_eq!(
+        agent.metrics().value(
+            "redis_ha_failover_clients_left_behind",
+            &[("deployment", "c"), ("shard", shard)]
         ),
         Some(1.0)
     );

@@ -380,7 +380,7 @@ impl Probe {
         if self.resolve || self.conn.is_none() {
             self.find_master(view, slot).await;
         }
-        let Some(conn) = &mut self.conn else {
+        let Some(conn) = &self.conn else {
             self.failed("no master known", None);
             let interval = self.deployment.canary.interval;
             self.backoff.fail(interval, LOOKUP_BACKOFF);
@@ -392,9 +392,6 @@ impl Probe {
             ..Default::default()
         };
         let client = conn.client.with_options(&options);
-        // Named like the pollers' connections: not an application left
-        // behind on an old master. Before the write, out of its latency.
-        conn.naming.name(&client).await;
         let node = conn.addr.clone();
         if self.tracker.needs_read_back() {
             match client.get::<Option<String>, _>(key.as_str()).await {
@@ -421,8 +418,20 @@ impl Probe {
                 }
                 self.logged_up = Some(true);
                 let at = unix(SystemTime::now());
-                self.tracker
-                    .write_acked(written, &node, at, Held::from_reply(previous.as_deref()))
+                let episode = self.tracker.write_acked(
+                    written,
+                    &node,
+                    at,
+                    Held::from_reply(previous.as_deref()),
+                );
+                // Named like the pollers' connections (not an application
+                // left behind on an old master), after a write that was
+                // acknowledged: out of its latency, and never queued behind
+                // a server that stopped answering.
+                if let Some(conn) = &mut self.conn {
+                    conn.naming.name(&client).await;
+                }
+                episode
             }
             Err(e) => {
                 self.failed("write failed", Some(&e));

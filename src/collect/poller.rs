@@ -71,9 +71,6 @@ pub async fn run(
                 // logic) are large, and a poller that held them between
                 // polls would cost that much per target, at rest.
                 let polled = Box::pin(async {
-                    if let Some(naming) = &mut naming {
-                        naming.name(client).await;
-                    }
                     match target.kind {
                         TargetKind::Sentinel => sentinel::poll(client, &deployment)
                             .await
@@ -151,6 +148,11 @@ pub async fn run(
         };
         if tx.send(Input::Poll(obs)).await.is_err() {
             break;
+        }
+        // Named after a poll that answered, out of the poll's time: a name
+        // sent to a server that stopped answering would queue behind it.
+        if let (Ok(client), Some(naming), Some(true)) = (&client, &mut naming, was_up) {
+            naming.name(client).await;
         }
     }
     if let (Ok(client), Some(connection)) = (&client, connection) {
