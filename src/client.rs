@@ -6,6 +6,8 @@ use std::time::Duration;
 use fred::prelude::*;
 use fred::types::config::{Server, TlsConnector, UnresponsiveConfig};
 use fred::types::{ClusterHash, CustomCommand};
+use tokio::sync::broadcast::error::TryRecvError;
+use tokio::sync::broadcast::Receiver as BroadcastReceiver;
 
 use crate::config::{Auth, Tls};
 use crate::model::PollError;
@@ -128,4 +130,49 @@ pub enum Purpose {
 /// A command by name, its keys (if any) hashed as usual.
 pub fn command(name: &'static str) -> CustomCommand {
     CustomCommand::new_static(name, ClusterHash::FirstKey, false)
+}
+
+/// The name the agent gives its connections to data nodes (`CLIENT
+/// SETNAME`): a read of the clients left behind on a failover's old master
+/// (`collect::clients`) tells the agent's own connections by it.
+pub const CLIENT_NAME: &str = "redis-ha-exporter";
+
+/// Names a client's connections: fred opens each new one (the first, and
+/// every reconnection) unnamed, and says so on its reconnection channel.
+pub struct Naming {
+    reconnects: BroadcastReceiver<Server>,
+    /// A connection opened that is not named yet.
+    pending: bool,
+}
+
+impl Naming {
+    /// Follows `client`'s connections; made before it connects, to see the first.
+    pub fn new(client: &Client) -> Self {
+        Naming {
+            reconnects: client.reconnect_rx(),
+            pending: false,
+        }
+    }
+
+    /// Names the connection if it is new since the last call (or the last
+    /// attempt failed): one round trip after each connection, none
+    /// otherwise. Called after a command that was answered: a name sent to
+    /// a server that stopped answering would wait in fred's queue and hold
+    /// up the commands behind it once it answers again.
+    pub async fn name<C: ClientLike>(&mut self, client: &C) {
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = self.reconnects.try_recv() {
+            self.pending = true;
+        }
+        if self.pending {
+            self.pending = set_name(client).await.is_err();
+        }
+    }
+}
+
+/// `CLIENT SETNAME` [`CLIENT_NAME`] on the client's connection.
+pub async fn set_name<C: ClientLike>(client: &C) -> Result<(), Error> {
+    client
+        .custom::<String, _>(command("CLIENT"), vec!["SETNAME", CLIENT_NAME])
+        .await
+        .map(drop)
 }

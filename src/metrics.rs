@@ -102,6 +102,7 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_failover_last_switch_timestamp_seconds", GAUGE, "deployment, shard", "When the shard's latest failover switched to a new master (unix time): a sentinel's first +switch-master, a cluster's promotion."),
     def("redis_ha_failover_last_duration_seconds", GAUGE, "deployment, shard", "Total duration of the shard's last failover."),
     def("redis_ha_failover_unreplicated_bytes", GAUGE, "deployment, shard", "At the shard's last failover: the old master's offset minus the promoted replica's (writes at risk)."),
+    def("redis_ha_failover_clients_left_behind", GAUGE, "deployment, shard", "Application connections still open on the old master of the shard's latest failover some seconds after the switch (docs/findings.md; absent until read, or when it could not be read)."),
     def("redis_ha_canary_up", GAUGE, "deployment, shard", "1 if the canary's last write to the shard was acknowledged."),
     def("redis_ha_canary_write_latency_seconds", HISTOGRAM, "deployment, shard", "Round trip of the canary's acknowledged writes."),
     def("redis_ha_canary_write_unavailable_seconds", HISTOGRAM, "deployment, shard", "Time without an acknowledged canary write, per episode: from the last acknowledged write before writes failed to the first after."),
@@ -672,6 +673,17 @@ fn failovers(out: &mut dyn Out, d: &DeploymentView, f: &FailoverView) {
                 "redis_ha_failover_last_switch_timestamp_seconds",
                 &labels,
                 at,
+            );
+        }
+        let left = [open, last]
+            .into_iter()
+            .flatten()
+            .find_map(|t| t.clients_left_behind.as_ref()?.counted());
+        if let Some(count) = left {
+            out.add(
+                "redis_ha_failover_clients_left_behind",
+                &labels,
+                count as f64,
             );
         }
         if let Some(t) = last {

@@ -12,13 +12,16 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::client::PollSettings;
+use crate::collect::clients::{self, GIVE_UP_AFTER};
 use crate::collect::node::Strays;
 use crate::collect::topology::{Rotation, Topology};
 use crate::collect::{poller, subscriber};
 use crate::config::{Config, Deployment, Kind};
-use crate::model::snapshot::{DeploymentView, Snapshot};
+use crate::model::snapshot::{DeploymentView, FailoverView, Snapshot};
+use crate::model::timeline::Timeline;
 use crate::model::{Input, TargetId, TargetKind};
 use crate::shutdown::Shutdown;
+use crate::util::time::unix_now;
 
 /// How long a canary probe keeps running after its shard stopped being
 /// probed (left the topology, or lost its slots).
@@ -60,8 +63,6 @@ fn reconcile<K: Eq + Hash + Clone>(
     }
 }
 
-/// The shards the canary probes: every shard of a sentinel deployment,
-/// every shard owning slots of a cluster, where `canary.enabled`.
 /// The nodes of a deployment that report role master beside their shard's
 /// master: those of the shards' open two-masters windows. Few, and most
 /// often none: a scan of the shards per snapshot.
@@ -74,6 +75,24 @@ fn stray_masters(d: &DeploymentView) -> HashSet<String> {
         .collect()
 }
 
+/// The failovers whose old master's clients are to be read: switched to a
+/// new master, not read yet, and recent enough (a timeline read back from
+/// disk long after its failover is not read now).
+fn clients_unread(failovers: &FailoverView, now: f64, after: f64) -> Vec<&Timeline> {
+    failovers
+        .timelines
+        .iter()
+        .filter(|t| t.clients_left_behind.is_none() && t.old_master.is_some())
+        .filter(|t| t.new_master.is_some() && t.new_master != t.old_master)
+        .filter(|t| {
+            t.switch_seen()
+                .is_some_and(|s| now - s < GIVE_UP_AFTER + after)
+        })
+        .collect()
+}
+
+/// The shards the canary probes: every shard of a sentinel deployment,
+/// every shard owning slots of a cluster, where `canary.enabled`.
 fn probed(config: &Config, snapshot: &Snapshot) -> HashSet<(Arc<str>, String)> {
     let mut wanted = HashSet::new();
     for d in &snapshot.deployments {
@@ -142,6 +161,10 @@ pub async fn supervise(
     let mut pollers: HashMap<TargetId, Running> = HashMap::new();
     let mut probes: HashMap<(Arc<str>, String), Running> = HashMap::new();
     let mut probe_seen: HashMap<(Arc<str>, String), Instant> = HashMap::new();
+    // One read of clients left behind per failover, by timeline id, until
+    // its result is on the timeline.
+    let mut reads: HashMap<String, Running> = HashMap::new();
+    let mut failovers: Option<Arc<FailoverView>> = None;
     let canary = config.deployments.iter().any(|d| d.canary.enabled);
     let mut topology = None;
     loop {
@@ -194,6 +217,39 @@ pub async fn supervise(
                 |id| tracing::info!(deployment = %id.deployment, target = %id.addr, "target left the topology; polling stopped"),
             );
         }
+        // The failovers change far less often than the snapshots.
+        if failovers
+            .as_ref()
+            .is_none_or(|f| !Arc::ptr_eq(f, &snapshot.failovers))
+        {
+            failovers = Some(snapshot.failovers.clone());
+            let after = config.timelines.clients_after;
+            let unread = clients_unread(&snapshot.failovers, unix_now(), after.as_secs_f64());
+            let wanted: HashSet<String> = unread.iter().map(|t| t.id.clone()).collect();
+            reconcile(
+                &mut reads,
+                &wanted,
+                |id, stopped| {
+                    let t = unread.iter().find(|t| t.id == *id)?;
+                    let read = clients::Read {
+                        deployment: deployment(&t.deployment)?.clone(),
+                        shard: t.shard.clone(),
+                        timeline: t.id.clone(),
+                        node: t.old_master.clone()?,
+                        switched: t.switch_seen()?,
+                    };
+                    Some(vec![tokio::spawn(clients::run(
+                        read,
+                        after,
+                        settings,
+                        snapshots.clone(),
+                        inputs.clone(),
+                        stopped,
+                    ))])
+                },
+                |_| {},
+            );
+        }
         if canary {
             reconcile_probes(
                 &config,
@@ -219,7 +275,11 @@ pub async fn supervise(
             () = shutdown.requested() => break,
         }
     }
-    let running: Vec<Running> = pollers.into_values().chain(probes.into_values()).collect();
+    let running: Vec<Running> = pollers
+        .into_values()
+        .chain(probes.into_values())
+        .chain(reads.into_values())
+        .collect();
     // All told first, then awaited: each may take up to a timeout to close
     // its connection (a frozen server never answers QUIT), and those waits
     // must overlap, not add up.
@@ -254,4 +314,44 @@ fn reconcile_probes(
         start,
         |(name, shard)| tracing::info!(deployment = %name, shard = %shard, "shard left the topology; canary probe stopped"),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::clients::ClientsLeftBehind;
+    use crate::model::timeline::MarkName;
+
+    fn failover(shard: &str, switched: Option<f64>) -> Timeline {
+        let mut t = Timeline::open("d", shard, Kind::Sentinel, 100.0);
+        t.old_master = Some("10.0.0.1:6379".into());
+        t.new_master = Some("10.0.0.2:6379".into());
+        if let Some(at) = switched {
+            t.mark(MarkName::Switched, at, "s:1");
+        }
+        t
+    }
+
+    #[test]
+    fn clients_are_read_once_per_recent_switch() {
+        let mut read = failover("read", Some(100.0));
+        read.clients_left_behind = Some(ClientsLeftBehind::unread("x", 1.0, "e".into()));
+        let mut same = failover("same", Some(100.0));
+        same.new_master = same.old_master.clone();
+        let view = FailoverView {
+            timelines: vec![
+                failover("due", Some(100.0)),
+                failover("unswitched", None),
+                read,
+                same,
+                failover("old", Some(105.0 - 10.0 - GIVE_UP_AFTER)),
+            ],
+            ..FailoverView::default()
+        };
+        let shards: Vec<&str> = clients_unread(&view, 105.0, 10.0)
+            .iter()
+            .map(|t| t.shard.as_str())
+            .collect();
+        assert_eq!(shards, ["due"]);
+    }
 }

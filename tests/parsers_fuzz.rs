@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use proptest::prelude::*;
+use redis_ha_exporter::parse::clients::parse_client_list;
 use redis_ha_exporter::parse::cluster::{parse_nodes, ClusterInfo};
 use redis_ha_exporter::parse::event::{Event, InstanceKind};
 use redis_ha_exporter::parse::info::{ReplicationInfo, SentinelInfo};
@@ -21,6 +22,8 @@ const FIXTURES: &[&str] = &[
     include_str!("fixtures/cluster-nodes-ok.txt"),
     include_str!("fixtures/cluster-nodes-shard-down.txt"),
     include_str!("fixtures/sentinel-info.txt"),
+    include_str!("fixtures/client-list-master.txt"),
+    include_str!("fixtures/valkey-8.1/client-list-master.txt"),
 ];
 
 fn parse_everything(text: &str) {
@@ -29,6 +32,7 @@ fn parse_everything(text: &str) {
     let _ = ClusterInfo::parse(text);
     let _ = parse_nodes(text);
     let _ = parse_ckquorum(text);
+    let _ = parse_client_list(text);
 }
 
 /// A recorded reply with bytes replaced, cut or duplicated: close enough to

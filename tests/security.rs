@@ -259,7 +259,11 @@ fn the_documented_acl_users_are_enough() {
         assert!(anonymous_ping(&addr).starts_with("-NOAUTH"), "{addr}");
     }
     let deployments = acl_deployments(&group, &cluster, "");
-    let agent = Agent::start_with_env(&deployments, &[("RHE_ACL_PW", PASSWORD)]);
+    let agent = Agent::start_full(
+        &deployments,
+        "timelines:\n  clients_after: 1s\n",
+        &[("RHE_ACL_PW", PASSWORD)],
+    );
     watches_everything(&agent);
     // The settings the findings need are read: one master of the group and
     // three of the cluster, each with Redis's min-replicas-to-write 0.
@@ -268,6 +272,14 @@ fn the_documented_acl_users_are_enough() {
     });
     assert_eq!(agent.json("/api/v1/findings")["unknown"], json!([]));
     fails_over(&group, &agent);
+    // The clients left behind on the old master: CLIENT SETNAME, CLIENT LIST.
+    agent.wait_until("the old master's clients read", LONG, |a| {
+        a.failovers("s")
+            .iter()
+            .any(|f| !f["clients_left_behind"].is_null())
+    });
+    let read = agent.failovers("s")[0]["clients_left_behind"].clone();
+    assert!(read["error"].is_null(), "{read}");
     // A few more polls of every target after the failover.
     std::thread::sleep(Duration::from_secs(2));
     assert!(!agent.log().contains("NOPERM"), "{}", agent.log());

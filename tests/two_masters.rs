@@ -72,12 +72,7 @@ fn agent(group: &SentinelGroup, hook: &Receiver, rules: &str) -> Agent {
         &extra,
         &[],
     );
-    agent.wait_metrics("every target up", LONG, |m| {
-        m.find("redis_ha_target_up", &[])
-            .filter(|s| s.value == 1.0)
-            .count()
-            == 6
-    });
+    agent.wait_targets_up(6, LONG);
     agent
 }
 

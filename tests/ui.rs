@@ -82,10 +82,14 @@ fn shows_the_api_error(browser: &mut Browser, url: &str, message: &str) {
 #[test]
 fn failover_page_shows_a_sentinel_failover() {
     let group = SentinelGroup::start(SentinelOpts::default());
-    let agent = Agent::start(&format!(
-        "{}{CANARY}",
-        sentinel_deployment("s", &[group.sentinels[0].addr()])
-    ));
+    let agent = Agent::start_full(
+        &format!(
+            "{}{CANARY}",
+            sentinel_deployment("s", &[group.sentinels[0].addr()])
+        ),
+        "timelines:\n  clients_after: 1s\n",
+        &[],
+    );
     agent.wait_metrics("subscriptions up and replicas linked", LONG, |m| {
         m.find("redis_ha_sentinel_subscription_up", &[("deployment", "s")])
             .filter(|s| s.value == 1.0)
@@ -132,12 +136,13 @@ fn failover_page_shows_a_sentinel_failover() {
     group.node(old_port).resume();
     let t = agent.ended_failover(
         "s",
-        "the canary's report and the two-masters window",
+        "the canary's report, the two-masters window and the clients left behind",
         LONG,
         |t| {
             t["id"] == id.as_str()
                 && !t["canary"]["first_ack_after"].is_null()
                 && !t["two_masters"]["end"].is_null()
+                && !t["clients_left_behind"].is_null()
         },
     );
     assert_eq!(
@@ -216,6 +221,17 @@ fn failover_page_shows_a_sentinel_failover() {
     assert!(
         text.contains(&format!("Two masters: writes taken by the other\t{writes}")),
         "{writes} writes to the returning master shown: {text}"
+    );
+    // No application was connected; the agent's poller and canary are not counted.
+    let left = &t["clients_left_behind"];
+    assert_eq!(
+        (&left["count"], &left["node"]),
+        (&json!(0), &json!(old)),
+        "{left}"
+    );
+    assert!(
+        text.contains(&format!("Clients left behind\n\n0 on {old}")),
+        "{text}"
     );
     assert_no_errors(&mut browser, &page);
     browser.screenshot(&screenshot_path("failover-sentinel"));

@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::client::{client, command, PollSettings, Purpose};
+use crate::client::{client, command, Naming, PollSettings, Purpose};
 use crate::config::{Deployment, Kind};
 use crate::model::canary::{Episode, Report, ReportKind, Status};
 use crate::model::snapshot::{DeploymentView, Snapshot};
@@ -49,6 +49,7 @@ struct Conn {
     task: JoinHandle<Result<(), Error>>,
     /// When the probe started using it (unix seconds).
     since: f64,
+    naming: Naming,
 }
 
 impl Conn {
@@ -59,12 +60,14 @@ impl Conn {
         timeout: Duration,
     ) -> Result<Conn, PollError> {
         let client = client(addr, auth, tls, timeout, Purpose::Canary)?;
+        let naming = Naming::new(&client);
         let task = client.connect();
         Ok(Conn {
             addr: addr.into(),
             client,
             task,
             since: unix(SystemTime::now()),
+            naming,
         })
     }
 
@@ -415,8 +418,20 @@ impl Probe {
                 }
                 self.logged_up = Some(true);
                 let at = unix(SystemTime::now());
-                self.tracker
-                    .write_acked(written, &node, at, Held::from_reply(previous.as_deref()))
+                let episode = self.tracker.write_acked(
+                    written,
+                    &node,
+                    at,
+                    Held::from_reply(previous.as_deref()),
+                );
+                // Named like the pollers' connections (not an application
+                // left behind on an old master), after a write that was
+                // acknowledged: out of its latency, and never queued behind
+                // a server that stopped answering.
+                if let Some(conn) = &mut self.conn {
+                    conn.naming.name(&client).await;
+                }
+                episode
             }
             Err(e) => {
                 self.failed("write failed", Some(&e));

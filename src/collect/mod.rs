@@ -4,6 +4,7 @@
 //! one event subscriber per sentinel. The supervisor (src/supervise.rs)
 //! starts and stops them.
 
+pub mod clients;
 pub mod node;
 pub mod poller;
 pub mod sentinel;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::topology::{Rotation, Topology};
 use super::{failed, parsed};
-use crate::client::{client, command, Purpose};
+use crate::client::{client, command, Purpose, CLIENT_NAME};
 use crate::config::{Auth, Tls};
 use crate::model::{ClusterReading, NodeReading, PollError, SlotStatsRead};
 use crate::parse::cluster::{info_signals, parse_nodes, reply_digest, ClusterInfo};
@@ -279,7 +279,27 @@ async fn read_apart(c: &Cluster<'_>, wait: Duration) -> Result<String, PollError
         .map_err(|_| PollError::Timeout)?;
     let client = client(c.addr, c.auth, c.tls, c.timeout, Purpose::Once)?;
     let connection = client.init().await.map_err(failed)?;
-    let nodes = read_nodes(&client).await.map_err(failed);
+    // Named in the same round trip, as the agent's (not an application
+    // left behind, should a read of `CLIENT LIST` see it); a refused name
+    // does not fail the read.
+    let pipeline = client.pipeline();
+    let queued = async {
+        pipeline
+            .custom::<(), _>(command("CLIENT"), vec!["SETNAME", CLIENT_NAME])
+            .await?;
+        pipeline
+            .custom::<(), _>(command("CLUSTER"), vec!["NODES"])
+            .await
+    };
+    let nodes = match queued.await {
+        Ok(()) => pipeline
+            .try_all::<String>()
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(Error::new(ErrorKind::Unknown, "CLUSTER NODES: no reply"))),
+        Err(e) => Err(e),
+    }
+    .map_err(failed);
     // Closed without a QUIT: one round trip less, and nothing is pending.
     connection.abort();
     nodes

@@ -10,7 +10,7 @@ use tokio::time::MissedTickBehavior;
 use super::node::{self, Strays, Watch};
 use super::sentinel;
 use super::topology::Topology;
-use crate::client::{client, PollSettings, Purpose};
+use crate::client::{client, Naming, PollSettings, Purpose};
 use crate::config::Deployment;
 use crate::model::{Input, Observation, PollError, Reading, TargetId, TargetKind};
 use crate::util::hash::digest;
@@ -43,6 +43,12 @@ pub async fn run(
         Purpose::Poll,
     );
     let mut errors = client.as_ref().ok().map(|c| c.error_rx());
+    // Data nodes only: their lists of clients are what `CLIENT LIST` reads.
+    let mut naming = client
+        .as_ref()
+        .ok()
+        .filter(|_| target.kind == TargetKind::Node)
+        .map(Naming::new);
     let connection = client.as_ref().ok().map(|c| c.connect());
     let mut connection_error = None;
     let start = tokio::time::Instant::now() + phase(&target, settings.interval);
@@ -153,6 +159,11 @@ pub async fn run(
         };
         if tx.send(Input::Poll(obs)).await.is_err() {
             break;
+        }
+        // Named after a poll that answered, out of the poll's time: a name
+        // sent to a server that stopped answering would queue behind it.
+        if let (Ok(client), Some(naming), Some(true)) = (&client, &mut naming, was_up) {
+            naming.name(client).await;
         }
     }
     if let (Ok(client), Some(connection)) = (&client, connection) {

@@ -88,6 +88,11 @@ pub struct Timelines {
     /// Ended timelines kept per shard, in memory and in the file.
     #[serde(default = "default_keep")]
     pub keep_per_shard: usize,
+    /// How long after a failover's switch the clients still connected to
+    /// the old master are read: time enough for every client that follows
+    /// failovers to have moved.
+    #[serde(default = "default_clients_after", deserialize_with = "duration")]
+    pub clients_after: Duration,
 }
 
 impl Default for Timelines {
@@ -95,8 +100,13 @@ impl Default for Timelines {
         Timelines {
             path: None,
             keep_per_shard: default_keep(),
+            clients_after: default_clients_after(),
         }
     }
+}
+
+fn default_clients_after() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_keep() -> usize {
@@ -111,7 +121,9 @@ pub enum CheckError {
     #[error("deployments: at least one deployment is needed")]
     NoDeployments,
     /// An interval beyond any sensible poll.
-    #[error("poll_interval, timeout and topology_interval must be at most 1h")]
+    #[error(
+        "poll_interval, timeout, topology_interval and timelines.clients_after must be at most 1h"
+    )]
     OverAnHour,
     /// Topology read less often than the polls it rides on.
     #[error(
@@ -316,7 +328,11 @@ fn check_whole(config: &Config) -> Result<(), CheckError> {
         return Err(CheckError::NoDeployments);
     }
     const HOUR: Duration = Duration::from_secs(3600);
-    if config.poll_interval > HOUR || config.timeout > HOUR || config.topology_interval > HOUR {
+    if config.poll_interval > HOUR
+        || config.timeout > HOUR
+        || config.topology_interval > HOUR
+        || config.timelines.clients_after > HOUR
+    {
         return Err(CheckError::OverAnHour);
     }
     if config.topology_interval < config.poll_interval {
@@ -420,6 +436,8 @@ mod tests {
         let e = err(&format!("timeout: 2s\n{MINIMAL}"));
         assert!(e.contains("shorter than poll_interval"), "{e}");
         let e = err(&format!("poll_interval: 3000y\ntimeout: 1s\n{MINIMAL}"));
+        assert!(e.contains("at most 1h"), "{e}");
+        let e = err(&format!("timelines: {{ clients_after: 2h }}\n{MINIMAL}"));
         assert!(e.contains("at most 1h"), "{e}");
         let e = err(&format!("topology_interval: 500ms\n{MINIMAL}"));
         assert!(

@@ -5,6 +5,7 @@
 
 pub mod alert;
 pub mod canary;
+pub mod clients;
 pub mod finding;
 pub mod histogram;
 pub mod settings;
@@ -69,6 +70,8 @@ pub enum Input {
     },
     /// A canary probe's status or episode.
     Canary(canary::Report),
+    /// A read of a failover's old master: the clients left behind.
+    Clients(clients::Report),
 }
 
 /// One message from a sentinel's event stream, as received.

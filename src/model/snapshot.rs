@@ -101,6 +101,15 @@ impl DeploymentView {
         self.cluster.as_ref()?.slots.as_ref()
     }
 
+    /// The role `node` reported in its last poll, as a node of any shard.
+    pub fn role_of(&self, node: &str) -> Option<Role> {
+        self.shards
+            .iter()
+            .flat_map(|s| &s.nodes)
+            .find(|n| n.addr == node)?
+            .role
+    }
+
     /// Whether `shard` serves slots; true for sentinel shards, and while
     /// the slot map is unknown (no node answers).
     pub fn owns_slots(&self, shard: &str) -> bool {

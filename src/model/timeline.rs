@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::canary::Impact;
+use super::clients::ClientsLeftBehind;
 use crate::config::Kind;
 
 /// A step of a failover, as the agent first saw it.
@@ -267,6 +268,10 @@ pub struct Timeline {
     pub poll_resolution_seconds: Option<f64>,
     /// What the canary probe saw of the failover, when it runs.
     pub canary: Option<Impact>,
+    /// The applications still connected to the old master some seconds
+    /// after the switch; `None` until read.
+    #[serde(default)]
+    pub clients_left_behind: Option<ClientsLeftBehind>,
 }
 
 impl Timeline {
@@ -291,6 +296,7 @@ impl Timeline {
             two_masters: None,
             poll_resolution_seconds: None,
             canary: None,
+            clients_left_behind: None,
         }
     }
 

@@ -46,7 +46,7 @@ use crate::util::time::unix;
 use alerts::{Changed, Engine};
 use deployment::DeploymentState;
 use failover::history::{EventLog, History};
-use failover::Effect;
+use failover::{Amendment, Effect};
 pub use run::{run, Outputs};
 
 /// Raw sentinel events kept for the API.
@@ -130,6 +130,7 @@ impl Monitor {
                 Input::Event(e) => &e.target.deployment,
                 Input::Subscription { target, .. } => &target.deployment,
                 Input::Canary(report) => &report.deployment,
+                Input::Clients(report) => &report.deployment,
             };
             let Some(d) = self
                 .deployments
@@ -162,6 +163,13 @@ impl Monitor {
                 Input::Canary(report) => {
                     latest = latest.max(unix(report.at));
                     d.on_canary(report);
+                }
+                Input::Clients(report) => {
+                    latest = latest.max(unix(report.at));
+                    d.machines.amend(
+                        &report.shard,
+                        Amendment::Clients(report.timeline, Box::new(report.left)),
+                    );
                 }
             }
         }

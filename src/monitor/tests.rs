@@ -615,8 +615,9 @@ mod events {
     use crate::parse::event::tests::recorded;
     use std::time::UNIX_EPOCH;
 
-    #[test]
-    fn the_recorded_event_stream_makes_one_timeline_and_counts_each_event_once() {
+    /// The monitor of deployment `d` (the recorded sentinels) after the
+    /// recorded event stream of a failover.
+    fn after_recorded_failover() -> Monitor {
         let config = crate::config::parse(
             "deployments:\n  - name: d\n    kind: sentinel\n    sentinels: [\"127.0.0.1:27100\", \"127.0.0.1:27101\", \"127.0.0.1:27102\"]\n",
             "t",
@@ -635,6 +636,12 @@ mod events {
                 payload,
             }));
         }
+        m
+    }
+
+    #[test]
+    fn the_recorded_event_stream_makes_one_timeline_and_counts_each_event_once() {
+        let mut m = after_recorded_failover();
         let s = m.snapshot();
         let timelines = &s.failovers.timelines;
         assert_eq!(timelines.len(), 1);
@@ -660,6 +667,40 @@ mod events {
             m.take_changed_timelines().last().unwrap().outcome,
             Some(crate::model::timeline::Outcome::Completed)
         );
+    }
+
+    /// A read of clients left behind goes onto the failover it names, ended
+    /// or not, and is persisted; one naming another failover goes nowhere.
+    #[test]
+    fn clients_left_behind_go_onto_their_failover() {
+        use crate::model::clients::{ClientsLeftBehind, Report};
+        let mut m = after_recorded_failover();
+        let id = m.snapshot().failovers.timelines[0].id.clone();
+        m.take_changed_timelines();
+        let report = |timeline: &str, count: usize| {
+            let mut left = ClientsLeftBehind::unread("127.0.0.1:7100", 1.0, String::new());
+            (left.count, left.error) = (count, None);
+            Input::Clients(Report {
+                deployment: "d".into(),
+                shard: "mymaster".into(),
+                timeline: timeline.into(),
+                at: UNIX_EPOCH,
+                left,
+            })
+        };
+        m.apply(report("d:mymaster:1", 7));
+        assert_eq!(
+            m.snapshot().failovers.timelines[0].clients_left_behind,
+            None
+        );
+        assert!(m.take_changed_timelines().is_empty());
+        m.apply(report(&id, 2));
+        let s = m.snapshot();
+        let left = s.failovers.timelines[0].clients_left_behind.as_ref();
+        assert_eq!(left.and_then(ClientsLeftBehind::counted), Some(2));
+        let stored = m.take_changed_timelines();
+        assert_eq!(stored.len(), 1);
+        assert_eq!(stored[0].id, id);
     }
 }
 

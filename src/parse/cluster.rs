@@ -1,6 +1,6 @@
 //! Replies of `CLUSTER INFO` and `CLUSTER NODES`.
 
-use super::{info::fields, num, ParseError};
+use super::{info::fields, items, num, ParseError};
 use crate::util::hash::digest;
 
 /// The fields of `CLUSTER INFO` the agent relies on: one node's own view.
@@ -230,11 +230,7 @@ pub fn reply_digest(text: &str) -> u64 {
 
 /// Parses the reply of `CLUSTER NODES`, one node a line.
 pub fn parse_nodes(text: &str) -> Result<Vec<ClusterNode>, ParseError> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(parse_node_line)
-        .collect()
+    items(text).map(parse_node_line).collect()
 }
 
 fn parse_node_line(line: &str) -> Result<ClusterNode, ParseError> {

@@ -5,6 +5,7 @@
 //! input: a lying or garbled server must produce a [`ParseError`], never a
 //! panic, because one bad node must not take the agent down.
 
+pub mod clients;
 pub mod cluster;
 pub mod event;
 pub mod info;
@@ -45,6 +46,12 @@ fn num<T: FromStr>(field: &'static str, value: &str) -> Result<T, ParseError> {
         .trim()
         .parse()
         .map_err(|_| ParseError::invalid(field, value))
+}
+
+/// The lines of a reply that hold something, trimmed: replies listing one
+/// item a line (`CLUSTER NODES`, `CLIENT LIST`).
+fn items(text: &str) -> impl Iterator<Item = &str> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty())
 }
 
 /// Splits `host:port` (the host may be an IPv6 address, with or without

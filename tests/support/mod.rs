@@ -382,6 +382,16 @@ impl Agent {
         self.wait_until(what, timeout, |a| cond(&a.metrics()));
         self.metrics()
     }
+
+    /// Waits until `targets` targets report up.
+    pub fn wait_targets_up(&self, targets: usize, timeout: Duration) {
+        self.wait_metrics("every target up", timeout, |m| {
+            m.find("redis_ha_target_up", &[])
+                .filter(|s| s.value == 1.0)
+                .count()
+                == targets
+        });
+    }
 }
 
 /// Mark names and times of a timeline, in its order.
@@ -581,9 +591,10 @@ pub fn documented_families() -> BTreeMap<String, Documented> {
     documented
 }
 
-/// Every family documented in docs/metrics.md is served with the documented
-/// type and labels, and nothing undocumented is served.
-pub fn check_docs_match(m: &Metrics) {
+/// Every family documented in docs/metrics.md is served in one of the
+/// scrapes, each with the documented type and labels, and nothing
+/// undocumented is served.
+pub fn check_docs_match(scrapes: &[&Metrics]) {
     let docs = metrics_doc();
     let documented = documented_families();
     // The code's own list of families says the same as the docs.
@@ -611,13 +622,17 @@ pub fn check_docs_match(m: &Metrics) {
         );
     }
     assert_eq!(documented.len(), redis_ha_exporter::metrics::FAMILIES.len());
-    let served: std::collections::BTreeSet<&String> = m.types.keys().collect();
+    let served: std::collections::BTreeSet<&String> =
+        scrapes.iter().flat_map(|m| m.types.keys()).collect();
     let listed: std::collections::BTreeSet<&String> = documented.keys().collect();
     assert_eq!(
         served, listed,
         "families served by /metrics vs documented in docs/metrics.md"
     );
-    for s in &m.samples {
+    for (m, s) in scrapes
+        .iter()
+        .flat_map(|m| m.samples.iter().map(move |s| (m, s)))
+    {
         // Histograms serve _bucket (with `le`), _sum and _count series.
         let family = ["_bucket", "_sum", "_count"]
             .iter()

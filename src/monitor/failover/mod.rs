@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use crate::config::Kind;
 use crate::model::canary::{Episode, Impact};
+use crate::model::clients::ClientsLeftBehind;
 use crate::model::timeline::{MarkName, Timeline, Window, POLL};
 use crate::model::{SentinelReading, TargetKind};
 use crate::monitor::derive::cluster::{ClusterShardView, NodeRef};
@@ -101,6 +102,9 @@ pub enum Amendment {
     TwoMasters(Window),
     /// The canary's writes failed or were lost during it.
     Canary(Box<Episode>),
+    /// The clients still on its old master after the switch, for the
+    /// timeline of this id.
+    Clients(String, Box<ClientsLeftBehind>),
 }
 
 impl Amendment {
@@ -116,6 +120,13 @@ impl Amendment {
                 let belongs = Impact::overlaps(episode, t);
                 if belongs {
                     Impact::add(t, episode);
+                }
+                belongs
+            }
+            Amendment::Clients(id, left) => {
+                let belongs = t.id == *id;
+                if belongs {
+                    t.clients_left_behind = Some((**left).clone());
                 }
                 belongs
             }
@@ -408,16 +419,16 @@ impl Machines {
     }
 
     /// Records an amendment on the shard's open timeline, or else on its
-    /// latest ended one.
+    /// latest ended one (a read of clients left behind that is not about
+    /// the open timeline is about an ended one).
     pub fn amend(&mut self, shard: &str, amendment: Amendment) {
-        match self.open_mut(shard) {
-            Some(t) => {
-                if amendment.apply(t) {
-                    let t = t.clone();
-                    self.effects.push(Effect::Changed(t));
-                }
-            }
-            None => self.effects.push(Effect::Amend {
+        let applied = self
+            .open_mut(shard)
+            .map(|t| amendment.apply(t).then(|| t.clone()));
+        match applied {
+            Some(Some(t)) => self.effects.push(Effect::Changed(t)),
+            Some(None) if !matches!(amendment, Amendment::Clients(..)) => {}
+            _ => self.effects.push(Effect::Amend {
                 shard: shard.to_string(),
                 amendment,
             }),

@@ -148,6 +148,20 @@
     return `<table class="list phases"><thead><tr><th>Phase</th><th>From</th><th>To</th><th>Length</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
   }
 
+  // The applications still on the old master after it became a replica:
+  // they bypass Sentinel or never reconnect (docs/findings.md).
+  function leftBehind(left) {
+    if (!left) return '<p class="sub">Not read yet: read once the old master is a replica again.</p>';
+    if (left.error) return `<p class="bad">Could not read <code>${esc(left.node)}</code>: ${esc(left.error)}</p>`;
+    const head = `<p>${esc(left.count)} on <code>${esc(left.node)}</code> at ${clock(left.read_at)}`
+      + `${left.count > (left.clients || []).length ? ` (the first ${esc(left.clients.length)} listed)` : ''}</p>`;
+    if (!left.count) return head;
+    const rows = (left.clients || []).map((c) => `<tr data-client="${esc(c.addr)}">`
+      + `<td><code>${esc(c.addr)}</code></td><td>${esc(c.name ?? '')}</td><td>${esc(c.lib_name ?? '')}</td>`
+      + `<td>${esc(c.cmd)}</td><td class="num">${esc(c.age)} s</td><td class="num">${esc(c.idle)} s</td></tr>`);
+    return `${head}<table class="list clients"><thead><tr><th>Address</th><th>Name</th><th>Library</th><th>Last command</th><th>Age</th><th>Idle</th></tr></thead><tbody>${rows.join('')}</tbody></table>`;
+  }
+
   UI.page(/^\/ui\/failovers\/([^/]+)$/, async (id) => {
     const t = await api(`/api/v1/failovers/${encodeURIComponent(id)}`);
     const now = Date.now() / 1000;
@@ -170,6 +184,7 @@ ${open ? '<p class="live">In progress: updated every second.</p>' : ''}
 <section><h2>Numbers</h2>${numbers(t)}</section></div>
 <div class="split"><section><h2>Marks</h2>${markTable(marks, t.started)}</section>
 <section><h2>Phases</h2>${phaseTable(bars)}</section></div>
+${t.new_master ? `<section id="clients-left-behind"><h2>Clients left behind</h2>${leftBehind(t.clients_left_behind)}</section>` : ''}
 <p><a href="/api/v1/failovers/${esc(encodeURIComponent(t.id))}">This failover as JSON</a> · <a href="/">Overview</a></p>`;
     return { html, after: open ? 1000 : 0 };
   });
