@@ -416,6 +416,37 @@ fn hot_slots_from_slot_stats() {
     }
 }
 
+/// A cluster replica whose link stays down (its master's ACL refuses
+/// `PSYNC`) past what its `cluster-replica-validity-factor` allows (set to
+/// 1, with a 1 s ping period: 3 s with the lab's 1 s node timeout) is
+/// named; once it syncs again it is not.
+#[test]
+fn a_cluster_replica_too_stale_to_take_over_is_named() {
+    let cluster = Cluster::start(ClusterOpts::default());
+    let agent = agent(&cluster_deployment("c", &[cluster.nodes[0].addr()]));
+    let (master, replica) = (&cluster.nodes[0], &cluster.nodes[3]);
+    config_set([replica], "cluster-replica-validity-factor", "1");
+    config_set([replica], "repl-ping-replica-period", "1");
+    wait_for_check(&agent, "full_coverage_required", true);
+    assert!(nodes_of(&agent, "replica_too_stale").is_empty());
+    master
+        .cmd(&["ACL", "SETUSER", "default", "-psync", "-sync", "-replconf"])
+        .unwrap();
+    master.cmd(&["CLIENT", "KILL", "TYPE", "replica"]).unwrap();
+    agent.wait_until("the stale replica named", LONG, |a| {
+        nodes_of(a, "replica_too_stale") == [replica.addr()]
+    });
+    let f = finding(&agent, "replica_too_stale");
+    assert_eq!(f["severity"], "warning");
+    let why = f["why"].as_str().unwrap();
+    assert!(
+        why.contains("beyond the 3 s cluster-replica-validity-factor 1 allows"),
+        "{why}"
+    );
+    master.cmd(&["ACL", "SETUSER", "default", "+@all"]).unwrap();
+    wait_for_check(&agent, "replica_too_stale", false);
+}
+
 /// Findings the lab always has: every server listens on 127.0.0.1.
 const SAME_HOST: [&str; 2] = ["sentinels_share_host", "shard_shares_host"];
 

@@ -45,6 +45,8 @@ pub enum Check {
     ReplicaFollowsOtherMaster,
     /// An address the sentinels see up and the agent cannot poll.
     UnreachableFromAgent,
+    /// A cluster replica too stale to start a failover.
+    ReplicaTooStale,
     /// A cluster node answers while the cluster has marked it `fail`.
     AnsweringWhileFailed,
     /// A cluster master serving slots has no replica that could take over.
@@ -75,6 +77,7 @@ impl Check {
             Check::SameZone => "same_zone",
             Check::ReplicaFollowsOtherMaster => "replica_follows_other_master",
             Check::UnreachableFromAgent => "unreachable_from_agent",
+            Check::ReplicaTooStale => "replica_too_stale",
             Check::AnsweringWhileFailed => "answering_while_failed",
             Check::NoFailoverCandidate => "no_failover_candidate",
             Check::ShardSharesHost => "shard_shares_host",

@@ -25,17 +25,28 @@ pub enum Param {
     /// `availability-zone` (Valkey 8+): where the node runs, as its
     /// operator names it.
     AvailabilityZone,
+    /// `cluster-node-timeout`: milliseconds before a node is suspected.
+    NodeTimeout,
+    /// `cluster-replica-validity-factor`: a replica whose data is older
+    /// than this many node timeouts (plus the ping period) never starts a
+    /// failover; 0: it always may.
+    ReplicaValidityFactor,
+    /// `repl-ping-replica-period`: seconds between the master's pings.
+    ReplPingReplicaPeriod,
 }
 
 impl Param {
     /// Every setting, in the order they are read.
-    pub const ALL: [Param; 6] = [
+    pub const ALL: [Param; 9] = [
         Param::MinReplicasToWrite,
         Param::MinReplicasMaxLag,
         Param::RequireFullCoverage,
         Param::AllowReplicaMigration,
         Param::MigrationBarrier,
         Param::AvailabilityZone,
+        Param::NodeTimeout,
+        Param::ReplicaValidityFactor,
+        Param::ReplPingReplicaPeriod,
     ];
 
     /// The name `CONFIG GET` takes.
@@ -47,6 +58,9 @@ impl Param {
             Param::AllowReplicaMigration => "cluster-allow-replica-migration",
             Param::MigrationBarrier => "cluster-migration-barrier",
             Param::AvailabilityZone => "availability-zone",
+            Param::NodeTimeout => "cluster-node-timeout",
+            Param::ReplicaValidityFactor => "cluster-replica-validity-factor",
+            Param::ReplPingReplicaPeriod => "repl-ping-replica-period",
         }
     }
 
@@ -54,9 +68,9 @@ impl Param {
     /// settings are not asked of a sentinel-watched node.
     pub fn applies(self, cluster: bool) -> bool {
         cluster
-            || !matches!(
+            || matches!(
                 self,
-                Param::RequireFullCoverage | Param::AllowReplicaMigration | Param::MigrationBarrier
+                Param::MinReplicasToWrite | Param::MinReplicasMaxLag | Param::AvailabilityZone
             )
     }
 }

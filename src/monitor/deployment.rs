@@ -15,6 +15,7 @@ use super::intake::{Intake, TargetKey, TargetState};
 use super::views;
 use crate::config::{Deployment, Findings, Kind};
 use crate::model::canary::{Report, ReportKind, Status, LATENCY_BUCKETS};
+use crate::model::finding::Check;
 use crate::model::histogram::Histogram;
 use crate::model::snapshot::{CanaryView, ClusterView, DeploymentView, ShardView};
 use crate::model::timeline::Timeline;
@@ -286,6 +287,24 @@ impl DeploymentState {
         // node answering or not (not every poll: a 1000-node cluster polls
         // 1000 times a second).
         let sentinels_polled = targets.iter().any(|(k, _)| *k == TargetKind::Sentinel);
+        // A replica whose link is down grows staler with each of its polls
+        // (`replica_too_stale`), until it is named and then until it is
+        // not; a healthy shard's polls cost nothing here.
+        let links_down = self
+            .view
+            .findings
+            .iter()
+            .any(|f| f.check == Check::ReplicaTooStale)
+            || republish.iter().any(|name| {
+                self.derived.get(name).is_some_and(|s| {
+                    s.nodes.iter().any(|n| {
+                        n.replica
+                            .as_ref()
+                            .and_then(|r| r.link.as_ref())
+                            .is_some_and(|l| !l.up)
+                    })
+                })
+            });
         changed.findings = self.update_lists(
             subscriptions_changed || all,
             dirty.events || all,
@@ -298,6 +317,7 @@ impl DeploymentState {
                 || dirty.settings
                 || retopologized
                 || dirty.answering
+                || links_down
                 || all,
             now,
         );

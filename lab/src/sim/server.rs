@@ -344,7 +344,7 @@ fn execute(inner: &Inner, node: usize, client_id: u64, args: &[&[u8]], out: &mut
     } else if is("CLUSTER") {
         cluster(inner, node, rest, out);
     } else if is("CONFIG") {
-        config(rest, out);
+        config(inner, rest, out);
     } else {
         let mut shown = String::new();
         for arg in rest {
@@ -398,17 +398,19 @@ fn client(client_id: u64, rest: &[&[u8]], out: &mut Vec<u8>) {
 
 /// Redis 7.0's defaults for the settings the agent reads, as a cluster
 /// node answers `CONFIG GET <name>` (exact names only: the agent sends no
-/// pattern). Any other name, `availability-zone` among them, is unknown
-/// there: an empty array.
-pub const SETTINGS: [(&str, &str); 5] = [
+/// pattern), and `cluster-node-timeout` as the simulator runs. Any other
+/// name, `availability-zone` among them, is unknown there: an empty array.
+const SETTINGS: [(&str, &str); 7] = [
     ("min-replicas-to-write", "0"),
     ("min-replicas-max-lag", "10"),
     ("cluster-require-full-coverage", "yes"),
     ("cluster-allow-replica-migration", "yes"),
     ("cluster-migration-barrier", "1"),
+    ("cluster-replica-validity-factor", "10"),
+    ("repl-ping-replica-period", "10"),
 ];
 
-fn config(rest: &[&[u8]], out: &mut Vec<u8>) {
+fn config(inner: &Inner, rest: &[&[u8]], out: &mut Vec<u8>) {
     let Some((&sub, args)) = rest.split_first() else {
         return push_arity(out, "config");
     };
@@ -418,10 +420,21 @@ fn config(rest: &[&[u8]], out: &mut Vec<u8>) {
     let [name] = args else {
         return push_arity(out, "config|get");
     };
-    match SETTINGS.iter().find(|(n, _)| n.as_bytes() == *name) {
-        Some((n, v)) => {
+    let timeout = inner
+        .lock_world()
+        .shape
+        .node_timeout
+        .as_millis()
+        .to_string();
+    let value = match SETTINGS.iter().find(|(n, _)| n.as_bytes() == *name) {
+        Some((_, v)) => Some(*v),
+        None if *name == b"cluster-node-timeout" => Some(timeout.as_str()),
+        None => None,
+    };
+    match value {
+        Some(v) => {
             out.extend_from_slice(b"*2\r\n");
-            push_bulk(out, n.as_bytes());
+            push_bulk(out, name);
             push_bulk(out, v.as_bytes());
         }
         None => out.extend_from_slice(b"*0\r\n"),

@@ -16,7 +16,11 @@ use crate::parse::info::Role;
 fn checks(cluster: bool) -> Vec<Check> {
     let mut all = vec![Check::WritesAtRiskUnbounded, Check::SameZone];
     if cluster {
-        all.extend([Check::FullCoverageRequired, Check::ReplicaMigrationDisabled]);
+        all.extend([
+            Check::FullCoverageRequired,
+            Check::ReplicaMigrationDisabled,
+            Check::ReplicaTooStale,
+        ]);
     }
     all
 }
@@ -85,6 +89,7 @@ pub fn findings<'a>(
     if cluster {
         full_coverage(shards, &read, &mut add);
         migration(shards, &read, &mut add);
+        stale_replicas(shards, &read, &mut add);
     }
     (out, unknown)
 }
@@ -180,10 +185,51 @@ fn migration(
     }
 }
 
+/// Cluster replicas whose link to their master has been down for longer
+/// than their `cluster-replica-validity-factor` allows: such a replica
+/// never starts a failover (`clusterHandleSlaveFailover`: data older than
+/// `repl-ping-replica-period` + `cluster-node-timeout` x factor, counted
+/// after the first node timeout). If its master fails, it is no candidate.
+fn stale_replicas(
+    shards: &BTreeMap<String, ShardView>,
+    read: &BTreeMap<&str, &Settings>,
+    add: &mut Add,
+) {
+    for shard in shards.values() {
+        for node in &shard.nodes {
+            let Some(link) = node.replica.as_ref().and_then(|r| r.link.as_ref()) else {
+                continue;
+            };
+            let Some(s) = read.get(node.addr.as_str()) else {
+                continue;
+            };
+            let (Some(timeout_ms), Some(factor), Some(ping)) = (
+                s.number(Param::NodeTimeout),
+                s.number(Param::ReplicaValidityFactor),
+                s.number(Param::ReplPingReplicaPeriod),
+            ) else {
+                continue;
+            };
+            let limit = timeout_ms as f64 / 1000.0 * (factor + 1) as f64 + ping as f64;
+            if link.up || factor == 0 || (link.down_seconds as f64) <= limit {
+                continue;
+            }
+            add(
+                Check::ReplicaTooStale,
+                Severity::Warning,
+                Some(&shard.name),
+                Some(&node.addr),
+                format!("replica {}'s link to its master has been down {} s, beyond the {limit:.0} s cluster-replica-validity-factor {factor} allows: it will not take over if its master fails", node.addr, link.down_seconds),
+                "bring its replication link back (the replica's log says why it is down); cluster-replica-validity-factor 0 lets a stale replica take over, at the cost of the writes it lacks".into(),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::snapshot::NodeView;
+    use crate::model::snapshot::{LinkView, NodeView, ReplicaView};
 
     /// A shard `name` of master `m` and replicas `rs`.
     fn shard(name: &str, m: &str, rs: &[&str]) -> (String, ShardView) {
@@ -313,10 +359,51 @@ mod tests {
             unknown.iter().map(|u| u.node.as_str()).collect::<Vec<_>>(),
             ["m1", "r1"]
         );
-        assert_eq!(unknown[0].checks.len(), 4);
+        assert_eq!(unknown[0].checks.len(), 5);
         assert_eq!(unknown[0].reason, "NOPERM no config|get");
         // Not read yet: neither found nor unknown.
         let (f, unknown) = findings("d", true, &shards, |_| None);
         assert!(f.is_empty() && unknown.is_empty());
+    }
+
+    /// A replica whose link has been down past node timeout x (factor + 1)
+    /// plus the ping period (here 15 x 11 + 10 = 175 s) is named; a factor
+    /// of 0, a link up, or less time: nothing.
+    #[test]
+    fn a_replica_too_stale_to_take_over() {
+        let (name, mut view) = shard("a", "m1", &["r1"]);
+        let link = |up: bool, down_seconds: u64| {
+            Some(ReplicaView {
+                link: Some(LinkView {
+                    up,
+                    down_seconds,
+                    sync_in_progress: false,
+                }),
+                ..ReplicaView::default()
+            })
+        };
+        let settings = |factor: &str| {
+            read(&[
+                (Param::NodeTimeout, "15000"),
+                (Param::ReplicaValidityFactor, factor),
+                (Param::ReplPingReplicaPeriod, "10"),
+            ])
+        };
+        let (ten, zero) = (settings("10"), settings("0"));
+        let mut stale = |up, secs, s: &SettingsRead| {
+            view.nodes[1].replica = link(up, secs);
+            let shards = BTreeMap::from([(name.clone(), view.clone())]);
+            findings("d", true, &shards, |_| Some(s)).0
+        };
+        assert_eq!(stale(false, 175, &ten), []);
+        let f = stale(false, 176, &ten);
+        assert_eq!(names(&f), [("replica_too_stale", Some("r1"))]);
+        assert!(
+            f[0].why.contains("down 176 s, beyond the 175 s"),
+            "{}",
+            f[0].why
+        );
+        assert_eq!(stale(false, 10_000, &zero), []);
+        assert_eq!(stale(true, 10_000, &ten), []);
     }
 }
