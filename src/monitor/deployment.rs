@@ -236,12 +236,14 @@ impl DeploymentState {
         let dirty = std::mem::take(&mut self.dirty);
         let mut all = !self.stepped;
         let retopologized = dirty.topology || !self.stepped;
+        let mut set_changed = false;
         let mut shards = dirty.shards;
         let mut targets = dirty.targets;
         let mut canaries_changed = dirty.canaries;
         let mut subscriptions_changed = dirty.subscriptions;
         if retopologized {
-            let (set_changed, subscriptions) = self.retopologize(now);
+            let (set, subscriptions) = self.retopologize(now);
+            set_changed = set;
             all |= set_changed;
             subscriptions_changed |= subscriptions;
             canaries_changed = true;
@@ -315,7 +317,8 @@ impl DeploymentState {
             sentinels_polled
                 || self.config.kind == Kind::Sentinel
                 || dirty.settings
-                || retopologized
+                || changed.cluster
+                || set_changed
                 || dirty.answering
                 || links_down
                 || all,

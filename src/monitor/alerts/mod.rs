@@ -73,8 +73,12 @@ pub struct Engine {
     thresholds: Thresholds,
     /// What holds, by scope, as of the last look at it.
     holding: HashMap<Scope, Vec<Alert>>,
-    /// Conditions waiting out their `for`: fingerprint -> first seen.
-    pending: HashMap<String, f64>,
+    /// Conditions waiting out their `for`: fingerprint -> (first seen,
+    /// its rule's `for`). Kept with its time to fire, so that every batch's
+    /// look at what is due costs one comparison each, not a search of
+    /// what holds (hundreds of findings can wait out ConfigurationRisk's
+    /// ten minutes at once).
+    pending: HashMap<String, (f64, f64)>,
     firing: BTreeMap<String, Alert>,
     /// Event alerts (a failover ended): fingerprint -> (alert, until).
     events: BTreeMap<String, (Alert, f64)>,
@@ -303,7 +307,10 @@ impl Engine {
                     news = true;
                 }
             } else {
-                self.pending.entry(alert.fingerprint.clone()).or_insert(now);
+                let wait = self.rules.get(&alert.rule).map_or(0.0, |r| r.for_);
+                self.pending
+                    .entry(alert.fingerprint.clone())
+                    .or_insert((now, wait));
             }
         }
         for old in before {
@@ -330,11 +337,8 @@ impl Engine {
         let due: Vec<(String, f64)> = self
             .pending
             .iter()
-            .filter(|(fp, first)| {
-                let rule = self.holding_alert(fp).and_then(|a| self.rules.get(&a.rule));
-                now - **first >= rule.map_or(0.0, |r| r.for_)
-            })
-            .map(|(fp, first)| (fp.clone(), *first))
+            .filter(|(_, (first, wait))| now - first >= *wait)
+            .map(|(fp, (first, _))| (fp.clone(), *first))
             .collect();
         for (fp, first) in &due {
             self.pending.remove(fp);
