@@ -236,14 +236,12 @@ impl DeploymentState {
         let dirty = std::mem::take(&mut self.dirty);
         let mut all = !self.stepped;
         let retopologized = dirty.topology || !self.stepped;
-        let mut set_changed = false;
         let mut shards = dirty.shards;
         let mut targets = dirty.targets;
         let mut canaries_changed = dirty.canaries;
         let mut subscriptions_changed = dirty.subscriptions;
         if retopologized {
-            let (set, subscriptions) = self.retopologize(now);
-            set_changed = set;
+            let (set_changed, subscriptions) = self.retopologize(now);
             all |= set_changed;
             subscriptions_changed |= subscriptions;
             canaries_changed = true;
@@ -317,8 +315,7 @@ impl DeploymentState {
             sentinels_polled
                 || self.config.kind == Kind::Sentinel
                 || dirty.settings
-                || changed.cluster
-                || set_changed
+                || retopologized
                 || dirty.answering
                 || links_down
                 || all,
