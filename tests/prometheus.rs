@@ -183,9 +183,11 @@ fn dashboards_and_rules_against_a_real_prometheus() {
         sentinel_deployment("s", &[group.sentinels[0].addr()]),
         cluster_deployment("c", &[cluster.nodes[0].addr()])
     );
-    // A receiver, so the delivery families have series too.
+    // A receiver, so the delivery families have series too; settings and
+    // slot statistics read every second, so a shard's skew is known once
+    // the canary wrote its key.
     let extra = format!(
-        "alerts:\n  state_dir: \"$DIR/state\"\n  receivers:\n    - {{ name: hook, type: webhook, url: \"{}\" }}\n",
+        "findings:\n  settings_interval: 1s\nalerts:\n  state_dir: \"$DIR/state\"\n  receivers:\n    - {{ name: hook, type: webhook, url: \"{}\" }}\n",
         hook.url("/")
     );
     let agent = Agent::start_full(&deployments, &extra, &[]);

@@ -10,6 +10,26 @@
 
 use std::collections::HashMap;
 
+use super::info::fields;
+
+/// Whether a server, by its `INFO server`, has `CLUSTER SLOT-STATS`:
+/// Valkey 8.0+ (which still reports `redis_version:7.2.4`) or Redis 8.2+.
+/// Asked first, because a server without it may check the ACL before the
+/// subcommand: Redis 6.2 logs a user without `+cluster|slot-stats` as
+/// refused instead of answering "unknown subcommand".
+pub fn has_slot_stats(info_server: &str) -> bool {
+    let version = |name: &str| {
+        let v = fields(info_server).find(|(k, _)| *k == name)?.1;
+        let mut parts = v.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+        Some((parts.next()?, parts.next().unwrap_or(0)))
+    };
+    match (version("valkey_version"), version("redis_version")) {
+        (Some(valkey), _) => valkey >= (8, 0),
+        (None, Some(redis)) => redis >= (8, 2),
+        (None, None) => false,
+    }
+}
+
 use super::{num, ParseError};
 use crate::parse::cluster::MAX_SLOT;
 
@@ -138,5 +158,21 @@ mod tests {
         assert!(SlotStats::parse(&entry("1", &[("key-count", "-1")])).is_err());
         assert!(SlotStats::parse(&entry("1", &[("key-count", "1"), ("cpu-usec", "a")])).is_err());
         assert_eq!(parse_slot_stats(&[]), Ok(Vec::new()));
+    }
+
+    #[test]
+    fn which_servers_have_slot_stats() {
+        let info = |fields: &str| format!("# Server\r\n{fields}\r\nredis_mode:cluster\r\n");
+        assert!(has_slot_stats(&info(
+            "redis_version:7.2.4\r\nvalkey_version:8.1.8"
+        )));
+        assert!(!has_slot_stats(&info(
+            "redis_version:7.2.4\r\nvalkey_version:7.2.5"
+        )));
+        assert!(has_slot_stats(&info("redis_version:8.2.0")));
+        assert!(!has_slot_stats(&info("redis_version:8.0.3")));
+        assert!(!has_slot_stats(&info("redis_version:7.0.15")));
+        assert!(!has_slot_stats(&info("redis_version:6.2.14")));
+        assert!(!has_slot_stats("garbage"));
     }
 }
