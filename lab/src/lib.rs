@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{Cluster, ClusterOpts};
 pub use error::LabError;
-pub use node::{server_major_version, Node};
-pub use resp::Reply;
+pub use node::{server_major_version, Node, Remote};
+pub use resp::{Message, Reply, Subscription};
 pub use security::{Acl, Security, TlsFiles};
 pub use sentinel::{SentinelGroup, SentinelOpts};
 pub use sim::{Control, ControlError, FailureTiming, SimCluster, SimError, SimNode, SimOpts};

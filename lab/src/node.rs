@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::ports::PortReservation;
-use crate::resp::{self, Reply};
+use crate::resp::{self, Reply, Subscription};
 use crate::security::{Admin, Security};
 use crate::{server_binary, LabError};
 
@@ -123,6 +123,15 @@ impl Node {
     /// `INFO <section>` parsed into its `key:value` pairs.
     pub fn info(&self, section: &str) -> Result<HashMap<String, String>, LabError> {
         resp::info(&self.admin, section)
+    }
+
+    /// A handle reaching this server from any thread, e.g. a watcher that
+    /// polls it or reads its events while the thread owning the topology
+    /// freezes, kills and restarts servers (the port stays the same).
+    pub fn remote(&self) -> Remote {
+        Remote {
+            admin: self.admin.clone(),
+        }
     }
 
     /// SIGSTOP: the process stays alive and keeps its sockets, but answers nothing, which
@@ -271,6 +280,40 @@ impl Node {
     fn lock_child(&self) -> MutexGuard<'_, Option<Child>> {
         // A panic while holding the lock cannot leave the Option inconsistent.
         self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A server as any thread reaches it: what [`Node::remote`] hands out. It
+/// owns no process, only the way to talk to one.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    admin: Admin,
+}
+
+impl Remote {
+    /// The TCP port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.admin.port
+    }
+
+    /// `"127.0.0.1:<port>"`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.admin.port)
+    }
+
+    /// As [`Node::cmd`].
+    pub fn cmd(&self, args: &[&str]) -> Result<Reply, LabError> {
+        resp::request(&self.admin, args)
+    }
+
+    /// As [`Node::info`].
+    pub fn info(&self, section: &str) -> Result<HashMap<String, String>, LabError> {
+        resp::info(&self.admin, section)
+    }
+
+    /// A connection of its own subscribed to `pattern` (`PSUBSCRIBE`).
+    pub fn psubscribe(&self, pattern: &str) -> Result<Subscription, LabError> {
+        Subscription::open(&self.admin, pattern)
     }
 }
 

@@ -152,78 +152,184 @@ fn parse_int(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("expected an integer, got {text:?}"))
 }
 
-/// Sends one command on a new connection (after `AUTH` as the lab's admin
-/// on a server with ACL users) and reads its reply.
-pub(crate) fn request(admin: &Admin, args: &[&str]) -> Result<Reply, LabError> {
-    let addr = format!("127.0.0.1:{}", admin.port);
-    let command = describe(args);
-    let io_err = |source: std::io::Error| {
-        if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
-            LabError::Timeout {
-                addr: addr.clone(),
-                command: command.clone(),
-                timeout: IO_TIMEOUT,
-            }
-        } else {
-            LabError::Io {
-                addr: addr.clone(),
-                command: command.clone(),
-                source,
-            }
+/// Opens a connection to the server with the lab's timeouts.
+fn connect(admin: &Admin) -> std::io::Result<Box<dyn ReadWrite>> {
+    Ok(match &admin.socket {
+        Some(path) => {
+            let s = UnixStream::connect(path)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            Box::new(s)
         }
-    };
+        None => {
+            let socket = SocketAddr::from(([127, 0, 0, 1], admin.port));
+            let s = TcpStream::connect_timeout(&socket, IO_TIMEOUT)?;
+            s.set_read_timeout(Some(IO_TIMEOUT))?;
+            s.set_write_timeout(Some(IO_TIMEOUT))?;
+            Box::new(s)
+        }
+    })
+}
+
+/// A timeout as [`LabError::Timeout`], any other I/O error as [`LabError::Io`].
+fn io_error(addr: &str, command: &str, source: std::io::Error) -> LabError {
+    if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
+        LabError::Timeout {
+            addr: addr.to_string(),
+            command: command.to_string(),
+            timeout: IO_TIMEOUT,
+        }
+    } else {
+        LabError::Io {
+            addr: addr.to_string(),
+            command: command.to_string(),
+            source,
+        }
+    }
+}
+
+/// A connection to one server and what has been read from it but not parsed yet.
+struct Conn {
+    stream: Box<dyn ReadWrite>,
+    buf: Vec<u8>,
+    addr: String,
+    /// The command sent, for error messages.
+    command: String,
+}
+
+impl Conn {
+    /// Connects and sends `bytes` (the encoded commands).
+    fn open(admin: &Admin, command: String, bytes: &[u8]) -> Result<Conn, LabError> {
+        let addr = format!("127.0.0.1:{}", admin.port);
+        let fail = |source| io_error(&addr, &command, source);
+        let mut stream = connect(admin).map_err(fail)?;
+        stream.write_all(bytes).map_err(fail)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::with_capacity(4096),
+            addr,
+            command,
+        })
+    }
+
+    /// The next reply, error replies included, reading as much as it takes.
+    fn reply(&mut self) -> Result<Reply, LabError> {
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let parsed = parse_reply(&self.buf).map_err(|detail| LabError::Protocol {
+                addr: self.addr.clone(),
+                command: self.command.clone(),
+                detail,
+            })?;
+            if let Some((reply, used)) = parsed {
+                self.buf.drain(..used);
+                return Ok(reply);
+            }
+            let n = self
+                .stream
+                .read(&mut chunk)
+                .map_err(|e| io_error(&self.addr, &self.command, e))?;
+            if n == 0 {
+                return Err(LabError::Closed {
+                    addr: self.addr.clone(),
+                    command: self.command.clone(),
+                });
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next reply, an error reply as [`LabError::Server`].
+    fn ok_reply(&mut self) -> Result<Reply, LabError> {
+        match self.reply()? {
+            Reply::Err(message) => Err(LabError::Server {
+                addr: self.addr.clone(),
+                command: self.command.clone(),
+                message,
+            }),
+            reply => Ok(reply),
+        }
+    }
+}
+
+/// `AUTH` as the lab's admin on a server with ACL users, then `args`.
+fn with_auth(admin: &Admin, args: &[&str]) -> Vec<u8> {
     let mut bytes = Vec::new();
     if admin.auth {
         bytes.extend(encode_command(&["AUTH", ADMIN_USER, ADMIN_PASSWORD]));
     }
     bytes.extend(encode_command(args));
-    let replies = if admin.auth { 2 } else { 1 };
-    let mut stream: Box<dyn ReadWrite> = match &admin.socket {
-        Some(path) => {
-            let s = UnixStream::connect(path).map_err(io_err)?;
-            s.set_read_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
-            s.set_write_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
-            Box::new(s)
-        }
-        None => {
-            let socket = SocketAddr::from(([127, 0, 0, 1], admin.port));
-            let s = TcpStream::connect_timeout(&socket, IO_TIMEOUT).map_err(io_err)?;
-            s.set_read_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
-            s.set_write_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
-            Box::new(s)
-        }
-    };
-    stream.write_all(&bytes).map_err(io_err)?;
+    bytes
+}
 
-    let mut buf = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 16 * 1024];
-    let mut seen = 0;
-    loop {
-        let parsed = parse_reply(&buf).map_err(|detail| LabError::Protocol {
-            addr: addr.clone(),
-            command: command.clone(),
-            detail,
-        })?;
-        if let Some((reply, used)) = parsed {
-            seen += 1;
-            if let Reply::Err(message) = reply {
-                return Err(LabError::Server {
-                    addr,
-                    command,
-                    message,
-                });
-            }
-            if seen == replies {
-                return Ok(reply);
-            }
-            buf.drain(..used);
-            continue;
+/// Sends one command on a new connection (after `AUTH` as the lab's admin
+/// on a server with ACL users) and reads its reply.
+pub(crate) fn request(admin: &Admin, args: &[&str]) -> Result<Reply, LabError> {
+    let mut conn = Conn::open(admin, describe(args), &with_auth(admin, args))?;
+    if admin.auth {
+        conn.ok_reply()?;
+    }
+    conn.ok_reply()
+}
+
+/// One message a subscribed connection received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub channel: String,
+    pub payload: String,
+}
+
+/// A connection subscribed with `PSUBSCRIBE`: the messages the server
+/// publishes, as they arrive. Its own connection, so that a test can read a
+/// server's events without any client library (a sentinel's `+switch-master`
+/// as the sentinel said it).
+pub struct Subscription {
+    conn: Conn,
+}
+
+impl Subscription {
+    /// Connects, subscribes to `pattern` and waits for the confirmation.
+    pub(crate) fn open(admin: &Admin, pattern: &str) -> Result<Subscription, LabError> {
+        let args = ["PSUBSCRIBE", pattern];
+        let mut conn = Conn::open(admin, describe(&args), &with_auth(admin, &args))?;
+        if admin.auth {
+            conn.ok_reply()?;
         }
-        let n = stream.read(&mut chunk).map_err(io_err)?;
-        if n == 0 {
-            return Err(LabError::Closed { addr, command });
+        match conn.ok_reply()? {
+            Reply::Array(items) if items.first().and_then(Reply::as_str) == Some("psubscribe") => {
+                Ok(Subscription { conn })
+            }
+            other => Err(LabError::Protocol {
+                addr: conn.addr.clone(),
+                command: conn.command.clone(),
+                detail: format!("expected the subscription's confirmation, got {other:?}"),
+            }),
         }
-        buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// The next message published; `None` when none arrived within 2 s (the
+    /// server may be frozen, or quiet). An error means the connection is
+    /// gone (the server was killed): subscribe again once it is back.
+    pub fn next(&mut self) -> Result<Option<Message>, LabError> {
+        match self.conn.reply() {
+            Ok(Reply::Array(items)) => match items.as_slice() {
+                [kind, _pattern, channel, payload] if kind.as_str() == Some("pmessage") => {
+                    Ok(Some(Message {
+                        channel: channel.as_str().unwrap_or_default().to_string(),
+                        payload: payload.as_str().unwrap_or_default().to_string(),
+                    }))
+                }
+                _ => Ok(None),
+            },
+            Ok(_) | Err(LabError::Timeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subscription({} {})", self.conn.addr, self.conn.command)
     }
 }
 
@@ -240,8 +346,8 @@ pub(crate) fn info(admin: &Admin, section: &str) -> Result<HashMap<String, Strin
 }
 
 /// A TCP or Unix stream.
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
+trait ReadWrite: Read + Write + Send {}
+impl<T: Read + Write + Send> ReadWrite for T {}
 
 #[cfg(test)]
 mod tests {

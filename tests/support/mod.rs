@@ -4,7 +4,9 @@
 
 pub mod certs;
 pub mod dashboards;
+pub mod long_run;
 pub mod receiver;
+pub mod record;
 
 use std::collections::BTreeMap;
 use std::io::Read;
