@@ -155,7 +155,7 @@ fn parse_int(text: &str) -> Result<i64, String> {
 /// Sends one command on a new connection (after `AUTH` as the lab's admin
 /// on a server with ACL users) and reads its reply.
 pub(crate) fn request(admin: &Admin, args: &[&str]) -> Result<Reply, LabError> {
-    let addr = format!("127.0.0.1:{}", admin.port);
+    let addr = format!("{}:{}", admin.ip, admin.port);
     let command = describe(args);
     let io_err = |source: std::io::Error| {
         if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) {
@@ -186,7 +186,7 @@ pub(crate) fn request(admin: &Admin, args: &[&str]) -> Result<Reply, LabError> {
             Box::new(s)
         }
         None => {
-            let socket = SocketAddr::from(([127, 0, 0, 1], admin.port));
+            let socket = SocketAddr::from((admin.ip, admin.port));
             let s = TcpStream::connect_timeout(&socket, IO_TIMEOUT).map_err(io_err)?;
             s.set_read_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
             s.set_write_timeout(Some(IO_TIMEOUT)).map_err(io_err)?;
@@ -232,7 +232,7 @@ pub(crate) fn info(admin: &Admin, section: &str) -> Result<HashMap<String, Strin
     match request(admin, &["INFO", section])? {
         Reply::Str(text) => Ok(parse_info(&text)),
         other => Err(LabError::Protocol {
-            addr: format!("127.0.0.1:{}", admin.port),
+            addr: format!("{}:{}", admin.ip, admin.port),
             command: format!("INFO {section}"),
             detail: format!("expected a bulk string, got {other:?}"),
         }),
