@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::net::Net;
 use crate::node::{Node, Role};
 use crate::security::Security;
 use crate::{parse_info, wait_until, LabDir, Reply};
@@ -34,6 +35,8 @@ pub struct ClusterOpts {
     /// Nodes announce this hostname (`cluster-announce-hostname`, Redis
     /// 7.0+): `Some("localhost")` in tests.
     pub hostname: Option<String>,
+    /// Each node on its own host of this network, to partition them.
+    pub net: Option<Net>,
 }
 
 impl Default for ClusterOpts {
@@ -46,6 +49,7 @@ impl Default for ClusterOpts {
             node_timeout_ms: 1000,
             security: Security::default(),
             hostname: None,
+            net: None,
         }
     }
 }
@@ -61,6 +65,8 @@ pub struct Cluster {
     security: Security,
     hostname: Option<String>,
     dir: LabDir,
+    /// Kept until the nodes are gone (fields drop in order).
+    net: Option<Net>,
 }
 
 /// One line of `CLUSTER NODES`.
@@ -98,6 +104,7 @@ impl Cluster {
                         hostname: opts.hostname.as_deref(),
                     },
                     &opts.security,
+                    opts.net.as_ref().map(|net| net.host("node")),
                 )
             })
             .collect();
@@ -108,6 +115,7 @@ impl Cluster {
             security: opts.security.clone(),
             hostname: opts.hostname.clone(),
             dir,
+            net: opts.net.clone(),
         };
 
         for (m, master) in cluster.nodes[..opts.masters].iter().enumerate() {
@@ -120,9 +128,9 @@ impl Cluster {
                 expect_ok(master, &args);
             }
         }
-        let seed = cluster.nodes[0].port().to_string();
+        let (seed_ip, seed) = (cluster.nodes[0].ip().to_string(), cluster.nodes[0].port());
         for node in &cluster.nodes[1..] {
-            expect_ok(node, &["CLUSTER", "MEET", "127.0.0.1", &seed]);
+            expect_ok(node, &["CLUSTER", "MEET", &seed_ip, &seed.to_string()]);
         }
 
         let ids: Vec<String> = cluster.nodes.iter().map(my_id).collect();
@@ -147,6 +155,11 @@ impl Cluster {
             },
         );
         cluster
+    }
+
+    /// The lab network the servers are on, if any (`opts.net`).
+    pub fn net(&self) -> Option<&Net> {
+        self.net.as_ref()
     }
 
     /// The directory holding every node's config, log and `nodes-<port>.conf`.
@@ -181,15 +194,16 @@ impl Cluster {
                 hostname: self.hostname.as_deref(),
             },
             &self.security,
+            self.net.as_ref().map(|net| net.host("node")),
         );
         node.wait_started();
-        let seed = self
+        let (seed_ip, seed) = self
             .nodes
             .iter()
             .find(|n| reachable(n))
-            .map(|n| n.port().to_string())
+            .map(|n| (n.ip().to_string(), n.port().to_string()))
             .expect("redis-ha-lab: add_node needs a running cluster node to MEET");
-        expect_ok(&node, &["CLUSTER", "MEET", "127.0.0.1", &seed]);
+        expect_ok(&node, &["CLUSTER", "MEET", &seed_ip, &seed]);
         let port = node.port();
         self.nodes.push(node);
         let ids: Vec<String> = self.reachable().map(my_id).collect();

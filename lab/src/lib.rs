@@ -29,6 +29,7 @@
 
 mod cluster;
 mod error;
+mod net;
 mod node;
 mod ports;
 mod resp;
@@ -45,6 +46,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{Cluster, ClusterOpts};
 pub use error::LabError;
+pub use net::{Host, Net};
 pub use node::{server_major_version, Node, Remote};
 pub use resp::{Message, Reply, Subscription};
 pub use security::{Acl, Security, TlsFiles};

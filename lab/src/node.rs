@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::net::Host;
 use crate::ports::PortReservation;
 use crate::resp::{self, Reply, Subscription};
 use crate::security::{Admin, Security};
@@ -18,12 +20,16 @@ use crate::{server_binary, LabError};
 /// How long a freshly (re)started server gets to answer PING.
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// One redis-server or sentinel process on 127.0.0.1.
+/// One redis-server or sentinel process on 127.0.0.1, or on its own host of a
+/// lab network ([`crate::Net`]).
 ///
 /// The process is SIGKILLed when the `Node` is dropped, including during a panic, and
 /// its port reservation is released after that.
 #[derive(Debug)]
 pub struct Node {
+    ip: Ipv4Addr,
+    /// The namespace the server runs in, on a lab network.
+    host: Option<Host>,
     port: u16,
     sentinel: bool,
     conf: PathBuf,
@@ -46,7 +52,7 @@ pub(crate) enum Role<'a> {
     /// A plain data node, optionally a replica of the master on `<port>`;
     /// with a hostname, it announces itself and finds its master by it.
     Data {
-        replica_of: Option<u16>,
+        replica_of: Option<SocketAddrV4>,
         hostname: Option<&'a str>,
     },
     /// A cluster-enabled data node, announcing `hostname` if given.
@@ -62,17 +68,26 @@ impl Node {
     /// Reserves a port, writes the config into `dir` and starts the process without
     /// waiting for it: topologies start all their processes first and then wait for each,
     /// which is much faster than starting them one by one.
-    pub(crate) fn spawn(dir: &Path, role: Role<'_>, security: &Security) -> Node {
+    /// On `host` when given, else on 127.0.0.1.
+    pub(crate) fn spawn(
+        dir: &Path,
+        role: Role<'_>,
+        security: &Security,
+        host: Option<Host>,
+    ) -> Node {
         let reservation = PortReservation::reserve(matches!(role, Role::ClusterNode { .. }));
         let port = reservation.port();
+        let ip = host.as_ref().map_or(Ipv4Addr::LOCALHOST, Host::ip);
         let conf = dir.join(format!("{port}.conf"));
         let log = dir.join(format!("{port}.log"));
         let output = dir.join(format!("{port}.out"));
-        let text = config_text(port, dir, &log, &role, security);
+        let text = config_text(SocketAddrV4::new(ip, port), dir, &log, &role, security);
         if let Err(e) = fs::write(&conf, text) {
             panic!("redis-ha-lab: cannot write {}: {e}", conf.display());
         }
         let node = Node {
+            ip,
+            host,
             port,
             sentinel: matches!(role, Role::Sentinel { .. }),
             conf,
@@ -81,7 +96,7 @@ impl Node {
             output,
             child: Mutex::new(None),
             frozen: AtomicBool::new(false),
-            admin: security.admin(port, dir),
+            admin: security.admin(ip, port, dir),
             _reservation: reservation,
         };
         node.launch();
@@ -93,9 +108,19 @@ impl Node {
         self.port
     }
 
-    /// `"127.0.0.1:<port>"`.
+    /// `"<ip>:<port>"`.
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// 127.0.0.1, or the node's address on its lab network.
+    pub fn ip(&self) -> Ipv4Addr {
+        self.ip
+    }
+
+    /// The node's host on a lab network, to partition it.
+    pub fn host(&self) -> Option<&Host> {
+        self.host.as_ref()
     }
 
     /// Whether this node runs in sentinel mode.
@@ -229,6 +254,9 @@ impl Node {
         if self.sentinel {
             command.arg("--sentinel");
         }
+        if let Some(host) = &self.host {
+            host.place(&mut command);
+        }
         command
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -296,9 +324,9 @@ impl Remote {
         self.admin.port
     }
 
-    /// `"127.0.0.1:<port>"`.
+    /// `"<ip>:<port>"`, as [`Node::addr`].
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.admin.port)
+        format!("{}:{}", self.admin.ip, self.admin.port)
     }
 
     /// As [`Node::cmd`].
@@ -324,7 +352,14 @@ impl Drop for Node {
 }
 
 /// The whole config file for a node.
-fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>, security: &Security) -> String {
+fn config_text(
+    at: SocketAddrV4,
+    dir: &Path,
+    log: &Path,
+    role: &Role<'_>,
+    security: &Security,
+) -> String {
+    let port = at.port();
     let mut text = String::new();
     let mut line = |l: &str| {
         text.push_str(l);
@@ -334,7 +369,7 @@ fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>, security: &Se
     for l in security.config_lines(port, dir, sentinel) {
         line(&l);
     }
-    line("bind 127.0.0.1");
+    line(&format!("bind {}", at.ip()));
     line("protected-mode no");
     line("daemonize no");
     line(&format!("dir \"{}\"", dir.display()));
@@ -355,7 +390,14 @@ fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>, security: &Se
     if server_major_version().is_some_and(|major| major >= 7) {
         // Allow `DEBUG SLEEP` from loopback, the classic way to make a master hang.
         // The directive does not exist before 7.0 (where DEBUG is always allowed).
-        line("enable-debug-command local");
+        // On a lab network the lab's connections come from the bridge, not
+        // from loopback.
+        let who = if at.ip().is_loopback() {
+            "local"
+        } else {
+            "yes"
+        };
+        line(&format!("enable-debug-command {who}"));
     }
     match role {
         Role::Data {
@@ -366,9 +408,11 @@ fn config_text(port: u16, dir: &Path, log: &Path, role: &Role<'_>, security: &Se
                 line(&format!("replica-announce-ip {host}"));
             }
             if let Some(master) = replica_of {
+                let ip = master.ip().to_string();
                 line(&format!(
-                    "replicaof {} {master}",
-                    hostname.unwrap_or("127.0.0.1")
+                    "replicaof {} {}",
+                    hostname.unwrap_or(&ip),
+                    master.port()
                 ));
             }
         }
@@ -444,11 +488,11 @@ mod tests {
     fn replica_config() {
         let dir = Path::new("/tmp/x");
         let text = config_text(
-            21000,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 21000),
             dir,
             &dir.join("21000.log"),
             &Role::Data {
-                replica_of: Some(21001),
+                replica_of: Some(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 21001)),
                 hostname: None,
             },
             &Security::default(),
@@ -470,7 +514,7 @@ mod tests {
         let dir = Path::new("/tmp/x");
         let directives = vec!["sentinel monitor m 127.0.0.1 1 2".to_string()];
         let text = config_text(
-            21000,
+            SocketAddrV4::new(Ipv4Addr::LOCALHOST, 21000),
             dir,
             &dir.join("l"),
             &Role::Sentinel {

@@ -81,7 +81,7 @@ impl Drop for PortReservation {
 
 /// Tries `candidates` in order and reserves the first one that is not reserved by a live
 /// process and passes `usable` (the bind check). `Ok(None)` when all were taken.
-fn reserve_in(
+pub(crate) fn reserve_in(
     dir: &Path,
     candidates: impl IntoIterator<Item = u16>,
     mut usable: impl FnMut(u16) -> bool,

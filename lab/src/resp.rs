@@ -162,7 +162,7 @@ fn connect(admin: &Admin) -> std::io::Result<Box<dyn ReadWrite>> {
             Box::new(s)
         }
         None => {
-            let socket = SocketAddr::from(([127, 0, 0, 1], admin.port));
+            let socket = SocketAddr::from((admin.ip, admin.port));
             let s = TcpStream::connect_timeout(&socket, IO_TIMEOUT)?;
             s.set_read_timeout(Some(IO_TIMEOUT))?;
             s.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -200,7 +200,7 @@ struct Conn {
 impl Conn {
     /// Connects and sends `bytes` (the encoded commands).
     fn open(admin: &Admin, command: String, bytes: &[u8]) -> Result<Conn, LabError> {
-        let addr = format!("127.0.0.1:{}", admin.port);
+        let addr = format!("{}:{}", admin.ip, admin.port);
         let fail = |source| io_error(&addr, &command, source);
         let mut stream = connect(admin).map_err(fail)?;
         stream.write_all(bytes).map_err(fail)?;
@@ -338,7 +338,7 @@ pub(crate) fn info(admin: &Admin, section: &str) -> Result<HashMap<String, Strin
     match request(admin, &["INFO", section])? {
         Reply::Str(text) => Ok(parse_info(&text)),
         other => Err(LabError::Protocol {
-            addr: format!("127.0.0.1:{}", admin.port),
+            addr: format!("{}:{}", admin.ip, admin.port),
             command: format!("INFO {section}"),
             detail: format!("expected a bulk string, got {other:?}"),
         }),

@@ -6,6 +6,7 @@
 //! Unix socket in the topology's directory as well, which is no network
 //! port, and the lab authenticates there as its own admin user.
 
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 /// How a topology's servers are secured. The default is neither: plain TCP
@@ -46,6 +47,8 @@ pub(crate) const ADMIN_PASSWORD: &str = "lab-admin-password";
 /// How the lab reaches one server.
 #[derive(Debug, Clone)]
 pub(crate) struct Admin {
+    /// 127.0.0.1, or the server's own address on a lab network.
+    pub ip: Ipv4Addr,
     pub port: u16,
     /// Set on secured servers.
     pub socket: Option<PathBuf>,
@@ -58,8 +61,9 @@ impl Security {
         self.tls.is_some() || self.acl.is_some()
     }
 
-    pub(crate) fn admin(&self, port: u16, dir: &Path) -> Admin {
+    pub(crate) fn admin(&self, ip: Ipv4Addr, port: u16, dir: &Path) -> Admin {
         Admin {
+            ip,
             port,
             socket: self.secured().then(|| dir.join(format!("{port}.sock"))),
             auth: self.acl.is_some(),

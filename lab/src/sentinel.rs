@@ -1,9 +1,11 @@
 //! A master, its replicas and the sentinels watching them.
 
 use std::collections::HashMap;
+use std::net::SocketAddrV4;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::net::Net;
 use crate::node::{Node, Role};
 use crate::security::Security;
 use crate::{wait_until, LabDir, LabError, Reply};
@@ -26,6 +28,9 @@ pub struct SentinelOpts {
     /// (`replica-announce-ip`, `sentinel announce-hostnames`), and
     /// sentinels monitor the master by it: `Some("localhost")` in tests.
     pub hostname: Option<String>,
+    /// Each server and sentinel on its own host of this network, to
+    /// partition them.
+    pub net: Option<Net>,
 }
 
 impl Default for SentinelOpts {
@@ -41,6 +46,7 @@ impl Default for SentinelOpts {
             failover_timeout_ms: 4000,
             security: Security::default(),
             hostname: None,
+            net: None,
         }
     }
 }
@@ -53,6 +59,8 @@ pub struct SentinelGroup {
     pub nodes: Vec<Node>,
     pub sentinels: Vec<Node>,
     dir: LabDir,
+    /// Kept until the nodes are gone (fields drop in order).
+    net: Option<Net>,
 }
 
 impl SentinelGroup {
@@ -77,6 +85,11 @@ impl SentinelGroup {
         // The master first, so replicas find it on their first connection attempt.
         let security = &opts.security;
         let hostname = opts.hostname.as_deref();
+        assert!(
+            hostname.is_none() || opts.net.is_none(),
+            "redis-ha-lab: hostnames resolve to loopback, so not on a lab network"
+        );
+        let host = |label: &str| opts.net.as_ref().map(|net| net.host(label));
         let master = Node::spawn(
             dir.path(),
             Role::Data {
@@ -84,18 +97,21 @@ impl SentinelGroup {
                 hostname,
             },
             security,
+            host("data"),
         );
         master.wait_started();
         let master_port = master.port();
+        let master_at = SocketAddrV4::new(master.ip(), master_port);
         let mut nodes = vec![master];
         for _ in 0..opts.replicas {
             nodes.push(Node::spawn(
                 dir.path(),
                 Role::Data {
-                    replica_of: Some(master_port),
+                    replica_of: Some(master_at),
                     hostname,
                 },
                 security,
+                host("data"),
             ));
         }
         nodes.iter().for_each(Node::wait_started);
@@ -109,7 +125,7 @@ impl SentinelGroup {
         let mut directives = vec![
             format!(
                 "sentinel monitor {name} {} {master_port} {}",
-                hostname.unwrap_or("127.0.0.1"),
+                hostname.map_or(master_at.ip().to_string(), str::to_string),
                 opts.quorum
             ),
             format!(
@@ -138,6 +154,7 @@ impl SentinelGroup {
                         directives: &directives,
                     },
                     security,
+                    host("sentinel"),
                 )
             })
             .collect();
@@ -148,6 +165,7 @@ impl SentinelGroup {
             nodes,
             sentinels,
             dir,
+            net: opts.net.clone(),
         };
         wait_until(
             READY_TIMEOUT,
@@ -155,6 +173,11 @@ impl SentinelGroup {
             || group.sentinels_settled(master_port, opts.replicas),
         );
         group
+    }
+
+    /// The lab network the servers are on, if any (`opts.net`).
+    pub fn net(&self) -> Option<&Net> {
+        self.net.as_ref()
     }
 
     /// The directory holding every node's config (`<port>.conf`) and log (`<port>.log`).

@@ -24,6 +24,8 @@ pub struct Agent {
     /// The agent's config file.
     pub config: PathBuf,
     starts: usize,
+    /// Where it runs, on a lab network; the root namespace if `None`.
+    host: Option<redis_ha_lab::Host>,
 }
 
 /// How the tests reach the agent: plain HTTP by default; HTTPS and
@@ -175,6 +177,26 @@ impl Agent {
         env: &[(&str, &str)],
         client: Client,
     ) -> Agent {
+        Self::start_at(None, deployments, extra, env, client)
+    }
+
+    /// Starts the agent inside `host` of a lab network, listening on the
+    /// host's address: it reaches what the host reaches, and a partition
+    /// can put it on one side.
+    pub fn start_on(host: &redis_ha_lab::Host, deployments: &str, extra: &str) -> Agent {
+        Self::start_at(Some(host.clone()), deployments, extra, &[], Client::plain())
+    }
+
+    fn start_at(
+        host: Option<redis_ha_lab::Host>,
+        deployments: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+        client: Client,
+    ) -> Agent {
+        let ip = host
+            .as_ref()
+            .map_or(std::net::Ipv4Addr::LOCALHOST, redis_ha_lab::Host::ip);
         for _ in 0..3 {
             let port = free_port();
             let dir = temp_dir(&format!("agent-{port}"));
@@ -183,18 +205,18 @@ impl Agent {
             std::fs::write(
                 &config,
                 format!(
-                    "listen: \"127.0.0.1:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\n{extra}deployments:\n{deployments}",
+                    "listen: \"{ip}:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\n{extra}deployments:\n{deployments}",
                     POLL.as_millis(),
                     TIMEOUT.as_millis()
                 ),
             )
             .unwrap();
             let log = dir.join("agent.log");
-            let child = Self::spawn(&config, &dir, &log, env);
+            let child = Self::spawn(&config, &dir, &log, env, host.as_ref());
             let mut agent = Agent {
                 child,
                 base: format!(
-                    "{}://127.0.0.1:{port}",
+                    "{}://{ip}:{port}",
                     if client.https { "https" } else { "http" }
                 ),
                 client: client.clone(),
@@ -202,6 +224,7 @@ impl Agent {
                 log,
                 config,
                 starts: 1,
+                host: host.clone(),
             };
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
@@ -226,8 +249,13 @@ impl Agent {
         dir: &std::path::Path,
         log: &std::path::Path,
         env: &[(&str, &str)],
+        host: Option<&redis_ha_lab::Host>,
     ) -> Child {
-        Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"));
+        if let Some(host) = host {
+            host.place(&mut command);
+        }
+        command
             .arg("--config")
             .arg(config)
             .env("REDIS_HA_LOG", "redis_ha_exporter=debug,info")
@@ -248,7 +276,7 @@ impl Agent {
         let _ = self.child.wait();
         self.starts += 1;
         self.log = self.dir.join(format!("agent-{}.log", self.starts));
-        self.child = Self::spawn(&self.config, &self.dir, &self.log, &[]);
+        self.child = Self::spawn(&self.config, &self.dir, &self.log, &[], self.host.as_ref());
         self.wait_until("the restarted agent serves", Duration::from_secs(20), |a| {
             a.get("/-/healthy").0 == 200
         });

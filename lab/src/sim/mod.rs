@@ -26,7 +26,7 @@ mod topology;
 mod world;
 
 use std::collections::HashMap;
-use std::net::TcpListener as StdListener;
+use std::net::{Ipv4Addr, TcpListener as StdListener};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -375,6 +375,7 @@ impl SimCluster {
             )
         };
         Admin {
+            ip: Ipv4Addr::LOCALHOST,
             port,
             socket: None,
             auth: false,

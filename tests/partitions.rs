@@ -1,0 +1,537 @@
+//! Real network partitions (lab networks: every server in its own
+//! namespace), end to end. A master isolated together with a client that
+//! keeps writing to it, as Jepsen showed Sentinel losing acknowledged
+//! writes: the majority fails over, the old master acknowledges writes no
+//! one will keep, and the heal throws them away. The test counts what the
+//! client lost from its own acknowledgements and what survives, and
+//! compares the agent's figures with it: seen from both sides (the root
+//! namespace), and seen from the majority only. The same for a cluster
+//! master isolated with a minority. And links that are only degraded
+//! (packet loss) raise nothing false.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use redis_ha_lab::{Cluster, ClusterOpts, Host, Net, Node, Reply, SentinelGroup, SentinelOpts};
+use serde_json::Value;
+use support::{cluster_deployment, mark_at, sentinel_deployment, Agent, CANARY};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A client that does not follow failovers (it has the master's address
+/// and keeps it), writing `RPUSH <key> <seq>` every 50 ms from its own host
+/// until stopped. It records each write the server acknowledged, with when.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<Vec<(u64, f64)>>,
+}
+
+impl Writer {
+    fn start(host: &Host, to: SocketAddr, key: &str) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (host, key, done) = (host.clone(), key.to_string(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            host.enter();
+            let mut acked = Vec::new();
+            let mut conn: Option<BufReader<TcpStream>> = None;
+            let mut seq = 0u64;
+            while !done.load(Ordering::SeqCst) {
+                seq += 1;
+                let command = format!(
+                    "*3\r\n$5\r\nRPUSH\r\n${}\r\n{key}\r\n${}\r\n{seq}\r\n",
+                    key.len(),
+                    seq.to_string().len()
+                );
+                let ok = (|| {
+                    if conn.is_none() {
+                        let s = TcpStream::connect_timeout(&to, Duration::from_millis(500)).ok()?;
+                        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+                        conn = Some(BufReader::new(s));
+                    }
+                    let c = conn.as_mut()?;
+                    c.get_mut().write_all(command.as_bytes()).ok()?;
+                    let mut line = String::new();
+                    c.read_line(&mut line).ok()?;
+                    line.starts_with(':').then_some(())
+                })();
+                match ok {
+                    Some(()) => acked.push((seq, unix_now())),
+                    // A timed-out reply may still come: a new connection
+                    // keeps replies and requests paired.
+                    None => conn = None,
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            acked
+        });
+        Writer { stop, thread }
+    }
+
+    /// Stops the client: the writes it saw acknowledged.
+    fn stop(self) -> Vec<(u64, f64)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap()
+    }
+}
+
+/// The sequence numbers `node` holds under `key`.
+fn held(node: &Node, key: &str) -> BTreeSet<u64> {
+    match node.cmd(&["LRANGE", key, "0", "-1"]).unwrap() {
+        Reply::Array(items) => items
+            .iter()
+            .map(|i| i.as_str().unwrap().parse().unwrap())
+            .collect(),
+        other => panic!("LRANGE: {other:?}"),
+    }
+}
+
+/// What the isolated client lost: the writes acknowledged to it that the
+/// surviving master does not hold, and when the last surviving one was
+/// acknowledged.
+struct Loss {
+    acked: Vec<(u64, f64)>,
+    lost: Vec<(u64, f64)>,
+    last_kept_at: f64,
+}
+
+fn loss(acked: Vec<(u64, f64)>, survivors: &BTreeSet<u64>) -> Loss {
+    let lost: Vec<(u64, f64)> = acked
+        .iter()
+        .filter(|(seq, _)| !survivors.contains(seq))
+        .copied()
+        .collect();
+    let last_kept_at = acked
+        .iter()
+        .filter(|(seq, _)| survivors.contains(seq))
+        .map(|(_, at)| *at)
+        .fold(0.0, f64::max);
+    eprintln!(
+        "the client had {} writes acknowledged; {} lost, the last kept one acknowledged at {last_kept_at:.3}",
+        acked.len(),
+        lost.len()
+    );
+    Loss {
+        acked,
+        lost,
+        last_kept_at,
+    }
+}
+
+fn role(node: &Node) -> String {
+    node.info("replication")
+        .map(|i| i["role"].clone())
+        .unwrap_or_default()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + LONG;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The canary of one shard, as /api/v1/topology shows it.
+fn canary(agent: &Agent, deployment: &str) -> Value {
+    let topo = agent.json("/api/v1/topology");
+    topo["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["deployment"] == deployment)
+        .and_then(|d| d["shards"][0].get("canary").cloned())
+        .unwrap_or_default()
+}
+
+/// The sequence number of a canary value `<seq>:<unix_ms>`, and when it
+/// was written.
+fn canary_value(node: &Node, key: &str) -> (u64, f64) {
+    let value = node.cmd(&["GET", key]).unwrap();
+    let value = value.as_str().expect("a canary value").to_string();
+    let (seq, ms) = value.split_once(':').unwrap();
+    (seq.parse().unwrap(), ms.parse::<f64>().unwrap() / 1000.0)
+}
+
+/// The one timeline of the failover from `old`, once ended with its canary
+/// figures (and two-masters window, if `window`) read.
+fn the_failover(agent: &Agent, old: &str, window: bool) -> Value {
+    let mut found = Value::Null;
+    agent.wait_until("the failover's timeline with its figures", LONG, |a| {
+        let all: Vec<Value> = a.failovers("s");
+        assert!(all.len() <= 1, "one failover, one timeline: {all:#?}");
+        found = all.into_iter().next().unwrap_or_default();
+        found["old_master"] == old
+            && !found["ended"].is_null()
+            && !found["canary"].is_null()
+            && (!window || !found["two_masters"]["end"].is_null())
+    });
+    found
+}
+
+/// The sentinel group on a lab network, its master cut off together with a
+/// client host, the agent placed by `place`. Returns what the client lost,
+/// the agent's timeline and the canary values the test read itself.
+struct SplitBrain {
+    group: SentinelGroup,
+    net: Net,
+    client: Host,
+}
+
+impl SplitBrain {
+    fn start() -> SplitBrain {
+        let net = Net::start();
+        let group = SentinelGroup::start(SentinelOpts {
+            net: Some(net.clone()),
+            ..SentinelOpts::default()
+        });
+        let client = net.host("client");
+        SplitBrain { group, net, client }
+    }
+
+    fn deployment(&self) -> String {
+        let sentinels: Vec<String> = self.group.sentinels.iter().map(Node::addr).collect();
+        format!("{}{CANARY}", sentinel_deployment("s", &sentinels))
+    }
+
+    /// Everything but the old master and the client.
+    fn majority(&self) -> Vec<&Host> {
+        self.group.nodes[1..]
+            .iter()
+            .chain(&self.group.sentinels)
+            .map(|n| n.host().unwrap())
+            .collect()
+    }
+}
+
+/// Must show 2 on Sentinel, with the agent where it sees both sides: the
+/// two-masters window with the client's writes counted, the writes at risk,
+/// and the canary losing what the client lost, from the same moment (the
+/// cut), checked against the values the test read on the servers.
+#[test]
+fn sentinel_split_brain_seen_from_both_sides() {
+    let lab = SplitBrain::start();
+    let group = &lab.group;
+    let agent = Agent::start_full(&lab.deployment(), "", &[]);
+    agent.wait_targets_up(6, LONG);
+    agent.wait_until("the canary writing", LONG, |a| canary(a, "s")["up"] == true);
+    let key = canary(&agent, "s")["key"].as_str().unwrap().to_string();
+    let old = &group.nodes[0];
+    let writer = Writer::start(
+        &lab.client,
+        SocketAddr::from((old.ip(), old.port())),
+        "client",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+
+    lab.net
+        .cut(&[old.host().unwrap(), &lab.client], &lab.majority());
+    let cut_at = unix_now();
+    // What each replica holds is fixed from the cut on, until one is promoted.
+    std::thread::sleep(Duration::from_millis(300));
+    let replica_canary: Vec<(u16, (u64, f64))> = group.nodes[1..]
+        .iter()
+        .map(|n| (n.port(), canary_value(n, &key)))
+        .collect();
+    let new = group.wait_for_new_master(old.port(), LONG);
+    let new_node = group.node(new);
+    let (held_seq, held_at) = replica_canary.iter().find(|(p, _)| *p == new).unwrap().1;
+    agent.wait_until("the agent to see the switch", LONG, |a| {
+        a.failovers("s")
+            .first()
+            .is_some_and(|t| mark_at(t, "switched").is_some())
+    });
+    // Both sides go on for a while: two masters, both taking writes.
+    std::thread::sleep(Duration::from_secs(3));
+    let (old_last_seq, _) = canary_value(old, &key);
+    let stopped_at = unix_now();
+    let acked = writer.stop();
+    lab.net.heal();
+    wait_until("Sentinel to convert the old master", || {
+        role(old) == "slave"
+    });
+    let loss = loss(acked, &held(new_node, "client"));
+    assert!(loss.lost.len() >= 20, "the isolated master took writes");
+    assert!(
+        (loss.last_kept_at - cut_at).abs() < 0.5,
+        "the client's writes were kept until the cut ({cut_at:.3})"
+    );
+
+    let t = the_failover(&agent, &old.addr(), true);
+    eprintln!("{t:#}");
+    assert_eq!(t["new_master"], new_node.addr().as_str());
+    assert_eq!(t["outcome"], "completed");
+    // Writes at risk: the old master's offset ran on past the promoted
+    // replica's before the switch.
+    assert!(t["unreplicated_bytes"].as_u64().unwrap() > 0, "{t:#}");
+    // The window: both nodes, and the client's writes the agent could have
+    // counted (acknowledged a poll after it opened, and a poll before the
+    // client stopped, when the agent last read the count) among its count.
+    let window = &t["two_masters"];
+    let nodes: BTreeSet<&str> = window["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(nodes.contains(old.addr().as_str()), "{window}");
+    let (start, poll) = (
+        window["start"].as_f64().unwrap(),
+        support::POLL.as_secs_f64(),
+    );
+    let counted = loss
+        .acked
+        .iter()
+        .filter(|(_, at)| start + poll < *at && *at < stopped_at - poll)
+        .count() as u64;
+    let writes = window["writes"].as_u64().unwrap();
+    assert!(
+        counted > 0 && writes >= counted,
+        "the agent counted {writes} writes, the client had {counted} acknowledged in the window"
+    );
+    // The canary lost exactly what it wrote to the old master after the
+    // replica's copy stopped: the test read both ends on the servers.
+    let c = &t["canary"];
+    assert_eq!(c["read_back"]["node"], new_node.addr().as_str(), "{c:#}");
+    assert_eq!(c["read_back"]["seq"].as_u64(), Some(held_seq), "{c:#}");
+    let mut listed = 0;
+    let mut highest = 0;
+    for r in c["lost_seqs"].as_array().unwrap() {
+        let (a, b) = (r[0].as_u64().unwrap(), r[1].as_u64().unwrap());
+        assert!(held_seq < a && a <= b && b <= old_last_seq, "{r}");
+        listed += b - a + 1;
+        highest = highest.max(b);
+    }
+    let lost = c["lost_writes"].as_u64().unwrap();
+    assert_eq!(listed, lost);
+    // Every write between the two was acknowledged (the old master stayed
+    // reachable from the agent) unless one timed out in flight.
+    assert!(
+        lost + 1 >= old_last_seq - held_seq && highest + 1 >= old_last_seq,
+        "lost {lost} of ({held_seq}, {old_last_seq}]"
+    );
+    // The same moment as the client's: its last kept write was at the cut.
+    assert!(
+        (held_at - loss.last_kept_at).abs() < 0.5,
+        "the canary's last kept write ({held_at:.3}) and the client's ({:.3})",
+        loss.last_kept_at
+    );
+    // Stale reads: what the old master acknowledged after the switch, which
+    // the client did too.
+    let switched = mark_at(&t, "switched").unwrap();
+    let stale = c["stale_reads"].as_u64().unwrap();
+    let client_stale = loss.lost.iter().filter(|(_, at)| *at > switched).count();
+    eprintln!("canary: {lost} lost, {stale} stale reads; client: {} lost, {client_stale} after the switch", loss.lost.len());
+    assert!(stale <= lost && client_stale > 0);
+}
+
+/// Must show 2 on Sentinel, with the agent on the majority's side: it
+/// cannot reach the old master, so its canary's writes there fail instead
+/// of being acknowledged (nothing of its own lost), and it cannot count the
+/// writes the isolated client lost as they happen. It records the one
+/// failover with the right new master, says the old master is down, and
+/// once healed, sees the old master back as a second master whose offset
+/// ran on since the switch: the bytes the isolated side wrote.
+#[test]
+fn sentinel_split_brain_seen_from_the_majority() {
+    let lab = SplitBrain::start();
+    let group = &lab.group;
+    let place = lab.net.host("agent");
+    let agent = Agent::start_on(&place, &lab.deployment(), "");
+    agent.wait_targets_up(6, LONG);
+    agent.wait_until("the canary writing", LONG, |a| canary(a, "s")["up"] == true);
+    let old = &group.nodes[0];
+    let writer = Writer::start(
+        &lab.client,
+        SocketAddr::from((old.ip(), old.port())),
+        "client",
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let mut majority = lab.majority();
+    majority.push(&place);
+    lab.net.cut(&[old.host().unwrap(), &lab.client], &majority);
+    let new = group.wait_for_new_master(old.port(), LONG);
+    let down = [("deployment", "s"), ("node", &*old.addr())];
+    agent.wait_metrics("the old master down", LONG, |m| {
+        m.value("redis_ha_target_up", &down) == Some(0.0)
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let acked = writer.stop();
+    lab.net.heal();
+    wait_until("Sentinel to convert the old master", || {
+        role(old) == "slave"
+    });
+    let loss = loss(acked, &held(group.node(new), "client"));
+    assert!(loss.lost.len() >= 20, "the isolated master took writes");
+
+    let t = the_failover(&agent, &old.addr(), true);
+    eprintln!("{t:#}");
+    assert_eq!(t["new_master"], group.node(new).addr().as_str());
+    // Nothing polled from the old master after the cut: no estimate.
+    assert_eq!(t["unreplicated_bytes"], 0, "{t:#}");
+    let window = &t["two_masters"];
+    assert!(window["written_bytes"].as_u64().unwrap() > 0, "{window}");
+    let c = &t["canary"];
+    assert_eq!(c["lost_writes"], 0, "{c:#}");
+    assert_eq!(c["stale_reads"], 0, "{c:#}");
+    assert!(
+        c["write_unavailable_seconds"].as_f64().unwrap() > 1.0,
+        "{c:#}"
+    );
+}
+
+/// Must show 2 on a cluster: a master isolated with a client on its side.
+/// It acknowledges writes until it notices it lost the majority (a node
+/// timeout), the majority promotes its replica, the heal makes it a
+/// replica and its writes are gone. The agent, seeing both sides, records
+/// one failover to that replica and its canary lost writes from the cut.
+#[test]
+fn cluster_master_isolated_with_a_minority() {
+    let net = Net::start();
+    let cluster = Cluster::start(ClusterOpts {
+        net: Some(net.clone()),
+        ..ClusterOpts::default()
+    });
+    let seeds: Vec<String> = cluster.nodes.iter().map(Node::addr).collect();
+    let agent = Agent::start_full(
+        &format!("{}{CANARY}", cluster_deployment("c", &seeds)),
+        "",
+        &[],
+    );
+    agent.wait_targets_up(6, LONG);
+    let old = &cluster.nodes[0];
+    let replica = &cluster.nodes[3];
+    // A key in the old master's slots.
+    let key = (0..)
+        .map(|i| format!("client{i}"))
+        .find(|k| {
+            let slot = old
+                .cmd(&["CLUSTER", "KEYSLOT", k])
+                .unwrap()
+                .as_int()
+                .unwrap();
+            slot < 5461
+        })
+        .unwrap();
+    let client = net.host("client");
+    let writer = Writer::start(&client, SocketAddr::from((old.ip(), old.port())), &key);
+    std::thread::sleep(Duration::from_secs(1));
+    let others: Vec<&Host> = cluster.nodes[1..]
+        .iter()
+        .map(|n| n.host().unwrap())
+        .collect();
+    net.cut(&[old.host().unwrap(), &client], &others);
+    let cut_at = unix_now();
+    wait_until("the replica promoted", || role(replica) == "master");
+    std::thread::sleep(Duration::from_secs(3));
+    let acked = writer.stop();
+    net.heal();
+    wait_until("the old master to follow", || role(old) == "slave");
+    let loss = loss(acked, &held(replica, &key));
+    assert!(!loss.lost.is_empty(), "the isolated master took writes");
+    assert!((loss.last_kept_at - cut_at).abs() < 0.5);
+    // Until the node timeout (1 s) it acknowledged, then refused.
+    let last_lost = loss.lost.last().unwrap().1;
+    assert!(
+        last_lost < cut_at + 3.0,
+        "{last_lost} vs the cut at {cut_at}"
+    );
+
+    // While cut off, the old master suspected the others (`fail?`): those
+    // suspicions are dropped once they clear, leaving one failover.
+    let mut all = Vec::new();
+    agent.wait_until("one cluster failover, with its canary", LONG, |a| {
+        all = a.failovers("c");
+        all.len() == 1 && !all[0]["ended"].is_null() && !all[0]["canary"].is_null()
+    });
+    let t = &all[0];
+    eprintln!("{t:#}");
+    assert_eq!(t["old_master"], old.addr().as_str());
+    assert_eq!(t["new_master"], replica.addr().as_str());
+    let c = &t["canary"];
+    assert!(c["lost_writes"].as_u64().unwrap() > 0, "{c:#}");
+    let held_at = c["read_back"]["written_at"].as_f64().unwrap();
+    assert!(
+        (held_at - loss.last_kept_at).abs() < 0.5,
+        "the canary's last kept write ({held_at:.3}) and the client's ({:.3})",
+        loss.last_kept_at
+    );
+}
+
+/// Must show 3: 20% packet loss on the links of one replica and of one
+/// sentinel for 30 s while a client writes: no failover timeline, no
+/// `TargetDown`, and the replica's lag as the agent reports it stays what
+/// the servers' offsets say.
+#[test]
+fn degraded_links_raise_nothing_false() {
+    let net = Net::start();
+    let group = SentinelGroup::start(SentinelOpts {
+        net: Some(net.clone()),
+        ..SentinelOpts::default()
+    });
+    let sentinels: Vec<String> = group.sentinels.iter().map(Node::addr).collect();
+    let agent = Agent::start(&sentinel_deployment("s", &sentinels));
+    agent.wait_targets_up(6, LONG);
+    let master = &group.nodes[0];
+    let client = net.host("client");
+    let writer = Writer::start(
+        &client,
+        SocketAddr::from((master.ip(), master.port())),
+        "client",
+    );
+    let (replica, sentinel) = (&group.nodes[1], &group.sentinels[1]);
+    net.loss(replica.host().unwrap(), 20);
+    net.loss(sentinel.host().unwrap(), 20);
+    let lag = [("deployment", "s"), ("node", &*replica.addr())];
+    let until = Instant::now() + Duration::from_secs(30);
+    let mut worst = 0.0f64;
+    while Instant::now() < until {
+        let m = agent.metrics();
+        let alerts = agent.json("/api/v1/alerts");
+        let names: Vec<&Value> = alerts["alerts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| &a["alertname"])
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+        if let Some(seconds) = m.value("redis_ha_replica_lag_seconds", &lag) {
+            worst = worst.max(seconds);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let acked = writer.stop();
+    net.heal();
+    assert!(
+        acked.len() > 300,
+        "the client kept writing: {}",
+        acked.len()
+    );
+    assert!(
+        agent.failovers("s").is_empty(),
+        "{:#?}",
+        agent.failovers("s")
+    );
+    // A 20% lossy link delays replication by retransmissions (200 ms and
+    // up), never by seconds; the agent reports that, and 0 once caught up.
+    eprintln!("worst lag the agent reported: {worst:.3} s");
+    assert!(worst < 3.0, "{worst}");
+    let offset = |n: &Node, field: &str| n.info("replication").unwrap()[field].clone();
+    agent.wait_metrics("the replica caught up", LONG, |m| {
+        m.value("redis_ha_replica_lag_bytes", &lag) == Some(0.0)
+            && offset(master, "master_repl_offset") == offset(replica, "slave_repl_offset")
+    });
+}
