@@ -195,6 +195,7 @@ impl Monitor {
                 match effect {
                     Effect::Changed(t) => self.history.changed(&t),
                     Effect::Closed(t) => self.history.closed(t),
+                    Effect::Dropped => {}
                     Effect::Amend { shard, amendment } => {
                         self.history
                             .amend_latest(&d.name, &shard, |t| amendment.apply(t))

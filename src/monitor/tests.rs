@@ -1051,4 +1051,28 @@ mod alerts {
         assert!(firing(&healed).is_empty());
         assert_eq!(transitions(&mut healed), [("TargetDown".into(), true)]);
     }
+
+    /// A suspicion whose `-sdown` never reached the agent is dropped by
+    /// the polls 30 s after none shows the master down, and snapshots stop
+    /// showing it at once: a drop made no change the snapshot's failovers
+    /// were rebuilt for, so a chaos run saw the suspicion listed as in
+    /// progress for good once the lab was quiet (no event came to rebuild
+    /// them).
+    #[test]
+    fn a_suspicion_the_polls_drop_leaves_the_snapshot() {
+        let mut m = test_monitor(&crate::config::parse(SENTINELS, "t").unwrap());
+        poll(&mut m, 1000.0, Ok(recorded_sentinel()));
+        let sdown = "master mymaster 127.0.0.1 7101".to_string();
+        replay(&mut m, [(1001.0, 27100, "+sdown".to_string(), sdown)]);
+        assert_eq!(m.snapshot().failovers.timelines.len(), 1);
+        // The sentinel's polls show the master up again; no -sdown came.
+        poll(&mut m, 1002.0, Ok(recorded_sentinel()));
+        assert_eq!(m.snapshot().failovers.timelines.len(), 1, "kept 30 s");
+        poll(&mut m, 1040.0, Ok(recorded_sentinel()));
+        assert!(
+            m.snapshot().failovers.timelines.is_empty(),
+            "dropped: {:?}",
+            m.snapshot().failovers.timelines
+        );
+    }
 }

@@ -85,6 +85,9 @@ pub enum Effect {
     Changed(Timeline),
     /// A timeline ended.
     Closed(Timeline),
+    /// An open timeline was dropped (a suspicion that came to nothing):
+    /// nothing to keep, but snapshots must stop listing it.
+    Dropped,
     /// For the shard's latest ended timeline: no timeline of it is open.
     Amend {
         /// The shard.
@@ -457,6 +460,7 @@ impl Machines {
             Step::Unchanged => {}
             Step::Dropped => {
                 self.touched.insert(shard.to_string());
+                self.effects.push(Effect::Dropped);
             }
             Step::Changed => {
                 self.touched.insert(shard.to_string());
