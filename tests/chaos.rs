@@ -1,7 +1,8 @@
 //! The chaos run: a sentinel group and a cluster under one agent
 //! (redis_ha_lab), and a seeded random fault every few seconds on whichever
 //! deployment is at rest: a server frozen or killed for a while and brought
-//! back, a `SENTINEL FAILOVER`, a `CLUSTER FAILOVER`. At the end, with
+//! back, a master cut off from its peers for a while (every server on its
+//! own host of a lab network), a `SENTINEL FAILOVER`, a `CLUSTER FAILOVER`. At the end, with
 //! everything healed, the agent's failover timelines are held against the
 //! independent record (tests/support/record.rs: the sentinels' events as a
 //! raw `PSUBSCRIBE *` received them, every server's own view of roles):
@@ -17,6 +18,7 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use redis_ha_lab::{Host, Node};
 use serde_json::{json, Value};
 use support::long_run::{report, seconds, server_version, Lab, CLUSTER, SENTINEL};
 use support::mark_at;
@@ -24,7 +26,7 @@ use support::record::{unix_now, Failover};
 
 /// Event alerts resolve after this (5 minutes by default), so that the
 /// last failover's pages are over a short while after the run.
-const RULES: &str = "    FailoverSwitched: { hold: 15s }\n    FailoverCompleted: { hold: 15s }\n    FailoverAborted: { hold: 15s }\n";
+const RULES: &str = "  rules:\n    FailoverSwitched: { hold: 15s }\n    FailoverCompleted: { hold: 15s }\n    FailoverAborted: { hold: 15s }\n";
 /// How long a frozen or killed server stays so, in seconds: from a blip
 /// the sentinels and the cluster ride out to well past what they take to
 /// fail a master over (down-after and node timeout 1 s, election and
@@ -69,13 +71,24 @@ fn settled(lab: &Lab, on: Deployment) -> Result<(), String> {
     }
 }
 
+/// A master of `on`, as the record names it now.
+fn master(lab: &Lab, rng: &mut fastrand::Rng, on: Deployment) -> String {
+    match on {
+        Deployment::Sentinel => lab.record.sentinel_master().unwrap(),
+        Deployment::Cluster => {
+            let masters: Vec<String> = lab.record.cluster_masters().into_values().collect();
+            pick(rng, &masters)
+        }
+    }
+}
+
 /// The server a freeze or a kill hits, and its role: the master half of
 /// the time, as the master's failure is what a failover is for.
 fn target(lab: &Lab, rng: &mut fastrand::Rng, on: Deployment) -> (String, &'static str) {
     let record = &lab.record;
+    let master = master(lab, rng, on);
     match on {
         Deployment::Sentinel => {
-            let master = record.sentinel_master().unwrap();
             let replicas: Vec<String> = record
                 .data_nodes
                 .iter()
@@ -89,9 +102,8 @@ fn target(lab: &Lab, rng: &mut fastrand::Rng, on: Deployment) -> (String, &'stat
             }
         }
         Deployment::Cluster => {
-            let masters: Vec<String> = record.cluster_masters().into_values().collect();
             if rng.bool() {
-                (pick(rng, &masters), "cluster master")
+                (master, "cluster master")
             } else {
                 (pick(rng, &record.cluster_replicas()), "cluster replica")
             }
@@ -99,10 +111,39 @@ fn target(lab: &Lab, rng: &mut fastrand::Rng, on: Deployment) -> (String, &'stat
     }
 }
 
+/// The lab network hosts of `nodes`.
+fn hosts<'a>(nodes: &[&'a Node]) -> Vec<&'a Host> {
+    nodes.iter().filter_map(|n| n.host()).collect()
+}
+
+/// Cuts a master of `on` off from every other server of its deployment
+/// (the agent, in the root namespace, still sees both sides) for `outage`,
+/// then heals the cut.
+fn partition(lab: &Lab, rng: &mut fastrand::Rng, on: Deployment, outage: Duration) -> String {
+    let master = master(lab, rng, on);
+    let servers: Vec<&Node> = match on {
+        Deployment::Sentinel => lab.group.nodes.iter().chain(&lab.group.sentinels).collect(),
+        Deployment::Cluster => lab.cluster.nodes.iter().collect(),
+    };
+    let (inside, outside): (Vec<&Node>, Vec<&Node>) =
+        servers.into_iter().partition(|n| n.addr() == master);
+    lab.net.cut(&hosts(&inside), &hosts(&outside));
+    std::thread::sleep(outage);
+    lab.net.heal();
+    format!(
+        "{master} (master) cut from its peers {:.1}s",
+        outage.as_secs_f64()
+    )
+}
+
 /// Injects one fault on `on`, at rest, and heals it; returns its kind and
 /// what it was.
 fn inject(lab: &mut Lab, rng: &mut fastrand::Rng, on: Deployment) -> (&'static str, String) {
-    let kind = rng.u8(..3);
+    let kind = rng.u8(..4);
+    if kind == 3 {
+        let outage = Duration::from_secs_f64(between(rng, OUTAGE));
+        return ("partition", partition(lab, rng, on, outage));
+    }
     if kind == 2 {
         return match on {
             Deployment::Sentinel => {
@@ -376,7 +417,9 @@ fn random_faults_every_failover_recorded_once_and_nothing_invented() {
 
     let count = |kind: &str| real.iter().filter(|f| f.kind == kind).count();
     let rss_end = lab.agent.rss();
-    report(&json!({
+    report(
+        &lab,
+        &json!({
         "run": "chaos",
         "server": server,
         "seed": seed,
@@ -392,6 +435,7 @@ fn random_faults_every_failover_recorded_once_and_nothing_invented() {
         "rss_end_bytes": rss_end,
         "failovers": verdict.matched,
         "problems": problems,
-    }));
+        }),
+    );
     assert!(problems.is_empty(), "chaos (seed {seed}): {problems:#?}");
 }

@@ -119,7 +119,9 @@ fn a_quiet_lab_raises_nothing_and_memory_stays_flat() {
         ));
     }
 
-    report(&json!({
+    report(
+        &lab,
+        &json!({
         "run": "soak",
         "server": server_version(),
         "seconds": total.as_secs(),
@@ -134,6 +136,7 @@ fn a_quiet_lab_raises_nothing_and_memory_stays_flat() {
         "rss_bound_bytes": LEAK,
         "rss_samples": rss.json(),
         "problems": problems,
-    }));
+        }),
+    );
     assert!(problems.is_empty(), "soak: {problems:#?}");
 }

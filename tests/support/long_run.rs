@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
+use redis_ha_lab::{Cluster, ClusterOpts, Net, SentinelGroup, SentinelOpts};
 use serde_json::{json, Value};
 
 use super::receiver::Receiver;
@@ -17,13 +17,6 @@ use super::{cluster_deployment, sentinel_deployment, Agent};
 pub const SENTINEL: &str = "s";
 /// The cluster deployment's name.
 pub const CLUSTER: &str = "c";
-
-/// Alert rules as the runs configure them. `ConfigurationRisk` is off: the
-/// lab runs every server on 127.0.0.1, which two findings always report
-/// (`sentinels_share_host`, `shard_shares_host`, docs/findings.md); the rule
-/// would page about the lab's layout 10 minutes in, not about anything that
-/// happens. The findings themselves are still evaluated.
-pub const RULES: &str = "  rules:\n    ConfigurationRisk: { enabled: false }\n";
 
 /// A run's length: `var` in seconds, else `default`.
 pub fn seconds(var: &str, default: u64) -> Duration {
@@ -37,25 +30,39 @@ pub fn seconds(var: &str, default: u64) -> Duration {
 }
 
 /// The lab of a long run. Fields drop in order: the agent before the
-/// servers, the record's threads with it.
+/// servers, the record's threads with it, the network last.
 pub struct Lab {
     pub agent: Agent,
     pub hook: Receiver,
     pub record: Record,
     pub group: SentinelGroup,
     pub cluster: Cluster,
+    /// Every server on its own host of it, so that the master can be cut
+    /// off from its peers, and so that the lab is laid out as production
+    /// is: on one host, every server would be a finding of its own
+    /// (`sentinels_share_host`, `shard_shares_host`, docs/findings.md) and
+    /// `ConfigurationRisk` would page about the lab 10 minutes in.
+    pub net: Net,
     pub started: Instant,
 }
 
 impl Lab {
     /// A default sentinel group (master, two replicas, three sentinels) and
-    /// a 3x1 cluster, recorded, and the agent watching both with every
-    /// alert going to a webhook receiver; `rules` are more lines under
-    /// `alerts.rules`. Returns once the agent sees every target up and
-    /// every sentinel subscribed.
+    /// a 3x1 cluster on a lab network, recorded, and the agent watching both
+    /// from the root namespace (it sees every side of a cut) with the
+    /// built-in rules and every alert going to a webhook receiver; `rules`
+    /// is an `alerts.rules` section. Returns once the agent sees every
+    /// target up and every sentinel subscribed.
     pub fn start(rules: &str) -> Lab {
-        let group = SentinelGroup::start(SentinelOpts::default());
-        let cluster = Cluster::start(ClusterOpts::default());
+        let net = Net::start();
+        let group = SentinelGroup::start(SentinelOpts {
+            net: Some(net.clone()),
+            ..SentinelOpts::default()
+        });
+        let cluster = Cluster::start(ClusterOpts {
+            net: Some(net.clone()),
+            ..ClusterOpts::default()
+        });
         let record = Record::start(&group, &cluster);
         let hook = Receiver::start();
         let agent = Agent::start_full(
@@ -65,7 +72,7 @@ impl Lab {
                 cluster_deployment(CLUSTER, &[cluster.nodes[0].addr()])
             ),
             &format!(
-                "timelines:\n  keep_per_shard: 1000\nalerts:\n  state_dir: \"$DIR/state\"\n  receivers:\n    - {{ name: hook, type: webhook, url: \"{}\" }}\n{RULES}{rules}",
+                "timelines:\n  keep_per_shard: 1000\nalerts:\n  state_dir: \"$DIR/state\"\n  receivers:\n    - {{ name: hook, type: webhook, url: \"{}\" }}\n{rules}",
                 hook.url("/")
             ),
             &[],
@@ -91,6 +98,7 @@ impl Lab {
             record,
             group,
             cluster,
+            net,
             started: Instant::now(),
         }
     }
@@ -211,13 +219,36 @@ impl Rss {
     }
 }
 
-/// Writes `report` to `$REDIS_HA_REPORT` when set (scripts/soak and
-/// scripts/chaos set it), and prints it.
-pub fn report(report: &Value) {
+/// Prints `report` and, when `$REDIS_HA_REPORT` names a file (scripts/soak
+/// and scripts/chaos set it), writes it there, with the record's raw
+/// sentinel events (`events.jsonl`) and the agent's timelines
+/// (`timelines.json`) beside it, for a reader to check a run's verdict.
+pub fn report(lab: &Lab, report: &Value) {
     let text = serde_json::to_string_pretty(report).unwrap();
     eprintln!("report: {text}");
-    if let Ok(path) = std::env::var("REDIS_HA_REPORT") {
-        std::fs::write(&path, text + "\n").unwrap_or_else(|e| panic!("{path}: {e}"));
+    let Ok(path) = std::env::var("REDIS_HA_REPORT") else {
+        return;
+    };
+    let path = std::path::Path::new(&path);
+    let events: String = lab
+        .record
+        .events()
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    let timelines: Vec<Value> = [SENTINEL, CLUSTER]
+        .iter()
+        .flat_map(|d| lab.failovers(d))
+        .collect();
+    for (file, text) in [
+        (path.to_path_buf(), text + "\n"),
+        (path.with_file_name("events.jsonl"), events),
+        (
+            path.with_file_name("timelines.json"),
+            serde_json::to_string_pretty(&timelines).unwrap(),
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
     }
 }
 

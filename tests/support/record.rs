@@ -28,7 +28,7 @@ pub fn unix_now() -> f64 {
 }
 
 /// One message a sentinel published, as received.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Event {
     pub at: f64,
     pub sentinel: String,
