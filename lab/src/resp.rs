@@ -310,7 +310,7 @@ impl Subscription {
     /// The next message published; `None` when none arrived within 2 s (the
     /// server may be frozen, or quiet). An error means the connection is
     /// gone (the server was killed): subscribe again once it is back.
-    pub fn next(&mut self) -> Result<Option<Message>, LabError> {
+    pub fn receive(&mut self) -> Result<Option<Message>, LabError> {
         match self.conn.reply() {
             Ok(Reply::Array(items)) => match items.as_slice() {
                 [kind, _pattern, channel, payload] if kind.as_str() == Some("pmessage") => {

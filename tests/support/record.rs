@@ -552,7 +552,7 @@ fn listen(remote: &Remote, state: &Mutex<State>, stop: &AtomicBool) {
             continue;
         };
         while !stop.load(Ordering::SeqCst) {
-            match sub.next() {
+            match sub.receive() {
                 Ok(Some(m)) => state.lock().unwrap().events.push(Event {
                     at: unix_now(),
                     sentinel: remote.addr(),
