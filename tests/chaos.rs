@@ -1,14 +1,14 @@
-//! The chaos run: a sentinel group and a cluster under one agent
-//! (redis_ha_lab), and a seeded random fault every few seconds on whichever
-//! deployment is at rest: a server frozen or killed for a while and brought
-//! back, a master cut off from its peers for a while (every server on its
-//! own host of a lab network), a `SENTINEL FAILOVER`, a `CLUSTER FAILOVER`. At the end, with
-//! everything healed, the agent's failover timelines are held against the
-//! independent record (tests/support/record.rs: the sentinels' events as a
-//! raw `PSUBSCRIBE *` received them, every server's own view of roles):
-//! every real failover recorded exactly once with the right new master and
-//! paged once, no timeline without a real failover or failure behind it,
-//! and no alert left firing. CI runs a short one
+//! The chaos run: a sentinel group and a cluster under one agent, and a
+//! seeded random fault every few seconds on whichever deployment is at
+//! rest: a server frozen or killed for a while and brought back, a master
+//! cut off from its peers for a while (every server on its own host of a
+//! lab network), a `SENTINEL FAILOVER`, a `CLUSTER FAILOVER`. At the end,
+//! with everything healed, the agent's failover timelines are held against
+//! the independent record (tests/support/record.rs: the sentinels' events
+//! as a raw `PSUBSCRIBE *` received them, every server's own view of
+//! roles): every real failover recorded exactly once with the right new
+//! master and paged once, no timeline without a real failover or failure
+//! behind it, and no alert left firing. CI runs a short one
 //! (`REDIS_HA_CHAOS_SECONDS`, 45 by default, a new seed each time);
 //! `scripts/chaos 60m` runs a long one and keeps its report
 //! (docs/chaos.md). `REDIS_HA_CHAOS_SEED` replays a run's choices.
@@ -40,8 +40,8 @@ const PAUSE: (f64, f64) = (1.0, 3.0);
 const SETTLE: Duration = Duration::from_secs(120);
 /// A timeline's switch (sentinel) or promotion (cluster) and the record's
 /// first sight of the new master are this close, in seconds: both are
-/// within a poll or an event of the real moment, and failovers of one
-/// shard are further apart than this.
+/// within a poll or an event of the real moment (a second at most), and a
+/// shard fails over to the same node again only two failovers later.
 const NEAR: f64 = 10.0;
 
 #[derive(Debug, Clone, Copy, PartialEq)]

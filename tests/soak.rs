@@ -1,5 +1,6 @@
-//! The soak: a sentinel group and a cluster left alone under the agent's
-//! watch (redis_ha_lab), with the built-in alert rules and a webhook
+//! The soak: a sentinel group and a cluster of real servers (the lab,
+//! `redis_ha_lab`, each server on its own host of a lab network) left alone
+//! under the agent's watch, with the built-in alert rules and a webhook
 //! receiver. Nothing fails, so the agent must say nothing: no notification
 //! reaches the receiver, no failover timeline appears, no finding comes or
 //! goes, and its memory stays flat. CI runs a short one

@@ -13,6 +13,8 @@
 //! built on a helper thread that then exits loses all its servers. Build and use a
 //! topology on the thread that lives as long as it does, normally the test's own thread
 //! (and do not share one through a `static` initialised by whichever test runs first).
+//! Another thread that only needs to talk to a server (poll it, read its events) takes
+//! a [`Remote`] from [`Node::remote`]: it owns no process, only the way to reach one.
 //!
 //! # Choosing the server binary
 //!

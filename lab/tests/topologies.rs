@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use redis_ha_lab::{Cluster, ClusterOpts, LabError, Reply, SentinelGroup, SentinelOpts};
+use redis_ha_lab::{Cluster, ClusterOpts, LabError, Message, Reply, SentinelGroup, SentinelOpts};
 
 #[test]
 fn sentinel_group_starts_with_nodes0_as_master() {
@@ -97,6 +97,40 @@ fn freezing_the_master_fails_over_to_a_replica() {
     assert!(node.is_running());
     assert_eq!(node.port(), old);
     assert_eq!(node.cmd(&["PING"]).unwrap(), Reply::Str("PONG".into()));
+}
+
+/// A `Remote` reaches its server from another thread; its subscription
+/// hears what is published there, says so when nothing came within its
+/// timeout, and fails once the server is killed (to subscribe again).
+#[test]
+fn a_remote_polls_and_subscribes_from_another_thread() {
+    let mut group = SentinelGroup::start(SentinelOpts {
+        replicas: 0,
+        sentinels: 1,
+        quorum: 1,
+        ..SentinelOpts::default()
+    });
+    let remote = group.nodes[0].remote();
+    assert_eq!(remote.addr(), group.nodes[0].addr());
+    let subscriber = remote.clone();
+    let mut sub = std::thread::spawn(move || subscriber.psubscribe("news.*").unwrap())
+        .join()
+        .unwrap();
+    group.nodes[0]
+        .cmd(&["PUBLISH", "news.lab", "hello"])
+        .unwrap();
+    let heard = Message {
+        channel: "news.lab".into(),
+        payload: "hello".into(),
+    };
+    assert_eq!(sub.receive().unwrap(), Some(heard));
+    assert_eq!(sub.receive().unwrap(), None, "nothing more within 2 s");
+    let pong = std::thread::spawn(move || remote.cmd(&["PING"]))
+        .join()
+        .unwrap();
+    assert_eq!(pong.unwrap(), Reply::Str("PONG".into()));
+    group.nodes[0].kill();
+    assert!(sub.receive().is_err(), "the server is gone");
 }
 
 #[test]

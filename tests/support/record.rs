@@ -135,9 +135,11 @@ struct State {
     /// id, address) each time a node named itself master of the slot with a
     /// higher config epoch than any before.
     shard_epochs: BTreeMap<u16, Vec<(f64, u64, String, String)>>,
-    /// (first seen, observer, failing node id): a node starting to flag
-    /// another `fail?` or `fail`.
-    flagged: Vec<(f64, String, String)>,
+    /// (first seen, failing node id): a node starting to flag another
+    /// `fail?` or `fail`.
+    flagged: Vec<(f64, String)>,
+    /// The sentinels whose `PSUBSCRIBE` is confirmed now.
+    subscribed: BTreeSet<String>,
 }
 
 /// The record; its threads run until it is dropped.
@@ -162,7 +164,8 @@ impl Drop for Record {
 
 impl Record {
     /// Starts recording `group` and `cluster`, both settled, and returns
-    /// once every server has been read once.
+    /// once every server has been read and every sentinel's events are
+    /// subscribed to.
     pub fn start(group: &SentinelGroup, cluster: &Cluster) -> Record {
         let state = Arc::new(Mutex::new(State::default()));
         let stop = Arc::new(AtomicBool::new(false));
@@ -210,12 +213,17 @@ impl Record {
             shards,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while record.sentinel_settled().is_err() || record.cluster_settled().is_err() {
+        let subscribed = || record.state().subscribed.len() == record.sentinels.len();
+        while record.sentinel_settled().is_err()
+            || record.cluster_settled().is_err()
+            || !subscribed()
+        {
             assert!(
                 Instant::now() < deadline,
-                "the record did not see the lab settled: {:?} {:?}",
+                "the record did not see the lab settled and subscribed: {:?} {:?} {:?}",
                 record.sentinel_settled(),
-                record.cluster_settled()
+                record.cluster_settled(),
+                record.state().subscribed
             );
             std::thread::sleep(POLL);
         }
@@ -345,7 +353,7 @@ impl Record {
             .collect();
         s.flagged
             .iter()
-            .any(|(at, _, id)| (from..=to).contains(at) && ids.contains(id))
+            .any(|(at, id)| (from..=to).contains(at) && ids.contains(id))
     }
 
     /// Fresh views of every server in `addrs`, or which one has none.
@@ -514,7 +522,7 @@ impl State {
             .iter()
             .filter(|l| l.failing() && !before.contains(&l.id))
         {
-            self.flagged.push((now, observer.to_string(), l.id.clone()));
+            self.flagged.push((now, l.id.clone()));
         }
     }
 }
@@ -551,6 +559,7 @@ fn listen(remote: &Remote, state: &Mutex<State>, stop: &AtomicBool) {
             std::thread::sleep(Duration::from_millis(100));
             continue;
         };
+        state.lock().unwrap().subscribed.insert(remote.addr());
         while !stop.load(Ordering::SeqCst) {
             match sub.receive() {
                 Ok(Some(m)) => state.lock().unwrap().events.push(Event {
@@ -563,6 +572,7 @@ fn listen(remote: &Remote, state: &Mutex<State>, stop: &AtomicBool) {
                 Err(_) => break,
             }
         }
+        state.lock().unwrap().subscribed.remove(&remote.addr());
     }
 }
 
