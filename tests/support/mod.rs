@@ -131,6 +131,14 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Now, in unix seconds: the clock the agent's timelines use.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rhe-test-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -321,6 +329,18 @@ impl Agent {
     }
 
     /// The failover timelines of a deployment, in progress first, newest first.
+    /// The shard entries of a deployment in /api/v1/topology.
+    pub fn shards(&self, deployment: &str) -> Vec<serde_json::Value> {
+        let topo = self.json("/api/v1/topology");
+        topo["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["deployment"] == deployment)
+            .map(|d| d["shards"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    }
+
     pub fn failovers(&self, deployment: &str) -> Vec<serde_json::Value> {
         self.json(&format!("/api/v1/failovers?deployment={deployment}"))["failovers"]
             .as_array()
