@@ -477,15 +477,36 @@ fn ack_silence(master: &Node, port: u16) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Must show 3: 20% packet loss on the links of one replica and of one
-/// sentinel for 30 s while a client writes: no failover timeline, no
-/// `TargetDown`, and the replica's lag as the agent reports it stays what
-/// the servers' offsets say.
+/// Must show 3: 20% of the packets of one replica's and one sentinel's
+/// links lost, for 30 s.
 #[test]
-fn degraded_links_raise_nothing_false() {
+fn lossy_links_raise_nothing_false() {
+    degraded("20% loss", |net, host| net.loss(host, 20));
+}
+
+/// Must show 3: every packet one replica and one sentinel send held 200 ms,
+/// for 30 s.
+#[test]
+fn slow_links_raise_nothing_false() {
+    degraded("200 ms delay", |net, host| {
+        net.delay(host, Duration::from_millis(200))
+    });
+}
+
+/// Degrades the links of one replica and one sentinel with `impair` for
+/// 30 s while a client writes, the agent polling as it does by default
+/// (every second, 500 ms timeout): no failover timeline, no alert, the two
+/// targets up, and the replica's lag as the agent reports it within what
+/// the master itself shows.
+fn degraded(what: &str, impair: impl Fn(&Net, &Host)) {
     let SentinelLab { group, net, client } = SentinelLab::start();
     let sentinels: Vec<String> = group.sentinels.iter().map(Node::addr).collect();
-    let agent = Agent::start(&sentinel_deployment("s", &sentinels));
+    let poll = 1.0;
+    let agent = Agent::start_full(
+        &sentinel_deployment("s", &sentinels),
+        "poll_interval: 1s\ntimeout: 500ms\n",
+        &[],
+    );
     agent.wait_targets_up(6, LONG);
     let master = &group.nodes[0];
     let writer = Writer::start(
@@ -494,11 +515,17 @@ fn degraded_links_raise_nothing_false() {
         "client",
     );
     let (replica, sentinel) = (&group.nodes[1], &group.sentinels[1]);
-    net.loss(replica.host().unwrap(), 20);
-    net.loss(sentinel.host().unwrap(), 20);
+    impair(&net, replica.host().unwrap());
+    impair(&net, sentinel.host().unwrap());
     let lag = [("deployment", "s"), ("node", &*replica.addr())];
+    let up = |m: &support::Metrics, node: &Node| {
+        m.find("redis_ha_target_up", &[("deployment", "s")])
+            .any(|s| s.value == 1.0 && s.labels.values().any(|v| *v == node.addr()))
+    };
     let until = Instant::now() + Duration::from_secs(30);
-    let (mut worst, mut acks_silent) = (0.0f64, 0.0f64);
+    let (mut worst, mut acks_silent, mut looks, mut down) = (0.0f64, 0.0f64, 0, 0);
+    // Consecutive looks each degraded target was down at, and the longest.
+    let (mut streaks, mut longest) = ([0u32; 2], 0u32);
     while Instant::now() < until {
         acks_silent = acks_silent.max(ack_silence(master, replica.port()));
         let m = agent.metrics();
@@ -509,9 +536,15 @@ fn degraded_links_raise_nothing_false() {
             .iter()
             .map(|a| &a["alertname"])
             .collect();
-        assert!(names.is_empty(), "{names:?}");
+        assert!(names.is_empty(), "{what}: {names:?}");
         if let Some(seconds) = m.value("redis_ha_replica_lag_seconds", &lag) {
             worst = worst.max(seconds);
+        }
+        looks += 1;
+        for (streak, node) in streaks.iter_mut().zip([replica, sentinel]) {
+            *streak = if up(&m, node) { 0 } else { *streak + 1 };
+            down += usize::from(*streak > 0);
+            longest = longest.max(*streak);
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -527,17 +560,22 @@ fn degraded_links_raise_nothing_false() {
         "{:#?}",
         agent.failovers("s")
     );
-    // A replica acknowledges its offset every second; through a lossy link
-    // an acknowledgement can come late, which the master shows as its `lag`
-    // (seconds since the last one). The agent dates the acknowledged offset
-    // in the master's offsets it polled: at most that silence, the second
-    // between acknowledgements, and two polls (its history's resolution and
-    // a reading's age) more.
-    let bound = acks_silent + 1.0 + 2.0 * support::POLL.as_secs_f64();
+    // A replica acknowledges its offset every second; through a degraded
+    // link an acknowledgement can come late, which the master shows as its
+    // `lag` (seconds since the last one). The agent dates the acknowledged
+    // offset in the master's offsets it polled: at most that silence, the
+    // second between acknowledgements, and two polls (its history's
+    // resolution and a reading's age) more.
+    let bound = acks_silent + 1.0 + 2.0 * poll;
     eprintln!(
-        "worst lag the agent reported: {worst:.3} s; longest acknowledgement silence the master showed: {acks_silent} s"
+        "{what}: worst lag the agent reported {worst:.3} s, longest acknowledgement silence the master showed {acks_silent} s; a degraded target down at {down} of {} looks, at most {longest} on end",
+        2 * looks
     );
-    assert!(worst <= bound, "{worst} > {bound}");
+    assert!(worst <= bound, "{what}: {worst} > {bound}");
+    // A poll that times out says so, for that poll; the next one answers.
+    // Never down for long: `TargetDown` waits 30 s, and a target down 5 s
+    // on end would be one a shorter `for` pages.
+    assert!(longest < 20, "{what}: down at {longest} looks on end");
     let offset = |n: &Node, field: &str| n.info("replication").unwrap()[field].clone();
     agent.wait_metrics("the replica caught up", LONG, |m| {
         m.value("redis_ha_replica_lag_bytes", &lag) == Some(0.0)

@@ -74,6 +74,26 @@ fn loss_drops_about_that_share_of_packets() {
     assert!((0..10).all(|_| connect(&a, at_b).is_ok()));
 }
 
+#[test]
+fn a_delay_holds_a_host_s_packets_until_healed() {
+    let net = Net::start();
+    let (a, b) = (net.host("a"), net.host("b"));
+    let at_b = listen(&b);
+    let took = || {
+        let start = Instant::now();
+        assert_eq!(connect(&a, at_b), Ok(()));
+        start.elapsed()
+    };
+    assert!(took() < Duration::from_millis(100));
+    net.delay(&b, Duration::from_millis(200));
+    // b's SYN-ACK leaves 200 ms late.
+    let slow = took();
+    assert!(slow >= Duration::from_millis(200), "{slow:?}");
+    assert!(slow < Duration::from_millis(1000), "{slow:?}");
+    net.heal();
+    assert!(took() < Duration::from_millis(100));
+}
+
 /// A sentinel group with every server on its own host: the master cut off
 /// from everyone else keeps taking writes from a client beside it while the
 /// majority promotes a replica; after the heal Sentinel converts it and its

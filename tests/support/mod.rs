@@ -169,7 +169,8 @@ impl Agent {
         Self::start_full(deployments, "", env)
     }
 
-    /// Starts the agent with `extra` top-level YAML (e.g. a `timelines:` section).
+    /// Starts the agent with `extra` top-level YAML (e.g. a `timelines:` section;
+    /// `poll_interval` or `timeout` there replace the tests' fast ones).
     /// A listen port taken between choosing and binding it (tests run in
     /// parallel) makes the agent exit at once: then it tries another port.
     pub fn start_full(deployments: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
@@ -208,13 +209,16 @@ impl Agent {
             let dir = temp_dir(&format!("agent-{port}"));
             let config = dir.join("agent.yaml");
             let extra = extra.replace("$DIR", dir.to_str().unwrap());
+            // The tests' fast polls, unless `extra` sets its own.
+            let mut timing = String::new();
+            for (key, value) in [("poll_interval", POLL), ("timeout", TIMEOUT)] {
+                if !extra.lines().any(|l| l.starts_with(&format!("{key}:"))) {
+                    timing += &format!("{key}: {}ms\n", value.as_millis());
+                }
+            }
             std::fs::write(
                 &config,
-                format!(
-                    "listen: \"{ip}:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\n{extra}deployments:\n{deployments}",
-                    POLL.as_millis(),
-                    TIMEOUT.as_millis()
-                ),
+                format!("listen: \"{ip}:{port}\"\n{timing}{extra}deployments:\n{deployments}"),
             )
             .unwrap();
             let log = dir.join("agent.log");
