@@ -582,3 +582,55 @@ fn degraded(what: &str, impair: impl Fn(&Net, &Host)) {
             && offset(master, "master_repl_offset") == offset(replica, "slave_repl_offset")
     });
 }
+
+/// A cluster replica cut off from every other node while the agent still
+/// reaches it: the others flag it `fail`, it answers the agent, and
+/// `answering_while_failed` names it until the heal.
+#[test]
+fn a_node_cut_from_its_cluster_answers_while_failed() {
+    let net = Net::start();
+    let cluster = Cluster::start(ClusterOpts {
+        net: Some(net.clone()),
+        ..ClusterOpts::default()
+    });
+    let seeds: Vec<String> = cluster.nodes.iter().map(Node::addr).collect();
+    let agent = Agent::start(&cluster_deployment("c", &seeds));
+    agent.wait_targets_up(6, LONG);
+    let check = "answering_while_failed";
+    assert_eq!(agent.named(check), Vec::<String>::new());
+    let replica = &cluster.nodes[3];
+    let others: Vec<&Host> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.port() != replica.port())
+        .map(|n| n.host().unwrap())
+        .collect();
+    net.cut(&[replica.host().unwrap()], &others);
+    agent.wait_until("the cut replica named", LONG, |a| {
+        a.named(check) == [replica.addr()]
+    });
+    net.heal();
+    agent.wait_until("no node named", LONG, |a| a.named(check).is_empty());
+}
+
+/// The agent on a host of its own, cut off from one replica that the
+/// sentinels still reach (as an announced address that routes from the
+/// sentinels' network and not from the agent's): `unreachable_from_agent`
+/// names it past down-after plus 5 s, until the heal.
+#[test]
+fn an_address_only_the_agent_cannot_reach_is_named() {
+    let SentinelLab { group, net, .. } = SentinelLab::start();
+    let place = net.host("agent");
+    let sentinels: Vec<String> = group.sentinels.iter().map(Node::addr).collect();
+    let agent = Agent::start_on(&place, &sentinel_deployment("s", &sentinels), "");
+    agent.wait_targets_up(6, LONG);
+    let check = "unreachable_from_agent";
+    assert_eq!(agent.named(check), Vec::<String>::new());
+    let replica = &group.nodes[1];
+    net.cut(&[&place], &[replica.host().unwrap()]);
+    agent.wait_until("the replica named", LONG, |a| {
+        a.named(check) == [replica.addr()]
+    });
+    net.heal();
+    agent.wait_until("no node named", LONG, |a| a.named(check).is_empty());
+}

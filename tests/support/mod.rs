@@ -345,6 +345,17 @@ impl Agent {
             .unwrap_or_default()
     }
 
+    /// The nodes /api/v1/findings names under `check` now.
+    pub fn named(&self, check: &str) -> Vec<String> {
+        self.json("/api/v1/findings")["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == check)
+            .map(|f| f["node"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     pub fn failovers(&self, deployment: &str) -> Vec<serde_json::Value> {
         self.json(&format!("/api/v1/failovers?deployment={deployment}"))["failovers"]
             .as_array()
