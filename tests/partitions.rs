@@ -572,10 +572,17 @@ fn degraded(what: &str, impair: impl Fn(&Net, &Host)) {
         2 * looks
     );
     assert!(worst <= bound, "{what}: {worst} > {bound}");
-    // A poll that times out says so, for that poll; the next one answers.
-    // Never down for long: `TargetDown` waits 30 s, and a target down 5 s
-    // on end would be one a shorter `for` pages.
-    assert!(longest < 20, "{what}: down at {longest} looks on end");
+    // A poll that times out says so, for that poll. A lossy link also
+    // stalls TCP now and then (a segment lost again waits twice as long
+    // for its next retransmission), for seconds. Up most of the time, and
+    // never down half of `TargetDown`'s 30 s on end: costing polls, never
+    // a page.
+    assert!(
+        2 * down < 2 * looks,
+        "{what}: down at {down} of {} looks",
+        2 * looks
+    );
+    assert!(longest < 60, "{what}: down at {longest} looks on end");
     let offset = |n: &Node, field: &str| n.info("replication").unwrap()[field].clone();
     agent.wait_metrics("the replica caught up", LONG, |m| {
         m.value("redis_ha_replica_lag_bytes", &lag) == Some(0.0)
