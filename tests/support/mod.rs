@@ -145,6 +145,17 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     dir
 }
 
+/// The smallest sentinel group, one master, one replica and one sentinel:
+/// for tests that need something to watch rather than a failover.
+pub fn smallest_sentinel_group() -> redis_ha_lab::SentinelGroup {
+    redis_ha_lab::SentinelGroup::start(redis_ha_lab::SentinelOpts {
+        replicas: 1,
+        sentinels: 1,
+        quorum: 1,
+        ..redis_ha_lab::SentinelOpts::default()
+    })
+}
+
 /// The `deployments:` entries for a sentinel set seeded by `sentinels`.
 pub fn sentinel_deployment(name: &str, sentinels: &[String]) -> String {
     format!("  - name: {name}\n    kind: sentinel\n    sentinels: {sentinels:?}\n")
@@ -444,6 +455,32 @@ impl Agent {
     ) -> Metrics {
         self.wait_until(what, timeout, |a| cond(&a.metrics()));
         self.metrics()
+    }
+
+    /// When each target was last polled, by its deployment and address.
+    pub fn last_polls(&self) -> BTreeMap<(String, String), f64> {
+        self.metrics()
+            .find("redis_ha_target_last_poll_timestamp_seconds", &[])
+            .map(|s| {
+                let target = s.labels.get("node").or(s.labels.get("sentinel"));
+                (
+                    (s.labels["deployment"].clone(), target.unwrap().clone()),
+                    s.value,
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until every target of `before` (from `last_polls`) has been
+    /// polled again since: polling goes on, for each of them.
+    pub fn wait_polled_since(&self, before: &BTreeMap<(String, String), f64>, timeout: Duration) {
+        assert!(!before.is_empty(), "no target polled yet");
+        self.wait_until("every target polled again", timeout, |a| {
+            let now = a.last_polls();
+            before
+                .iter()
+                .all(|(target, at)| now.get(target).is_some_and(|t| t > at))
+        });
     }
 
     /// Waits until `targets` targets report up.
