@@ -387,24 +387,48 @@ fn sentinel_split_brain_seen_from_the_majority() {
     );
 }
 
-/// Must show 2 on a cluster: a master isolated with a client on its side.
-/// It acknowledges writes until it notices it lost the majority (a node
-/// timeout), the majority promotes its replica, the heal makes it a
-/// replica and its writes are gone. The agent, seeing both sides, records
-/// one failover to that replica and its canary lost writes from the cut.
+/// Must show 2 on a cluster, the agent seeing both sides: it records one
+/// failover to the replica, and its canary lost writes from the cut, as
+/// the client did.
 #[test]
-fn cluster_master_isolated_with_a_minority() {
+fn cluster_master_isolated_with_a_minority_seen_from_both_sides() {
+    let c = cluster_minority(false);
+    assert!(c["lost_writes"].as_u64().unwrap() > 0, "{c:#}");
+}
+
+/// Must show 2 on a cluster, the agent on the majority's side: the same one
+/// failover; its canary's writes to the old master failed rather than
+/// being acknowledged, so it lost none.
+#[test]
+fn cluster_master_isolated_with_a_minority_seen_from_the_majority() {
+    let c = cluster_minority(true);
+    assert_eq!(c["lost_writes"], 0, "{c:#}");
+    assert!(
+        c["write_unavailable_seconds"].as_f64().unwrap() > 0.5,
+        "{c:#}"
+    );
+}
+
+/// A cluster master isolated with a client on its side. It acknowledges
+/// writes until it notices it lost the majority (a node timeout), the
+/// majority promotes its replica, the heal makes it a replica and its
+/// writes are gone. The agent (on the majority's side if `from_majority`,
+/// else in the root namespace) records one failover to that replica; the
+/// canary's figures of it.
+fn cluster_minority(from_majority: bool) -> Value {
     let net = Net::start();
     let cluster = Cluster::start(ClusterOpts {
         net: Some(net.clone()),
         ..ClusterOpts::default()
     });
     let seeds: Vec<String> = cluster.nodes.iter().map(Node::addr).collect();
-    let agent = Agent::start_full(
-        &format!("{}{CANARY}", cluster_deployment("c", &seeds)),
-        "",
-        &[],
-    );
+    let deployment = format!("{}{CANARY}", cluster_deployment("c", &seeds));
+    let place = net.host("agent");
+    let agent = if from_majority {
+        Agent::start_on(&place, &deployment, "")
+    } else {
+        Agent::start_full(&deployment, "", &[])
+    };
     agent.wait_targets_up(6, LONG);
     let old = &cluster.nodes[0];
     let replica = &cluster.nodes[3];
@@ -423,10 +447,11 @@ fn cluster_master_isolated_with_a_minority() {
     let client = net.host("client");
     let writer = Writer::start(&client, SocketAddr::from((old.ip(), old.port())), &key);
     std::thread::sleep(Duration::from_secs(1));
-    let others: Vec<&Host> = cluster.nodes[1..]
+    let mut others: Vec<&Host> = cluster.nodes[1..]
         .iter()
         .map(|n| n.host().unwrap())
         .collect();
+    others.push(&place);
     net.cut(&[old.host().unwrap(), &client], &others);
     let cut_at = unix_now();
     wait_until("the replica promoted", || role(replica) == "master");
@@ -455,14 +480,16 @@ fn cluster_master_isolated_with_a_minority() {
     eprintln!("{t:#}");
     assert_eq!(t["old_master"], old.addr().as_str());
     assert_eq!(t["new_master"], replica.addr().as_str());
-    let c = &t["canary"];
-    assert!(c["lost_writes"].as_u64().unwrap() > 0, "{c:#}");
+    let c = t["canary"].clone();
+    // What the new master held of the canary's writes was written when the
+    // client's last kept write was: at the cut.
     let held_at = c["read_back"]["written_at"].as_f64().unwrap();
     assert!(
         (held_at - loss.last_kept_at).abs() < 0.5,
         "the canary's last kept write ({held_at:.3}) and the client's ({:.3})",
         loss.last_kept_at
     );
+    c
 }
 
 /// The master's `lag` for the replica on `port` (seconds since it last
