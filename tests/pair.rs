@@ -1,0 +1,277 @@
+//! Two agents side by side for high availability, against real servers: both
+//! watch the same sentinel group (each with its own canary key prefix and
+//! state directory) and push to one real Alertmanager, which routes every
+//! alert to a webhook receiver as a notification of its own. Each alert
+//! reaches the receiver once, not once per agent, while both run and
+//! through the kill (SIGKILL) and restart of either; an alert that resolved
+//! does not fire again when an agent restarts.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use redis_ha_lab::{SentinelGroup, SentinelOpts};
+use support::alertmanager::Alertmanager;
+use support::receiver::Receiver;
+use support::{sentinel_deployment, Agent};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// The alerts about one failover, each fired and resolved once per failover.
+const FAILOVER_ALERTS: [&str; 3] = ["FailoverStarted", "FailoverSwitched", "FailoverCompleted"];
+
+/// Alertmanager sending each alert (`group_by: ['...']`: every label) to
+/// `hook` as a notification of its own, at once and when it resolves.
+fn alertmanager(hook: &Receiver) -> Alertmanager {
+    Alertmanager::with_config(&format!(
+        "route:
+  receiver: hook
+  group_by: ['...']
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: hook
+    webhook_configs:
+      - url: \"{}\"
+        send_resolved: true
+",
+        hook.url("/")
+    ))
+}
+
+/// One agent of the pair: the same deployment and receiver as the other,
+/// its own canary key prefix, state directory and timeline file. The event
+/// alerts resolve after 5 s, so that each failover's resolve is seen too.
+fn agent(group: &SentinelGroup, am: &Alertmanager, canary_prefix: &str) -> Agent {
+    let deployment = format!(
+        "{}    canary: {{ enabled: true, key_prefix: {canary_prefix} }}\n",
+        sentinel_deployment("s", &[group.sentinels[0].addr()])
+    );
+    let extra = format!(
+        "timelines:
+  path: \"$DIR/timelines.jsonl\"
+alerts:
+  state_dir: \"$DIR/state\"
+  rules:
+    FailoverSwitched: {{ hold: 5s }}
+    FailoverCompleted: {{ hold: 5s }}
+    FailoverAborted: {{ hold: 5s }}
+  receivers:
+    - {{ name: am, type: alertmanager, urls: [\"{}\"] }}
+",
+        am.0.url
+    );
+    let agent = Agent::start_full(&deployment, &extra, &[]);
+    agent.wait_targets_up(6, LONG);
+    agent
+}
+
+/// One alert of a notification: its labels, status and annotations, and
+/// when the receiver got it.
+struct Note {
+    labels: BTreeMap<String, String>,
+    status: String,
+    annotations: BTreeMap<String, String>,
+    at: Instant,
+}
+
+/// Every alert the receiver was notified of, in arrival order.
+fn notes(hook: &Receiver) -> Vec<Note> {
+    let strings = |v: &serde_json::Value| -> BTreeMap<String, String> {
+        serde_json::from_value(v.clone()).unwrap()
+    };
+    hook.accepted()
+        .iter()
+        .flat_map(|r| {
+            let alerts = r.json()["alerts"].as_array().unwrap().clone();
+            alerts.into_iter().map(|a| Note {
+                labels: strings(&a["labels"]),
+                status: a["status"].as_str().unwrap().to_string(),
+                annotations: strings(&a["annotations"]),
+                at: r.at,
+            })
+        })
+        .collect()
+}
+
+/// The statuses notified for `alertname` about failover `id`, in order.
+fn statuses(notes: &[Note], alertname: &str, id: &str) -> Vec<String> {
+    notes
+        .iter()
+        .filter(|n| {
+            n.labels["alertname"] == alertname
+                && n.labels.get("failover").map(String::as_str) == Some(id)
+        })
+        .map(|n| n.status.clone())
+        .collect()
+}
+
+/// Freezes the master until every agent in `watching` has the failover's
+/// timeline ended, then resumes it; asserts the agents name the failover
+/// alike and waits until each of its alerts fired and resolved at the
+/// receiver. Returns the failover's id and how long after the freeze the
+/// receiver had its `FailoverSwitched`.
+fn fail_over(group: &SentinelGroup, watching: &[&Agent], hook: &Receiver) -> (String, Duration) {
+    let old = group.master_port().expect("a sentinel names the master");
+    let old_addr = group.node(old).addr();
+    let frozen = Instant::now();
+    group.node(old).freeze();
+    group.wait_for_new_master(old, LONG);
+    let ids: Vec<String> = watching
+        .iter()
+        .map(|a| {
+            let t = a.ended_failover("s", "the failover's end", LONG, |t| {
+                t["old_master"] == old_addr.as_str()
+            });
+            t["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    group.node(old).resume();
+    assert!(
+        ids.iter().all(|id| *id == ids[0]),
+        "the agents' ids: {ids:?}"
+    );
+    let id = ids[0].clone();
+    hook.wait_for("the failover's alerts fired and resolved", LONG, |_| {
+        let got = notes(hook);
+        FAILOVER_ALERTS
+            .iter()
+            .all(|name| statuses(&got, name, &id).contains(&"resolved".to_string()))
+    });
+    for agent in watching {
+        let t = agent
+            .failovers("s")
+            .into_iter()
+            .find(|t| t["id"] == id.as_str());
+        let canary = t.map(|t| t["canary"].clone()).unwrap_or_default();
+        assert!(
+            canary.is_object(),
+            "each agent's canary measured it: {canary}"
+        );
+    }
+    let switched = notes(hook)
+        .into_iter()
+        .find(|n| n.labels["alertname"] == "FailoverSwitched" && n.labels["failover"] == id)
+        .unwrap();
+    (id, switched.at - frozen)
+}
+
+/// Each failover's alerts were notified exactly once firing and once
+/// resolved; every other alert alternates firing and resolved (a second
+/// firing in a row would be an agent's duplicate).
+fn assert_each_alert_once(hook: &Receiver, failovers: &[&str]) {
+    let got = notes(hook);
+    for id in failovers {
+        for name in FAILOVER_ALERTS {
+            assert_eq!(
+                statuses(&got, name, id),
+                ["firing", "resolved"],
+                "{name} of failover {id}"
+            );
+        }
+    }
+    let mut by_labels: BTreeMap<&BTreeMap<String, String>, Vec<&str>> = BTreeMap::new();
+    for n in &got {
+        by_labels.entry(&n.labels).or_default().push(&n.status);
+    }
+    for (labels, seen) in by_labels {
+        let alternating = seen
+            .iter()
+            .enumerate()
+            .all(|(i, s)| *s == ["firing", "resolved"][i % 2]);
+        assert!(alternating, "{labels:?}: {seen:?}");
+    }
+}
+
+/// Must show: a failover while both agents run reaches the receiver once
+/// per alert, with identical labels from both (the failover's id included)
+/// and each agent's canary figures as annotations; with agent A killed, a
+/// second failover reaches it once, from B; with A restarted from its
+/// state directory and B killed, a third does too; restarting B fires
+/// nothing again.
+#[test]
+fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
+    let hook = Receiver::start();
+    let am = alertmanager(&hook);
+    let group = SentinelGroup::start(SentinelOpts::default());
+    let mut a = agent(&group, &am, "pair_a");
+    let mut b = agent(&group, &am, "pair_b");
+
+    let (first, took) = fail_over(&group, &[&a, &b], &hook);
+    eprintln!("failover {first}, both agents running: FailoverSwitched at the receiver {took:?} after the freeze");
+    assert_each_alert_once(&hook, &[&first]);
+    let got = notes(&hook);
+    let completed = got
+        .iter()
+        .find(|n| n.labels["alertname"] == "FailoverCompleted")
+        .unwrap();
+    // Labels are the condition's own: nothing of either agent's (the
+    // canary's prefix, its figures) is in them; the figures, which each
+    // agent measures its own way, are annotations, the last pushed kept.
+    assert_eq!(
+        completed.labels.keys().collect::<Vec<_>>(),
+        ["alertname", "deployment", "failover", "severity", "shard"]
+    );
+    assert!(
+        completed
+            .annotations
+            .contains_key("canary_write_unavailable_seconds"),
+        "{:?}",
+        completed.annotations
+    );
+    // Both agents pushed it.
+    for agent in [&a, &b] {
+        let pushed = agent.metrics().value(
+            "redis_ha_webhook_deliveries_total",
+            &[("receiver", "am"), ("result", "delivered")],
+        );
+        assert!(pushed >= Some(6.0), "{pushed:?}");
+    }
+
+    a.kill();
+    let (second, took) = fail_over(&group, &[&b], &hook);
+    eprintln!("failover {second}, agent A killed: FailoverSwitched at the receiver {took:?} after the freeze");
+    assert_ne!(second, first);
+    assert_each_alert_once(&hook, &[&first, &second]);
+
+    a.start_again();
+    a.wait_until("A ready again", LONG, |a| a.get("/-/ready").0 == 200);
+    a.wait_targets_up(6, LONG);
+    b.kill();
+    let (third, took) = fail_over(&group, &[&a], &hook);
+    eprintln!("failover {third}, A restarted and B killed: FailoverSwitched at the receiver {took:?} after the freeze");
+    assert!(third != first && third != second);
+    assert_each_alert_once(&hook, &[&first, &second, &third]);
+
+    // B comes back from its state directory: what resolved while it was
+    // down resolves at most once more in Alertmanager, which does not
+    // notify it again; nothing fires again.
+    let before = notes(&hook).len();
+    b.start_again();
+    b.wait_until("B ready again", LONG, |b| b.get("/-/ready").0 == 200);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_each_alert_once(&hook, &[&first, &second, &third]);
+    let after: Vec<String> = notes(&hook)[before..]
+        .iter()
+        .map(|n| format!("{} {}", n.labels["alertname"], n.status))
+        .collect();
+    assert!(
+        after.iter().all(|n| !n.ends_with("firing")),
+        "fired again after B's restart: {after:?}"
+    );
+    eprintln!(
+        "{} notifications in all: {:?}",
+        hook.accepted().len(),
+        notes(&hook)
+            .iter()
+            .map(|n| format!(
+                "{} {} {}",
+                n.labels["alertname"],
+                n.labels.get("failover").map_or("", String::as_str),
+                n.status
+            ))
+            .collect::<Vec<_>>()
+    );
+}
