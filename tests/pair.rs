@@ -8,13 +8,13 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use redis_ha_lab::{SentinelGroup, SentinelOpts};
+use redis_ha_lab::{Cluster, ClusterOpts, Node, SentinelGroup, SentinelOpts};
 use support::alertmanager::Alertmanager;
 use support::receiver::Receiver;
-use support::{sentinel_deployment, Agent};
+use support::{cluster_deployment, sentinel_deployment, Agent};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -41,14 +41,12 @@ receivers:
     ))
 }
 
-/// One agent of the pair: the same deployment and receiver as the other,
+/// One agent of the pair: the same `deployment` and receiver as the other,
 /// its own canary key prefix, state directory and timeline file. The event
 /// alerts resolve after 5 s, so that each failover's resolve is seen too.
-fn agent(group: &SentinelGroup, am: &Alertmanager, canary_prefix: &str) -> Agent {
-    let deployment = format!(
-        "{}    canary: {{ enabled: true, key_prefix: {canary_prefix} }}\n",
-        sentinel_deployment("s", &[group.sentinels[0].addr()])
-    );
+fn agent(deployment: &str, am: &Alertmanager, canary_prefix: &str) -> Agent {
+    let deployment =
+        format!("{deployment}    canary: {{ enabled: true, key_prefix: {canary_prefix} }}\n");
     let extra = format!(
         "timelines:
   path: \"$DIR/timelines.jsonl\"
@@ -66,6 +64,11 @@ alerts:
     let agent = Agent::start_full(&deployment, &extra, &[]);
     agent.wait_targets_up(6, LONG);
     agent
+}
+
+/// The master the sentinels of `group` name now.
+fn master(group: &SentinelGroup) -> &Node {
+    group.node(group.master_port().expect("a sentinel names the master"))
 }
 
 /// One alert of a notification: its labels, status and annotations, and
@@ -96,6 +99,18 @@ fn notes(hook: &Receiver) -> Vec<Note> {
         .collect()
 }
 
+/// Each alert notified, as `alertname failover status` (the failover
+/// label where there is one), for messages.
+fn listed(hook: &Receiver) -> Vec<String> {
+    notes(hook)
+        .iter()
+        .map(|n| {
+            let failover = n.labels.get("failover").map_or("", String::as_str);
+            format!("{} {failover} {}", n.labels["alertname"], n.status)
+        })
+        .collect()
+}
+
 /// The statuses notified for `alertname` about failover `id`, in order.
 fn statuses(notes: &[Note], alertname: &str, id: &str) -> Vec<String> {
     notes
@@ -108,27 +123,35 @@ fn statuses(notes: &[Note], alertname: &str, id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Freezes the master until every agent in `watching` has the failover's
-/// timeline ended, then resumes it; asserts the agents name the failover
-/// alike and waits until each of its alerts fired and resolved at the
-/// receiver. Returns the failover's id and how long after the freeze the
-/// receiver had its `FailoverSwitched`.
-fn fail_over(group: &SentinelGroup, watching: &[&Agent], hook: &Receiver) -> (String, Duration) {
-    let old = group.master_port().expect("a sentinel names the master");
-    let old_addr = group.node(old).addr();
+/// Freezes `old`, the master of a shard of `deployment`, until every
+/// agent in `watching` has the failover's timeline ended, then resumes it;
+/// asserts the agents name the failover alike and waits until each of its
+/// alerts fired and resolved at the receiver. Returns the failover's id and
+/// how long after the freeze the receiver had its `FailoverSwitched`.
+fn fail_over(
+    deployment: &str,
+    old: &Node,
+    watching: &[&Agent],
+    hook: &Receiver,
+) -> (String, Duration) {
+    let old_addr = old.addr();
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     let frozen = Instant::now();
-    group.node(old).freeze();
-    group.wait_for_new_master(old, LONG);
+    old.freeze();
     let ids: Vec<String> = watching
         .iter()
         .map(|a| {
-            let t = a.ended_failover("s", "the failover's end", LONG, |t| {
-                t["old_master"] == old_addr.as_str()
+            let t = a.ended_failover(deployment, "the failover's end", LONG, |t| {
+                t["old_master"] == old_addr.as_str() && t["started"].as_f64() >= Some(since)
             });
+            assert_eq!(t["outcome"], "completed", "{t}");
             t["id"].as_str().unwrap().to_string()
         })
         .collect();
-    group.node(old).resume();
+    old.resume();
     assert!(
         ids.iter().all(|id| *id == ids[0]),
         "the agents' ids: {ids:?}"
@@ -142,7 +165,7 @@ fn fail_over(group: &SentinelGroup, watching: &[&Agent], hook: &Receiver) -> (St
     });
     for agent in watching {
         let t = agent
-            .failovers("s")
+            .failovers(deployment)
             .into_iter()
             .find(|t| t["id"] == id.as_str());
         let canary = t.map(|t| t["canary"].clone()).unwrap_or_default();
@@ -159,10 +182,20 @@ fn fail_over(group: &SentinelGroup, watching: &[&Agent], hook: &Receiver) -> (St
 }
 
 /// Each failover's alerts were notified exactly once firing and once
-/// resolved; every other alert alternates firing and resolved (a second
+/// resolved, and no other failover (one agent's other name for it); every
+/// other alert alternates firing and resolved (a second
 /// firing in a row would be an agent's duplicate).
 fn assert_each_alert_once(hook: &Receiver, failovers: &[&str]) {
     let got = notes(hook);
+    let notified: BTreeSet<&str> = got
+        .iter()
+        .filter_map(|n| n.labels.get("failover").map(String::as_str))
+        .collect();
+    assert_eq!(
+        notified,
+        failovers.iter().copied().collect(),
+        "the failovers notified"
+    );
     for id in failovers {
         for name in FAILOVER_ALERTS {
             assert_eq!(
@@ -196,10 +229,11 @@ fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
     let hook = Receiver::start();
     let am = alertmanager(&hook);
     let group = SentinelGroup::start(SentinelOpts::default());
-    let mut a = agent(&group, &am, "pair_a");
-    let mut b = agent(&group, &am, "pair_b");
+    let deployment = sentinel_deployment("s", &[group.sentinels[0].addr()]);
+    let mut a = agent(&deployment, &am, "pair_a");
+    let mut b = agent(&deployment, &am, "pair_b");
 
-    let (first, took) = fail_over(&group, &[&a, &b], &hook);
+    let (first, took) = fail_over("s", master(&group), &[&a, &b], &hook);
     eprintln!("failover {first}, both agents running: FailoverSwitched at the receiver {took:?} after the freeze");
     assert_each_alert_once(&hook, &[&first]);
     let got = notes(&hook);
@@ -231,7 +265,7 @@ fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
     }
 
     a.kill();
-    let (second, took) = fail_over(&group, &[&b], &hook);
+    let (second, took) = fail_over("s", master(&group), &[&b], &hook);
     eprintln!("failover {second}, agent A killed: FailoverSwitched at the receiver {took:?} after the freeze");
     assert_ne!(second, first);
     assert_each_alert_once(&hook, &[&first, &second]);
@@ -240,7 +274,7 @@ fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
     a.wait_until("A ready again", LONG, |a| a.get("/-/ready").0 == 200);
     a.wait_targets_up(6, LONG);
     b.kill();
-    let (third, took) = fail_over(&group, &[&a], &hook);
+    let (third, took) = fail_over("s", master(&group), &[&a], &hook);
     eprintln!("failover {third}, A restarted and B killed: FailoverSwitched at the receiver {took:?} after the freeze");
     assert!(third != first && third != second);
     assert_each_alert_once(&hook, &[&first, &second, &third]);
@@ -248,30 +282,59 @@ fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
     // B comes back from its state directory: what resolved while it was
     // down resolves at most once more in Alertmanager, which does not
     // notify it again; nothing fires again.
-    let before = notes(&hook).len();
+    let before = listed(&hook).len();
     b.start_again();
     b.wait_until("B ready again", LONG, |b| b.get("/-/ready").0 == 200);
     std::thread::sleep(Duration::from_secs(5));
     assert_each_alert_once(&hook, &[&first, &second, &third]);
-    let after: Vec<String> = notes(&hook)[before..]
-        .iter()
-        .map(|n| format!("{} {}", n.labels["alertname"], n.status))
-        .collect();
+    let after = &listed(&hook)[before..];
     assert!(
         after.iter().all(|n| !n.ends_with("firing")),
         "fired again after B's restart: {after:?}"
     );
+    eprintln!("notified: {:?}", listed(&hook));
+}
+
+/// Must show, for a cluster: a failover while both agents run, named alike
+/// by both (each polls on its own schedule), reaches the receiver once per
+/// alert; so does the next failover of the shard, the old master's turn to
+/// take over.
+#[test]
+fn two_agents_notify_a_cluster_failover_once() {
+    let hook = Receiver::start();
+    let am = alertmanager(&hook);
+    let cluster = Cluster::start(ClusterOpts::default());
+    let deployment = cluster_deployment("c", &[cluster.nodes[1].addr()]);
+    let a = agent(&deployment, &am, "pair_a");
+    let b = agent(&deployment, &am, "pair_b");
+    // Replica i of master m is nodes[masters + m * replicas + i].
+    let (master, replica) = (&cluster.nodes[0], &cluster.nodes[3]);
+    let (first, took) = fail_over("c", master, &[&a, &b], &hook);
     eprintln!(
-        "{} notifications in all: {:?}",
-        hook.accepted().len(),
-        notes(&hook)
-            .iter()
-            .map(|n| format!(
-                "{} {} {}",
-                n.labels["alertname"],
-                n.labels.get("failover").map_or("", String::as_str),
-                n.status
-            ))
-            .collect::<Vec<_>>()
+        "cluster failover {first}: FailoverSwitched at the receiver {took:?} after the freeze"
     );
+    assert_each_alert_once(&hook, &[&first]);
+
+    // Both agents keep running: one restarted now would name the shard
+    // after its new master, not as its partner does (docs/ha.md).
+    cluster.wait_ok(LONG);
+    let synced = |n: &Node| {
+        n.info("replication")
+            .is_ok_and(|i| i["role"] == "slave" && i["master_link_status"] == "up")
+    };
+    let deadline = Instant::now() + LONG;
+    while !synced(master) {
+        assert!(
+            Instant::now() < deadline,
+            "the old master never followed the new one"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (second, took) = fail_over("c", replica, &[&a, &b], &hook);
+    eprintln!(
+        "cluster failover {second}: FailoverSwitched at the receiver {took:?} after the freeze"
+    );
+    assert_ne!(second, first);
+    assert_each_alert_once(&hook, &[&first, &second]);
+    eprintln!("notified: {:?}", listed(&hook));
 }
