@@ -1,10 +1,11 @@
-//! Two agents side by side for high availability, against real servers: both
-//! watch the same sentinel group (each with its own canary key prefix and
-//! state directory) and push to one real Alertmanager, which routes every
-//! alert to a webhook receiver as a notification of its own. Each alert
-//! reaches the receiver once, not once per agent, while both run and
-//! through the kill (SIGKILL) and restart of either; an alert that resolved
-//! does not fire again when an agent restarts.
+//! Two agents side by side for high availability (docs/ha.md), against real
+//! servers: both watch the same sentinel group, or cluster, each with its
+//! own canary key prefix and state directory, and push to one real
+//! Alertmanager, which routes every alert to a webhook receiver as a
+//! notification of its own. Each alert reaches the receiver once, not once
+//! per agent, while both run and through the kill (SIGKILL) and restart of
+//! either; an alert that resolved does not fire again when an agent
+//! restarts.
 
 mod support;
 
@@ -22,7 +23,8 @@ const LONG: Duration = Duration::from_secs(60);
 const FAILOVER_ALERTS: [&str; 3] = ["FailoverStarted", "FailoverSwitched", "FailoverCompleted"];
 
 /// Alertmanager sending each alert (`group_by: ['...']`: every label) to
-/// `hook` as a notification of its own, at once and when it resolves.
+/// `hook` as a notification of its own, within a second and when it
+/// resolves.
 fn alertmanager(hook: &Receiver) -> Alertmanager {
     Alertmanager::with_config(&format!(
         "route:
@@ -64,6 +66,16 @@ alerts:
     let agent = Agent::start_full(&deployment, &extra, &[]);
     agent.wait_targets_up(6, LONG);
     agent
+}
+
+/// The webhook receiver, the Alertmanager in front of it, and agents A and
+/// B watching `deployment`.
+fn pair(deployment: &str) -> (Receiver, Alertmanager, Agent, Agent) {
+    let hook = Receiver::start();
+    let am = alertmanager(&hook);
+    let a = agent(deployment, &am, "pair_a");
+    let b = agent(deployment, &am, "pair_b");
+    (hook, am, a, b)
 }
 
 /// The master the sentinels of `group` name now.
@@ -226,12 +238,8 @@ fn assert_each_alert_once(hook: &Receiver, failovers: &[&str]) {
 /// nothing again.
 #[test]
 fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
-    let hook = Receiver::start();
-    let am = alertmanager(&hook);
     let group = SentinelGroup::start(SentinelOpts::default());
-    let deployment = sentinel_deployment("s", &[group.sentinels[0].addr()]);
-    let mut a = agent(&deployment, &am, "pair_a");
-    let mut b = agent(&deployment, &am, "pair_b");
+    let (hook, _am, mut a, mut b) = pair(&sentinel_deployment("s", &[group.sentinels[0].addr()]));
 
     let (first, took) = fail_over("s", master(&group), &[&a, &b], &hook);
     eprintln!("failover {first}, both agents running: FailoverSwitched at the receiver {took:?} after the freeze");
@@ -255,13 +263,14 @@ fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
         "{:?}",
         completed.annotations
     );
-    // Both agents pushed it.
+    // Both agents pushed the failover's three alerts, firing and resolved.
     for agent in [&a, &b] {
-        let pushed = agent.metrics().value(
-            "redis_ha_webhook_deliveries_total",
-            &[("receiver", "am"), ("result", "delivered")],
-        );
-        assert!(pushed >= Some(6.0), "{pushed:?}");
+        agent.wait_metrics("the agent's pushes", LONG, |m| {
+            m.value(
+                "redis_ha_webhook_deliveries_total",
+                &[("receiver", "am"), ("result", "delivered")],
+            ) >= Some(6.0)
+        });
     }
 
     a.kill();
@@ -301,12 +310,8 @@ fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
 /// take over.
 #[test]
 fn two_agents_notify_a_cluster_failover_once() {
-    let hook = Receiver::start();
-    let am = alertmanager(&hook);
     let cluster = Cluster::start(ClusterOpts::default());
-    let deployment = cluster_deployment("c", &[cluster.nodes[1].addr()]);
-    let a = agent(&deployment, &am, "pair_a");
-    let b = agent(&deployment, &am, "pair_b");
+    let (hook, _am, a, b) = pair(&cluster_deployment("c", &[cluster.nodes[1].addr()]));
     // Replica i of master m is nodes[masters + m * replicas + i].
     let (master, replica) = (&cluster.nodes[0], &cluster.nodes[3]);
     let (first, took) = fail_over("c", master, &[&a, &b], &hook);
