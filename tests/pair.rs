@@ -139,11 +139,12 @@ fn statuses(notes: &[Note], alertname: &str, id: &str) -> Vec<String> {
 }
 
 /// Once every canary of the agents in `watching` writes, freezes `old`, the
-/// master of a shard of `deployment`, until every
-/// agent in `watching` has the failover's timeline ended, then resumes it;
-/// asserts the agents name the failover alike and waits until each of its
-/// alerts fired and resolved at the receiver. Returns the failover's id and
-/// how long after the freeze the receiver had its `FailoverSwitched`.
+/// master of a shard of `deployment`, until each of those agents has the
+/// failover's timeline ended, then resumes it; asserts the agents name the
+/// failover alike, waits until each of its alerts fired and resolved at
+/// the receiver and until each agent has its canary's figures. Returns the
+/// failover's id and how long after the freeze the receiver had its
+/// `FailoverSwitched`.
 fn fail_over(
     deployment: &str,
     old: &Node,
@@ -201,9 +202,9 @@ fn fail_over(
 }
 
 /// Each failover's alerts (`FAILOVER_ALERTS` among them) were notified
-/// exactly once firing and once resolved, and no other failover (one agent's other name for it); every
-/// other alert alternates firing and resolved (a second
-/// firing in a row would be an agent's duplicate).
+/// exactly once firing and once resolved, and no other failover (one
+/// agent's other name for it); every other alert alternates firing and
+/// resolved (a second firing in a row would be an agent's duplicate).
 fn assert_each_alert_once(hook: &Receiver, failovers: &[&str]) {
     let got = notes(hook);
     let notified: BTreeSet<&str> = got
