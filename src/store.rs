@@ -137,10 +137,13 @@ fn append(path: &Path, batch: &[Timeline]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::Kind;
-    use crate::model::timeline::{MarkName, Outcome};
+    use crate::model::timeline::{MarkName, Outcome, Serial};
 
     fn timeline(shard: &str, start: f64, open: bool) -> Timeline {
-        let mut t = Timeline::open("d", shard, Kind::Sentinel, start);
+        // Told apart by their start, as failovers of a shard are by epoch.
+        let mut serial = Serial::default();
+        serial.saw_epoch(start as u64);
+        let mut t = Timeline::open(&serial, "d", shard, Kind::Sentinel);
         t.mark(MarkName::Odown, start, "s");
         if !open {
             t.outcome = Some(Outcome::Completed);
@@ -188,9 +191,9 @@ mod tests {
         assert_eq!(
             ids,
             [
-                ("d:a:3000", Some(Outcome::Completed)),
-                ("d:a:4000", Some(Outcome::Completed)),
-                ("d:b:5000", Some(Outcome::Completed))
+                ("d:a:e3", Some(Outcome::Completed)),
+                ("d:a:e4", Some(Outcome::Completed)),
+                ("d:b:e5", Some(Outcome::Completed))
             ]
         );
         // Compacted: reading again gives the same.

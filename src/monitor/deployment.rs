@@ -257,6 +257,11 @@ impl DeploymentState {
         self.machines.resume(t);
     }
 
+    /// An ended failover read back from disk: it names the next one.
+    pub fn recall(&mut self, t: &Timeline) {
+        self.machines.recall(t);
+    }
+
     /// Derives what changed since the last step, moves the failover
     /// machines on, and updates the view in place. Returns what changed in
     /// the view, for the alert rules.

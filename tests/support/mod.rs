@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod alertmanager;
 pub mod certs;
 pub mod dashboards;
 pub mod receiver;
@@ -293,8 +294,19 @@ impl Agent {
     /// exited already, and starts it again with the same config, waiting
     /// until it serves.
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the agent (SIGKILL) unless it has exited already.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the agent, killed or exited, again with the same config,
+    /// waiting until it serves.
+    pub fn start_again(&mut self) {
         self.starts += 1;
         self.log = self.dir.join(format!("agent-{}.log", self.starts));
         self.child = Self::spawn(&self.config, &self.dir, &self.log, &[], self.host.as_ref());
