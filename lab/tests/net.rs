@@ -66,10 +66,10 @@ fn loss_drops_about_that_share_of_packets() {
     net.loss(&b, 50);
     // A SYN (and every retransmission within 1 s) lost fails the connect:
     // with half the packets each way lost, some connects fail and some
-    // succeed.
-    let results: Vec<bool> = (0..20).map(|_| connect(&a, at_b).is_ok()).collect();
+    // succeed (all 30 failing by chance: 0.75^30, under 0.02%).
+    let results: Vec<bool> = (0..30).map(|_| connect(&a, at_b).is_ok()).collect();
     let ok = results.iter().filter(|r| **r).count();
-    assert!(ok > 0 && ok < 20, "{ok} of 20 connects through 50% loss");
+    assert!(ok > 0 && ok < 30, "{ok} of 30 connects through 50% loss");
     net.heal();
     assert!((0..10).all(|_| connect(&a, at_b).is_ok()));
 }
