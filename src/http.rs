@@ -21,15 +21,18 @@ use crate::model::timeline::Timeline;
 use crate::model::TargetKind;
 use crate::notify::EndpointStats;
 use crate::slots::{key_slot, SLOTS};
+use crate::store::WriteErrors;
 use crate::util::time::unix_now;
 use crate::web::{require, BasicAuth};
 
 /// What every route reads: the latest snapshot, and for /metrics the
-/// delivery counters and the body rendered from the latest snapshot.
+/// delivery counters, the failed writes of state files and the body
+/// rendered from the latest snapshot.
 #[derive(Clone)]
 struct Shared {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     deliveries: Arc<Vec<Arc<EndpointStats>>>,
+    write_errors: Arc<WriteErrors>,
     rendered: Arc<Mutex<Arc<Rendered>>>,
 }
 
@@ -61,6 +64,7 @@ const MAX_LIMIT: usize = 1000;
 pub fn router(
     snapshots: watch::Receiver<Arc<Snapshot>>,
     deliveries: Vec<Arc<EndpointStats>>,
+    write_errors: Arc<WriteErrors>,
     auth: Option<Arc<BasicAuth>>,
 ) -> Router {
     let mut protected = crate::ui::routes()
@@ -81,6 +85,7 @@ pub fn router(
     let shared = Shared {
         snapshots,
         deliveries: Arc::new(deliveries),
+        write_errors,
         rendered: Arc::default(),
     };
     protected
@@ -104,12 +109,8 @@ async fn metrics(State(shared): State<Shared>) -> Response {
         .body
         .get_or_init(|| Bytes::from(crate::metrics::render(&snapshot)))
         .clone();
-    let body = if shared.deliveries.is_empty() {
-        body
-    } else {
-        let live = crate::metrics::render_deliveries(&shared.deliveries);
-        Bytes::from([&body[..], live.as_bytes()].concat())
-    };
+    let live = crate::metrics::render_live(&shared.deliveries, &shared.write_errors);
+    let body = Bytes::from([&body[..], live.as_bytes()].concat());
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], body).into_response()
 }
 
@@ -426,6 +427,7 @@ mod tests {
         router(
             snapshots,
             Vec::new(),
+            Arc::default(),
             crate::web::BasicAuth::new(&users).unwrap(),
         )
     }

@@ -273,6 +273,8 @@ struct Agent {
     snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Delivery counters of every receiver URL, for /metrics.
     deliveries: Vec<Arc<notify::EndpointStats>>,
+    /// Failed writes of the state files, for /metrics.
+    write_errors: Arc<store::WriteErrors>,
     tasks: Tasks,
 }
 
@@ -282,6 +284,7 @@ fn start(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent> {
     let mut tasks = Tasks::default();
     let mut restored = Vec::new();
     let mut outputs = monitor::Outputs::default();
+    let write_errors = Arc::new(store::WriteErrors::default());
     if let Some(path) = &config.timelines.path {
         match store::load(path, config.timelines.keep_per_shard) {
             Ok(t) => restored = t,
@@ -293,7 +296,7 @@ fn start(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent> {
         let (tx, rx) = mpsc::unbounded_channel();
         tasks.spawn(
             "the timeline writer",
-            store::write(path.clone(), rx).map(Ok),
+            store::write(path.clone(), rx, write_errors.clone()).map(Ok),
         );
         outputs.timelines = Some(tx);
     }
@@ -303,7 +306,8 @@ fn start(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent> {
     let mut deliveries = Vec::new();
     if !config.alerts.receivers.is_empty() {
         firing = notify::load_firing(&config.alerts);
-        let (dispatcher, stats) = notify::Dispatcher::start(&config.alerts, firing.clone())?;
+        let (dispatcher, stats) =
+            notify::Dispatcher::start(&config.alerts, firing.clone(), write_errors.clone())?;
         let (tx, rx) = mpsc::unbounded_channel();
         tasks.spawn("alert delivery", notify::run(dispatcher, rx).err_into());
         outputs.transitions = Some(tx);
@@ -323,6 +327,7 @@ fn start(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent> {
     Ok(Agent {
         snapshots,
         deliveries,
+        write_errors,
         tasks,
     })
 }
@@ -349,6 +354,7 @@ async fn run(config: Config, web: WebConfig) -> anyhow::Result<()> {
     let router = http::router(
         agent.snapshots.clone(),
         std::mem::take(&mut agent.deliveries),
+        agent.write_errors.clone(),
         auth,
     );
     let mut served = shutdown;

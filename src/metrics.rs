@@ -20,6 +20,7 @@ use crate::model::timeline::{phase_names, Outcome, Timeline};
 use crate::notify::EndpointStats;
 use crate::parse::info::Role;
 use crate::slots::SLOTS;
+use crate::store::WriteErrors;
 use crate::util::hash::Fast;
 
 /// One metric family's contract.
@@ -112,6 +113,7 @@ pub const FAMILIES: &[FamilyDef] = &[
     def("redis_ha_finding_unknown", GAUGE, "deployment, node, check", "1 for each check that cannot tell on a node: the agent's user may not read what it needs (docs/security.md)."),
     def("redis_ha_webhook_deliveries_total", COUNTER, "receiver, endpoint, result", "Notification deliveries by result: delivered, retried (an attempt failed, it will be retried), refused (the receiver answered 4xx: given up), dropped (the queue was full)."),
     def("redis_ha_webhook_queue_length", GAUGE, "receiver, endpoint", "Notifications waiting to be delivered to this receiver URL."),
+    def("redis_ha_state_write_errors_total", COUNTER, "file", "Writes of the agent's state files that failed (a full disk, a read-only file system), by file: timelines, delivery_queue, firing_alerts. What could not be written is kept in memory and lost at a restart."),
 ];
 
 /// Where the render functions put samples: the text writer below, and in
@@ -254,7 +256,7 @@ fn flag(b: bool) -> f64 {
 }
 
 /// Renders a snapshot as the /metrics body (without the delivery counters:
-/// [`render_deliveries`]).
+/// [`render_live`]).
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = Text::new();
     out.add(
@@ -312,10 +314,18 @@ pub fn render(snapshot: &Snapshot) -> String {
     out.finish()
 }
 
-/// Renders the delivery counters of every receiver URL: live counters,
-/// read at each scrape (the rest of the body is rendered once per snapshot).
-pub fn render_deliveries(deliveries: &[Arc<EndpointStats>]) -> String {
+/// Renders the delivery counters of every receiver URL and the failed
+/// writes of state files: live counters, read at each scrape (the rest of
+/// the body is rendered once per snapshot).
+pub fn render_live(deliveries: &[Arc<EndpointStats>], write_errors: &WriteErrors) -> String {
     let mut out = Text::new();
+    for (file, n) in write_errors.by_file() {
+        out.add(
+            "redis_ha_state_write_errors_total",
+            &[("file", file)],
+            n as f64,
+        );
+    }
     for e in deliveries {
         let endpoint = [("receiver", &*e.receiver), ("endpoint", &*e.endpoint)];
         for (result, n) in [

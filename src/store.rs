@@ -1,15 +1,45 @@
 //! The timeline file: one JSON object a line, appended as timelines change,
 //! read back at start. The last line of an id wins, so an update is one
-//! append; the file is compacted at start to the timelines kept.
+//! append; the file is compacted at start to the timelines kept. Also the
+//! count of failed writes of every state file the agent keeps.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::model::timeline::Timeline;
+
+/// Failed writes of the agent's state files since it started, by file, for
+/// /metrics. A write that fails (a full disk, a file system gone read-only)
+/// is logged and the agent goes on with what it holds in memory: this is
+/// how the loss of what would survive a restart shows.
+#[derive(Debug, Default)]
+pub struct WriteErrors {
+    /// Appends to the timeline file (`timelines.path`).
+    pub timelines: AtomicU64,
+    /// Opening, appending to or compacting a delivery queue under
+    /// `alerts.state_dir`.
+    pub delivery_queue: AtomicU64,
+    /// Saving the firing alerts, `alerts.state_dir/firing.json`.
+    pub firing_alerts: AtomicU64,
+}
+
+impl WriteErrors {
+    /// Each counter with the value of its `file` label.
+    pub fn by_file(&self) -> [(&'static str, u64); 3] {
+        [
+            ("timelines", &self.timelines),
+            ("delivery_queue", &self.delivery_queue),
+            ("firing_alerts", &self.firing_alerts),
+        ]
+        .map(|(file, n)| (file, n.load(Ordering::Relaxed)))
+    }
+}
 
 /// Reads the timelines in `path` (none if it does not exist), keeps the
 /// last `keep_per_shard` ended ones of each shard and every open one, and
@@ -74,13 +104,19 @@ pub fn load(path: &Path, keep_per_shard: usize) -> std::io::Result<Vec<Timeline>
 }
 
 /// Appends every batch of changed timelines to `path` until the sender is
-/// gone. A failed write is logged and the agent goes on: losing the file
-/// must not stop monitoring.
-pub async fn write(path: PathBuf, mut rx: mpsc::UnboundedReceiver<Vec<Timeline>>) {
+/// gone. A failed write is logged and counted in `errors`, and the agent
+/// goes on: losing the file must not stop monitoring (the timelines stay
+/// in memory and in the API).
+pub async fn write(
+    path: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<Vec<Timeline>>,
+    errors: Arc<WriteErrors>,
+) {
     while let Some(batch) = rx.recv().await {
         let path = path.clone();
         let result = tokio::task::spawn_blocking(move || append(&path, &batch)).await;
         if let Ok(Err(e)) | Err(e) = result.map_err(std::io::Error::other) {
+            errors.timelines.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, "cannot write timelines");
         }
     }
@@ -101,10 +137,13 @@ fn append(path: &Path, batch: &[Timeline]) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::config::Kind;
-    use crate::model::timeline::{MarkName, Outcome};
+    use crate::model::timeline::{MarkName, Outcome, Serial};
 
     fn timeline(shard: &str, start: f64, open: bool) -> Timeline {
-        let mut t = Timeline::open("d", shard, Kind::Sentinel, start);
+        // Told apart by their start, as failovers of a shard are by epoch.
+        let mut serial = Serial::default();
+        serial.saw_epoch(start as u64);
+        let mut t = Timeline::open(&serial, "d", shard, Kind::Sentinel);
         t.mark(MarkName::Odown, start, "s");
         if !open {
             t.outcome = Some(Outcome::Completed);
@@ -152,14 +191,39 @@ mod tests {
         assert_eq!(
             ids,
             [
-                ("d:a:3000", Some(Outcome::Completed)),
-                ("d:a:4000", Some(Outcome::Completed)),
-                ("d:b:5000", Some(Outcome::Completed))
+                ("d:a:e3", Some(Outcome::Completed)),
+                ("d:a:e4", Some(Outcome::Completed)),
+                ("d:b:e5", Some(Outcome::Completed))
             ]
         );
         // Compacted: reading again gives the same.
         assert_eq!(load(&path, 2).unwrap(), loaded);
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A path whose parent is a regular file cannot be written, whatever
+    /// the user (root included): each failed append is counted.
+    #[tokio::test]
+    async fn failed_appends_are_counted() {
+        let dir = std::env::temp_dir().join(format!("rhe-store-fail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("a-file");
+        std::fs::write(&file, "").unwrap();
+        let errors = Arc::new(WriteErrors::default());
+        let (tx, rx) = mpsc::unbounded_channel();
+        tx.send(vec![timeline("a", 1.0, false)]).unwrap();
+        tx.send(vec![timeline("a", 2.0, true)]).unwrap();
+        drop(tx);
+        write(file.join("timelines.jsonl"), rx, errors.clone()).await;
+        assert_eq!(
+            errors.by_file(),
+            [
+                ("timelines", 2),
+                ("delivery_queue", 0),
+                ("firing_alerts", 0)
+            ]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -320,10 +320,10 @@ fn reconcile_probes(
 mod tests {
     use super::*;
     use crate::model::clients::ClientsLeftBehind;
-    use crate::model::timeline::MarkName;
+    use crate::model::timeline::{MarkName, Serial};
 
     fn failover(shard: &str, switched: Option<f64>) -> Timeline {
-        let mut t = Timeline::open("d", shard, Kind::Sentinel, 100.0);
+        let mut t = Timeline::open(&Serial::default(), "d", shard, Kind::Sentinel);
         t.old_master = Some("10.0.0.1:6379".into());
         t.new_master = Some("10.0.0.2:6379".into());
         if let Some(at) = switched {

@@ -3,7 +3,8 @@
 //! checks are `config::WebConfig`). docs/security.md says what is
 //! protected and why.
 //!
-//! This module serves: TLS handshakes off the accept loop, and basic auth
+//! This module serves: connections with a header read timeout and a bound
+//! on how many are open, TLS handshakes off the accept loop, and basic auth
 //! with bcrypt and a cache of verified credentials.
 
 use std::collections::{BTreeMap, HashSet};
@@ -18,6 +19,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use futures::FutureExt as _;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use ring::hmac;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -51,6 +55,38 @@ pub fn acceptor(tls: &TlsServer) -> Result<TlsAcceptor, WebConfigError> {
     Ok(TlsAcceptor::from(Arc::new(tls.server_config()?)))
 }
 
+/// How long requests in flight when the agent stops may take to finish: a
+/// client holding a request open (half sent, or reading slowly) must not
+/// hold the stop past its bound.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// What clients may hold of the agent's HTTP server.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Connections served at once; more wait in the listen backlog until
+    /// one ends. Each costs a task and a read buffer: without a bound, a
+    /// crowd of clients costs memory until the agent runs out of file
+    /// descriptors.
+    connections: usize,
+    /// How long a client may take to send a request's headers, and an
+    /// idle kept-alive connection to start its next request. A client that
+    /// sends a request a byte at a time and never finishes it (slowloris)
+    /// would otherwise hold its connection, its task and its buffer
+    /// forever. Prometheus sends a scrape's headers at once, and opens a
+    /// new connection when the agent closed an idle one.
+    header_timeout: Duration,
+}
+
+const LIMITS: Limits = Limits {
+    connections: 1024,
+    header_timeout: Duration::from_secs(10),
+};
+
+/// Largest read buffer of a connection: a request head larger than this is
+/// refused (431). The agent serves GETs whose heads are a few hundred
+/// bytes; hyper's default lets each connection grow to 400 kB.
+const MAX_READ_BUFFER: usize = 16 * 1024;
+
 /// Serves `router` on `listener` until `shutdown` resolves: over TLS with
 /// `tls`, plain HTTP without.
 pub async fn serve(
@@ -63,25 +99,19 @@ pub async fn serve(
     let drained = shutdown.clone();
     let served = async {
         match tls {
-            None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.clone())
-                    .await
-            }
+            None => serve_connections(listener, router, LIMITS, shutdown).await,
             Some(acceptor) => {
                 let listener = TlsListener {
                     tcp: listener,
                     acceptor,
                     handshakes: JoinSet::new(),
                 };
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(shutdown.clone())
-                    .await
+                serve_connections(listener, router, LIMITS, shutdown).await
             }
         }
     };
     tokio::select! {
-        served = served => served,
+        () = served => Ok(()),
         () = async {
             drained.await;
             tokio::time::sleep(DRAIN).await;
@@ -89,10 +119,55 @@ pub async fn serve(
     }
 }
 
-/// How long requests in flight when the agent stops may take to finish: a
-/// client holding a request open (half sent, or reading slowly) must not
-/// hold the stop past its bound.
-const DRAIN: Duration = Duration::from_secs(2);
+/// Accepts connections while fewer than `limits.connections` are open,
+/// each served on a task of its own with the header timeout and
+/// [`MAX_READ_BUFFER`]. Once
+/// `shutdown` resolves, the listener is closed at once, every connection
+/// finishes the request it is serving and closes, and this returns when
+/// all have.
+async fn serve_connections<L>(
+    mut listener: L,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Clone,
+) where
+    L: axum::serve::Listener,
+{
+    let open = Arc::new(Semaphore::new(limits.connections));
+    let (closing, closed) = tokio::sync::watch::channel(());
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = async {
+            let permit = open.clone().acquire_owned().await;
+            (permit, listener.accept().await)
+        };
+        let (permit, (io, _)) = tokio::select! {
+            accepted = accepted => accepted,
+            () = shutdown.clone() => break,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let mut closed = closed.clone();
+        connections.spawn(async move {
+            let _permit = permit;
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(MAX_READ_BUFFER);
+            let connection = builder.serve_connection(TokioIo::new(io), service);
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                _ = closed.changed() => connection.as_mut().graceful_shutdown(),
+            }
+            let _ = connection.await;
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    drop(closing);
+    while connections.join_next().await.is_some() {}
+}
 
 /// Hands axum connections whose TLS handshake is done. Handshakes run as
 /// tasks of their own, so a slow or silent client does not hold up the
@@ -279,6 +354,74 @@ pub async fn require(State(auth): State<Arc<BasicAuth>>, request: Request, next:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    /// A server of one route, `/` answering "ok", with `limits`; stops
+    /// when the sender is dropped.
+    async fn server(limits: Limits) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async {
+            let _ = stopped.await;
+        }
+        .shared();
+        tokio::spawn(serve_connections(listener, router, limits, shutdown));
+        (addr, stop)
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n";
+
+    /// What the server sent on `stream` until it closed it, within 5 s.
+    async fn answer(stream: &mut TcpStream) -> String {
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut got))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        String::from_utf8_lossy(&got).into_owned()
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_until_one_ends() {
+        let limits = Limits {
+            connections: 1,
+            ..LIMITS
+        };
+        let (addr, _stop) = server(limits).await;
+        let first = TcpStream::connect(addr).await.unwrap();
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        second.write_all(GET).await.unwrap();
+        let mut buf = [0; 64];
+        let waited = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+        assert!(waited.is_err(), "served beside a connection at the limit");
+        drop(first);
+        assert!(answer(&mut second).await.ends_with("ok"));
+    }
+
+    #[tokio::test]
+    async fn a_request_whose_headers_never_end_is_cut_off() {
+        let limits = Limits {
+            header_timeout: Duration::from_millis(200),
+            ..LIMITS
+        };
+        let (addr, _stop) = server(limits).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: agent\r\n")
+            .await
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the slow client is still connected");
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        // A client that sends its request at once is served as before.
+        let mut quick = TcpStream::connect(addr).await.unwrap();
+        quick.write_all(GET).await.unwrap();
+        assert!(answer(&mut quick).await.ends_with("ok"));
+    }
 
     fn header(user_password: &str) -> HeaderValue {
         use base64::Engine as _;

@@ -6,36 +6,18 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis_ha_lab::{Cluster, ClusterOpts, Node, SentinelGroup, SentinelOpts};
 use serde_json::Value;
-use support::{cluster_deployment, mark_at, sentinel_deployment, Agent, CANARY};
+use support::{cluster_deployment, mark_at, sentinel_deployment, unix_now, Agent, CANARY};
 
 const LONG: Duration = Duration::from_secs(60);
 
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
-
-/// The shard entries of a deployment in /api/v1/topology.
-fn shards(agent: &Agent, deployment: &str) -> Vec<Value> {
-    let topo = agent.json("/api/v1/topology");
-    topo["deployments"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["deployment"] == deployment)
-        .map(|d| d["shards"].as_array().unwrap().clone())
-        .unwrap_or_default()
-}
-
 /// The shard whose master is `master`, and its canary.
 fn shard_of(agent: &Agent, deployment: &str, master: &str) -> Option<(String, Value)> {
-    shards(agent, deployment)
+    agent
+        .shards(deployment)
         .into_iter()
         .find(|s| s["master"] == master)
         .map(|s| {
@@ -48,7 +30,8 @@ fn shard_of(agent: &Agent, deployment: &str, master: &str) -> Option<(String, Va
 
 /// The canary of one shard, as /api/v1/topology shows it.
 fn canary(agent: &Agent, deployment: &str, shard: &str) -> Value {
-    shards(agent, deployment)
+    agent
+        .shards(deployment)
         .into_iter()
         .find(|s| s["shard"] == shard)
         .map(|s| s["canary"].clone())
@@ -59,12 +42,13 @@ fn canary(agent: &Agent, deployment: &str, shard: &str) -> Value {
 /// master; returns the shards' names.
 fn canaries_up(agent: &Agent, deployment: &str, count: usize) -> Vec<String> {
     agent.wait_until("every shard's canary writing to its master", LONG, |a| {
-        let s = shards(a, deployment);
+        let s = a.shards(deployment);
         s.len() == count
             && s.iter()
                 .all(|s| s["canary"]["up"] == true && s["canary"]["node"] == s["master"])
     });
-    shards(agent, deployment)
+    agent
+        .shards(deployment)
         .iter()
         .map(|s| s["shard"].as_str().unwrap().to_string())
         .collect()
@@ -330,7 +314,7 @@ fn sentinel_failovers_measured_by_the_canary() {
 
     // Lost writes, provoked: the only healthy replica is cut off.
     agent.wait_until("the old master back as a replica", LONG, |a| {
-        canary(a, "s", "mymaster")["up"] == true && shards(a, "s")[0]["replicas_healthy"] == 2
+        canary(a, "s", "mymaster")["up"] == true && a.shards("s")[0]["replicas_healthy"] == 2
     });
     let replica = group
         .nodes

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use redis_ha_lab::{SentinelGroup, SentinelOpts};
 use serde_json::Value;
+use support::alertmanager::Alertmanager;
 use support::receiver::{Mode, Receiver, Request};
-use support::{free_port, sentinel_deployment, temp_dir, Agent, Service};
+use support::{free_port, sentinel_deployment, temp_dir, Agent};
 
 const LONG: Duration = Duration::from_secs(60);
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -555,37 +556,6 @@ fn a_hanging_receiver_delays_nobody() {
             (frozen.addr(), "resolved".to_string())
         ]
     );
-}
-
-/// A real Alertmanager, started here with no cluster peers.
-struct Alertmanager(Service);
-
-impl Alertmanager {
-    fn start() -> Alertmanager {
-        Alertmanager(Service::start(
-            "prometheus-alertmanager",
-            "route:\n  receiver: blackhole\n  group_wait: 1s\nreceivers:\n  - name: blackhole\n",
-            &[
-                "--config.file=$DIR/config.yml",
-                "--storage.path=$DIR/data",
-                "--web.listen-address=127.0.0.1:$PORT",
-                "--cluster.listen-address=",
-            ],
-        ))
-    }
-
-    fn alerts(&self) -> Vec<Value> {
-        let body = ureq::get(&format!("{}/api/v2/alerts", self.0.url))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        serde_json::from_str::<Value>(&body)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone()
-    }
 }
 
 /// Must show 4: two agents push the same alert to a real Alertmanager: it

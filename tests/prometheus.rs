@@ -13,7 +13,7 @@ use redis_ha_lab::{Cluster, ClusterOpts, SentinelGroup, SentinelOpts};
 use serde_json::Value;
 use support::dashboards::{load, queries, substitute, variables};
 use support::receiver::Receiver;
-use support::{cluster_deployment, sentinel_deployment, Agent, Service, CANARY};
+use support::{cluster_deployment, sentinel_deployment, unix_now, Agent, Service, CANARY};
 
 const LONG: Duration = Duration::from_secs(90);
 
@@ -137,13 +137,6 @@ impl Prometheus {
             .and_then(|d| d["alerts"].as_array().cloned())
             .unwrap_or_default()
     }
-}
-
-fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 fn firing(p: &Prometheus, alertname: &str, label: (&str, &str)) -> bool {

@@ -422,15 +422,7 @@ fn an_address_the_sentinels_reach_and_the_agent_does_not_is_named() {
     watches_everything(&agent);
     let master = group.master_port().unwrap();
     let replica = group.nodes.iter().find(|n| n.port() != master).unwrap();
-    let named = |a: &Agent| {
-        a.json("/api/v1/findings")["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["check"] == "unreachable_from_agent")
-            .map(|f| f["node"].as_str().unwrap().to_string())
-            .collect::<Vec<_>>()
-    };
+    let named = |a: &Agent| a.named("unreachable_from_agent");
     assert_eq!(named(&agent), Vec::<String>::new());
     replica
         .cmd(&["ACL", "DELUSER", "redis-ha-exporter"])

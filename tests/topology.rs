@@ -7,10 +7,10 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use redis_ha_lab::{Cluster, ClusterOpts, Node};
-use support::{cluster_deployment, mark_at, Agent, POLL};
+use support::{cluster_deployment, mark_at, unix_now, Agent, POLL};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -30,13 +30,6 @@ fn start(cluster: &Cluster) -> Agent {
             == 6
     });
     agent
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 /// `CLUSTER NODES` calls the node has served, where the server counts

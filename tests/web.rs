@@ -8,24 +8,14 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_ha_lab::{SentinelGroup, SentinelOpts};
+use redis_ha_lab::SentinelGroup;
 use support::certs::Pki;
-use support::{free_port, sentinel_deployment, temp_dir, Agent, Client};
+use support::{free_port, sentinel_deployment, smallest_sentinel_group, temp_dir, Agent, Client};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
 
 const CHALLENGE: &str = "Basic realm=\"redis-ha-exporter\"";
-
-/// The smallest sentinel group: the agent needs something to watch.
-fn group() -> SentinelGroup {
-    SentinelGroup::start(SentinelOpts {
-        replicas: 1,
-        sentinels: 1,
-        quorum: 1,
-        ..SentinelOpts::default()
-    })
-}
 
 fn deployment(group: &SentinelGroup) -> String {
     sentinel_deployment("s", &[group.sentinels[0].addr()])
@@ -101,7 +91,7 @@ fn stderr(out: &Output) -> String {
 /// (no bcrypt per scrape); neither password nor hash is logged.
 #[test]
 fn basic_auth_over_tls_guards_every_route() {
-    let group = group();
+    let group = smallest_sentinel_group();
     let dir = temp_dir("web-auth");
     let pki = Pki::new(&dir.join("pki"), "test CA");
     pki.issue("agent");
@@ -249,7 +239,7 @@ fn basic_auth_over_tls_guards_every_route() {
 /// shows the agent's own certificate and passes.
 #[test]
 fn client_certificates_are_required_when_configured() {
-    let group = group();
+    let group = smallest_sentinel_group();
     let dir = temp_dir("web-mtls");
     let pki = Pki::new(&dir.join("pki"), "test CA");
     let (crt, key) = pki.issue("agent");
@@ -310,7 +300,7 @@ fn client_certificates_are_required_when_configured() {
 /// nothing listens or the config cannot be read.
 #[test]
 fn healthcheck_answers_by_exit_code() {
-    let group = group();
+    let group = smallest_sentinel_group();
     let agent = Agent::start(&deployment(&group));
     let config = agent.config.to_str().unwrap();
     for args in [

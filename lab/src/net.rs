@@ -16,8 +16,10 @@
 //! started there sees both sides of any partition. An agent or a client that
 //! must stand on one side gets a [`Host`] of its own.
 //!
-//! Needs root, `ip` (iproute2) and `nft` (nftables). The kernel need not
-//! have `netem`: loss is an nftables rule with a random number.
+//! Needs root, `ip` (iproute2), `nft` (nftables) and, for delays,
+//! `iptables`. The kernel need not have `netem`: loss is an nftables rule
+//! with a random number, and a delay is a queue (`NFQUEUE`) that a thread
+//! of the lab drains late.
 
 use std::fmt;
 use std::fs::File;
@@ -26,8 +28,10 @@ use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::ports::{reserve_in, PortReservation};
 
@@ -49,6 +53,8 @@ struct Inner {
     next_host: AtomicU8,
     /// Every host made, to heal them all.
     hosts: Mutex<Vec<Host>>,
+    /// The threads holding delayed packets, until healed.
+    delays: Mutex<Vec<Delay>>,
     /// Holds the index for this process until dropped.
     _reservation: PortReservation,
 }
@@ -95,6 +101,7 @@ impl Net {
                 index,
                 next_host: AtomicU8::new(2),
                 hosts: Mutex::new(Vec::new()),
+                delays: Mutex::new(Vec::new()),
                 _reservation: reservation,
             }),
         };
@@ -178,11 +185,51 @@ impl Net {
         ));
     }
 
-    /// Removes every cut and every loss: all hosts reach each other again.
+    /// Holds every packet `host` sends for `by` before it leaves: its
+    /// round trips to anyone, the root namespace included, take `by` longer,
+    /// until [`Net::heal`]. Packets keep their order.
+    pub fn delay(&self, host: &Host, by: Duration) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = std::thread::spawn({
+            let (host, stop) = (host.clone(), stop.clone());
+            move || hold(&host, by, &stop, &tx)
+        });
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => panic!("redis-ha-lab: cannot queue packets in {}: {e}", host.name),
+            Err(_) => panic!("redis-ha-lab: the delay thread of {} died", host.name),
+        }
+        // Only once the queue is read: `--queue-bypass` lets packets through
+        // while no one reads it, and after the thread stops.
+        run(&[
+            "ip",
+            "netns",
+            "exec",
+            &host.name,
+            "iptables",
+            "-A",
+            "OUTPUT",
+            "-j",
+            "NFQUEUE",
+            "--queue-num",
+            "0",
+            "--queue-bypass",
+        ]);
+        self.delays().push(Delay {
+            host: host.clone(),
+            stop,
+            thread: Some(thread),
+        });
+    }
+
+    /// Removes every cut, loss and delay: all hosts reach each other again
+    /// at once.
     pub fn heal(&self) {
         for host in self.hosts().iter() {
             host.nft("flush chain inet lab in\nflush chain inet lab out\n");
         }
+        self.delays().clear();
     }
 
     fn bridge(&self) -> String {
@@ -196,10 +243,87 @@ impl Net {
     fn hosts(&self) -> std::sync::MutexGuard<'_, Vec<Host>> {
         self.inner.hosts.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn delays(&self) -> std::sync::MutexGuard<'_, Vec<Delay>> {
+        self.inner.delays.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A host's outgoing packets held back by a thread.
+struct Delay {
+    host: Host,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Delay {
+    /// The rule first (nothing more is queued), then the thread lets what it
+    /// holds go.
+    fn drop(&mut self) {
+        let _ = quiet(&[
+            "ip",
+            "netns",
+            "exec",
+            &self.host.name,
+            "iptables",
+            "-F",
+            "OUTPUT",
+        ]);
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Reads queue 0 inside `host` and accepts each packet `by` after it came,
+/// until `stop`; says on `ready` whether the queue could be bound.
+fn hold(
+    host: &Host,
+    by: Duration,
+    stop: &AtomicBool,
+    ready: &std::sync::mpsc::Sender<io::Result<()>>,
+) {
+    host.enter();
+    let queue = nfq::Queue::open().and_then(|mut q| {
+        q.bind(0)?;
+        q.set_queue_max_len(0, 65_536)?;
+        q.set_nonblocking(true);
+        Ok(q)
+    });
+    let mut queue = match queue {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let mut held = std::collections::VecDeque::new();
+    let release = |queue: &mut nfq::Queue, mut msg: nfq::Message| {
+        msg.set_verdict(nfq::Verdict::Accept);
+        let _ = queue.verdict(msg);
+    };
+    while !stop.load(Ordering::SeqCst) {
+        while let Ok(msg) = queue.recv() {
+            held.push_back((Instant::now() + by, msg));
+        }
+        while held.front().is_some_and(|(due, _)| *due <= Instant::now()) {
+            let (_, msg) = held.pop_front().expect("a packet is due");
+            release(&mut queue, msg);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (_, msg) in held {
+        release(&mut queue, msg);
+    }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        if let Ok(delays) = self.delays.get_mut() {
+            delays.clear();
+        }
         remove_leftovers(self.index);
     }
 }

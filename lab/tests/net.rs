@@ -66,12 +66,32 @@ fn loss_drops_about_that_share_of_packets() {
     net.loss(&b, 50);
     // A SYN (and every retransmission within 1 s) lost fails the connect:
     // with half the packets each way lost, some connects fail and some
-    // succeed.
-    let results: Vec<bool> = (0..20).map(|_| connect(&a, at_b).is_ok()).collect();
+    // succeed (all 30 failing by chance: 0.75^30, under 0.02%).
+    let results: Vec<bool> = (0..30).map(|_| connect(&a, at_b).is_ok()).collect();
     let ok = results.iter().filter(|r| **r).count();
-    assert!(ok > 0 && ok < 20, "{ok} of 20 connects through 50% loss");
+    assert!(ok > 0 && ok < 30, "{ok} of 30 connects through 50% loss");
     net.heal();
     assert!((0..10).all(|_| connect(&a, at_b).is_ok()));
+}
+
+#[test]
+fn a_delay_holds_a_host_s_packets_until_healed() {
+    let net = Net::start();
+    let (a, b) = (net.host("a"), net.host("b"));
+    let at_b = listen(&b);
+    let took = || {
+        let start = Instant::now();
+        assert_eq!(connect(&a, at_b), Ok(()));
+        start.elapsed()
+    };
+    assert!(took() < Duration::from_millis(100));
+    net.delay(&b, Duration::from_millis(200));
+    // b's SYN-ACK leaves 200 ms late.
+    let slow = took();
+    assert!(slow >= Duration::from_millis(200), "{slow:?}");
+    assert!(slow < Duration::from_millis(1000), "{slow:?}");
+    net.heal();
+    assert!(took() < Duration::from_millis(100));
 }
 
 /// A sentinel group with every server on its own host: the master cut off

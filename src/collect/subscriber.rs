@@ -11,6 +11,14 @@ use crate::client::{client, PollSettings, Purpose};
 use crate::config::Deployment;
 use crate::model::{EventMessage, Input, TargetId};
 
+/// The longest message (channel and payload) forwarded to the monitor.
+/// Sentinel's events are a few names and addresses, well under 1 kB even
+/// with hostnames; but what answers on a sentinel's address may send
+/// anything (a Redis server configured as a sentinel by mistake, where any
+/// client may publish), and megabyte messages would otherwise queue
+/// towards the monitor and fill its event log.
+const MAX_MESSAGE: usize = 4096;
+
 /// Listens to `target` until `stop`, forwarding every message and every
 /// change of the subscription's state.
 ///
@@ -48,6 +56,11 @@ pub async fn run(
             Ok(_) = connected.recv() => subscribed = subscribe(&client, &target, settings).await,
             message = messages.recv() => match message {
                 Ok(message) => {
+                    let size = message.channel.len() + message.value.as_bytes().map_or(0, <[u8]>::len);
+                    if size > MAX_MESSAGE {
+                        tracing::warn!(deployment = %target.deployment, sentinel = %target.addr, bytes = size, "ignoring a message too long to be a sentinel event");
+                        continue;
+                    }
                     let event = EventMessage {
                         target: target.clone(),
                         at: SystemTime::now(),

@@ -193,7 +193,7 @@ mod tests {
 
     use super::*;
     use crate::config::Kind;
-    use crate::model::timeline::{MarkName, Outcome};
+    use crate::model::timeline::{MarkName, Outcome, Serial};
 
     fn ack(seq: u64, at: f64, node: &str) -> Ack {
         Ack {
@@ -204,7 +204,7 @@ mod tests {
     }
 
     fn failover() -> Timeline {
-        let mut t = Timeline::open("d", "m", Kind::Sentinel, 10.0);
+        let mut t = Timeline::open(&Serial::default(), "d", "m", Kind::Sentinel);
         t.old_master = Some("a:1".into());
         t.mark(MarkName::Sdown, 10.0, "s");
         t.mark(MarkName::Switched, 12.0, "s");

@@ -237,7 +237,9 @@ pub struct Window {
 /// One failover of one shard.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timeline {
-    /// `deployment:shard:start-ms`: unique, stable across restarts, and usable in a URL path.
+    /// `deployment:shard:e<epoch>`, `.<n>` added for the n-th failover
+    /// from one epoch ([`Serial`]): unique, stable across restarts, the
+    /// same in every agent watching the shard, and usable in a URL path.
     pub id: String,
     /// The deployment.
     pub deployment: String,
@@ -275,10 +277,10 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// A new timeline opened at `at`.
-    pub fn open(deployment: &str, shard: &str, kind: Kind, at: f64) -> Timeline {
+    /// A new timeline, named by the shard's `serial`.
+    pub fn open(serial: &Serial, deployment: &str, shard: &str, kind: Kind) -> Timeline {
         Timeline {
-            id: format!("{deployment}:{shard}:{}", (at * 1000.0) as u64),
+            id: serial.next_id(deployment, shard),
             deployment: deployment.to_string(),
             shard: shard.to_string(),
             kind,
@@ -388,13 +390,64 @@ impl Timeline {
     }
 }
 
+/// Names a shard's failovers from what every agent watching the shard
+/// sees alike, so that two agents side by side give the same failover the
+/// same id, and its alerts the same `failover` label (an id from the
+/// agent's clock differs between agents, and Alertmanager would show, and
+/// notify, each failover twice). The name is the highest epoch seen for
+/// the shard before the failover began (sentinel: the master's config
+/// epoch and `+new-epoch`; cluster: its master's config epoch), which every
+/// completed failover and every sentinel attempt raises; failovers that
+/// raised none (the master came back) are told apart by a count.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Serial {
+    /// The highest epoch seen.
+    epoch: u64,
+    /// The epoch and count of the latest failover kept.
+    last: Option<(u64, u32)>,
+}
+
+impl Serial {
+    /// An epoch read or announced for the shard.
+    pub fn saw_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
+    /// A failover of the shard worth keeping (seen, or read back from
+    /// disk): the next one is named after it.
+    pub fn kept(&mut self, t: &Timeline) {
+        let named =
+            t.id.rsplit(':')
+                .next()
+                .and_then(|tail| tail.strip_prefix('e'))
+                .and_then(|tail| {
+                    let (epoch, n) = tail.split_once('.').unwrap_or((tail, "1"));
+                    Some((epoch.parse().ok()?, n.parse().ok()?))
+                });
+        self.last = self.last.max(named);
+        if let Some(&epoch) = t.epochs.iter().max() {
+            self.saw_epoch(epoch);
+        }
+    }
+
+    /// The id of a failover beginning now.
+    pub fn next_id(&self, deployment: &str, shard: &str) -> String {
+        match self.last {
+            Some((epoch, n)) if epoch == self.epoch => {
+                format!("{deployment}:{shard}:e{}.{}", self.epoch, n + 1)
+            }
+            _ => format!("{deployment}:{shard}:e{}", self.epoch),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn marks_keep_time_order_and_the_first_sighting() {
-        let mut t = Timeline::open("d", "s", Kind::Sentinel, 10.0);
+        let mut t = Timeline::open(&Serial::default(), "d", "s", Kind::Sentinel);
         assert!(t.mark(M::Sdown, 10.0, "a"));
         assert!(t.mark(M::Switched, 12.0, "a"));
         assert!(!t.mark(M::Sdown, 11.0, "b"), "the first sighting wins");
@@ -411,9 +464,52 @@ mod tests {
         assert_eq!(phases, [("switch", 2.0), ("total", 3.0), ("outage", 2.5)]);
     }
 
+    /// Two agents name a shard's failovers alike from the epochs they both
+    /// see, whenever each saw the failover begin; a failover that raised no
+    /// epoch is told apart by a count; a restarted agent, from the
+    /// failovers it reads back.
+    #[test]
+    fn failovers_are_named_by_epoch_alike_in_every_agent() {
+        let opened = |serial: &Serial, at: f64| {
+            let mut t = Timeline::open(serial, "d", "s", Kind::Sentinel);
+            t.mark(M::Odown, at, "a");
+            t
+        };
+        let (mut one, mut two) = (Serial::default(), Serial::default());
+        one.saw_epoch(3);
+        two.saw_epoch(2);
+        two.saw_epoch(3);
+        let (a, b) = (opened(&one, 100.0004), opened(&two, 100.0021));
+        assert_eq!((a.id.as_str(), b.id.as_str()), ("d:s:e3", "d:s:e3"));
+        // The master came back: no new epoch; the next failover is the
+        // second from epoch 3, then the third.
+        one.kept(&a);
+        let second = opened(&one, 200.0);
+        assert_eq!(second.id, "d:s:e3.2");
+        one.kept(&second);
+        assert_eq!(one.next_id("d", "s"), "d:s:e3.3");
+        // A failover that raised the epoch starts a new count.
+        let mut third = opened(&one, 300.0);
+        third.epochs.push(4);
+        one.kept(&third);
+        assert_eq!(one.next_id("d", "s"), "d:s:e4");
+        // Read back from disk, in any order, as a restarted agent does.
+        let mut restarted = Serial::default();
+        for t in [&third, &a, &second] {
+            restarted.kept(t);
+        }
+        assert_eq!(restarted, one);
+        // Ids of the earlier form (start in ms) name nothing.
+        let mut old = a.clone();
+        old.id = "d:s:1700000000000".into();
+        let mut fresh = Serial::default();
+        fresh.kept(&old);
+        assert_eq!(fresh.next_id("d", "s"), "d:s:e0");
+    }
+
     #[test]
     fn names_are_written_as_before() {
-        let mut t = Timeline::open("d", "s", Kind::Cluster, 1.0);
+        let mut t = Timeline::open(&Serial::default(), "d", "s", Kind::Cluster);
         t.mark(M::TryFailover, 1.0, "x");
         let json = serde_json::to_value(&t).unwrap();
         assert_eq!(json["marks"][0]["name"], "try_failover");

@@ -159,17 +159,45 @@ impl DeploymentState {
         true
     }
 
-    /// The parsed event, if it comes from a followed sentinel and concerns
-    /// a watched master (or no master at all).
+    /// The parsed event, if it comes from a followed sentinel and is one a
+    /// sentinel publishes: about a watched master the sentinels list, or
+    /// one of the few events about no master.
+    ///
+    /// A real sentinel accepts `PUBLISH` only on its hello channel, but
+    /// what answers on a sentinel's address (a Redis server configured as a
+    /// sentinel by mistake, where any client may publish on any channel; a
+    /// compromised sentinel; a man in the middle of plain TCP) can say
+    /// anything on the subscription. A `+switch-master` for a master no
+    /// sentinel monitors would otherwise open a failover timeline and page
+    /// someone, and each
+    /// made-up master or channel name would add series to /metrics without
+    /// bound. A master the sentinels start to monitor is known from their
+    /// next poll on; what happened to it before, polls resynchronise.
     pub fn relevant(&self, msg: &EventMessage) -> Option<Event> {
         if !self.intake.contains(TargetKind::Sentinel, &msg.target.addr) {
             return None;
         }
         let event = Event::parse(&msg.channel, &msg.payload);
-        match event.master_name() {
-            Some(m) if !self.config.watches_master(m) => None,
-            _ => Some(event),
-        }
+        let known = match event.master_name() {
+            Some(m) => self.config.watches_master(m) && self.sentinels_list(m),
+            None => event.names_no_master(),
+        };
+        known.then_some(event)
+    }
+
+    /// Whether the sentinels list master `name` in their last readings.
+    /// Before any sentinel answered nothing tells which masters exist, and
+    /// every master counts as listed: the events of the agent's first
+    /// second are not lost.
+    fn sentinels_list(&self, name: &str) -> bool {
+        let readings = self.intake.readings(|r| match r {
+            Reading::Sentinel(s) => Some(s),
+            _ => None,
+        });
+        readings.is_empty()
+            || readings
+                .iter()
+                .any(|(_, r, _)| r.masters.contains_key(name))
     }
 
     /// Applies one sentinel event: counted if `first` (no other sentinel
@@ -227,6 +255,11 @@ impl DeploymentState {
     /// Puts a timeline read back from disk into its shard's machine.
     pub fn resume(&mut self, t: Timeline) {
         self.machines.resume(t);
+    }
+
+    /// An ended failover read back from disk: it names the next one.
+    pub fn recall(&mut self, t: &Timeline) {
+        self.machines.recall(t);
     }
 
     /// Derives what changed since the last step, moves the failover

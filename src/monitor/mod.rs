@@ -86,13 +86,20 @@ impl Monitor {
         let engine = Engine::new(&config.alerts, &restored, firing);
         let (open, ended): (Vec<Timeline>, Vec<Timeline>) =
             restored.into_iter().partition(Timeline::is_open);
+        let owner = |deployments: &[DeploymentState], t: &Timeline| -> Option<usize> {
+            deployments
+                .iter()
+                .position(|d| *d.name == *t.deployment && d.config.kind == t.kind)
+        };
+        for t in &ended {
+            if let Some(i) = owner(&deployments, t) {
+                deployments[i].recall(t);
+            }
+        }
         history.restore(ended);
         for t in open {
-            if let Some(d) = deployments
-                .iter_mut()
-                .find(|d| *d.name == *t.deployment && d.config.kind == t.kind)
-            {
-                d.resume(t);
+            if let Some(i) = owner(&deployments, &t) {
+                deployments[i].resume(t);
             }
         }
         let mut monitor = Monitor {

@@ -193,6 +193,43 @@ mod cases {
         assert_eq!(t.abort_reason.as_deref(), Some("master-recovered"));
     }
 
+    /// Whatever answers on a sentinel's address may say anything: events
+    /// about masters the sentinels do not list, and messages on channels Sentinel never uses
+    /// that name no master, open nothing, count nothing and are not
+    /// listed; the listed master's events still are.
+    #[test]
+    fn forged_events_about_unknown_masters_are_ignored() {
+        let mut m = after_recorded_sentinel(Instant::now());
+        let event = |m: &mut Monitor, channel: &str, payload: &str| {
+            m.apply(Input::Event(EventMessage {
+                target: TargetId {
+                    deployment: "d".into(),
+                    kind: TargetKind::Sentinel,
+                    addr: "127.0.0.1:27100".into(),
+                },
+                at: SystemTime::now(),
+                channel: channel.into(),
+                payload: payload.into(),
+            }));
+        };
+        event(&mut m, "+sdown", "master ghost 127.0.0.1 9");
+        event(&mut m, "+odown", "master ghost 127.0.0.1 9 #quorum 2/2");
+        event(&mut m, "+switch-master", "ghost 127.0.0.1 9 127.0.0.1 10");
+        event(&mut m, "\u{1}garbage", "\u{ff}\u{0} bytes");
+        event(&mut m, "+switch-master", "not a switch");
+        let s = m.snapshot();
+        assert!(s.failovers.timelines.is_empty());
+        assert!(s.failovers.events.is_empty());
+        assert!(s.deployments[0].events_total.is_empty());
+
+        event(&mut m, "+new-epoch", "5");
+        event(&mut m, "+sdown", "master mymaster 127.0.0.1 7101");
+        let s = m.snapshot();
+        assert_eq!(s.failovers.events.len(), 2);
+        assert_eq!(s.failovers.timelines.len(), 1);
+        assert_eq!(s.failovers.timelines[0].shard, "mymaster");
+    }
+
     #[test]
     fn replica_lag_in_bytes_and_seconds() {
         let t0 = Instant::now();

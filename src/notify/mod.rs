@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::{endpoint_label, Alerts, Receiver, ReceiverKind, Route, Secret};
 use crate::model::alert::{Alert, Transition};
+use crate::store::WriteErrors;
 use payload::{render, unix_now};
 use queue::{Message, Queue};
 pub use send::ClientError;
@@ -72,6 +73,8 @@ pub enum Error {
 #[derive(Debug)]
 struct Endpoint {
     stats: Arc<EndpointStats>,
+    /// Where the queue's failed writes are counted.
+    errors: Arc<WriteErrors>,
     url: Secret,
     queue: Mutex<Queue>,
     wake: Notify,
@@ -89,7 +92,7 @@ impl Endpoint {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(receiver = %self.stats.receiver, endpoint = %self.stats.endpoint, id = %dropped.id, "delivery queue full: dropped the oldest notification");
         }
-        self.stats.queued.store(q.len() as u64, Ordering::Relaxed);
+        self.counted(&mut q);
         drop(q);
         self.wake.notify_one();
     }
@@ -101,7 +104,15 @@ impl Endpoint {
     fn done(&self, seq: u64) {
         let mut q = self.queue();
         q.done(seq);
+        self.counted(&mut q);
+    }
+
+    /// Publishes the queue's length and its failed writes.
+    fn counted(&self, q: &mut Queue) {
         self.stats.queued.store(q.len() as u64, Ordering::Relaxed);
+        self.errors
+            .delivery_queue
+            .fetch_add(q.take_failed_writes(), Ordering::Relaxed);
     }
 }
 
@@ -123,6 +134,8 @@ pub struct Dispatcher {
     external_url: String,
     firing: BTreeMap<String, Transition>,
     firing_file: Option<PathBuf>,
+    /// Where failed writes of `firing_file` are counted.
+    errors: Arc<WriteErrors>,
     /// One delivery task per URL; none may end.
     workers: tokio::task::JoinSet<()>,
 }
@@ -167,8 +180,13 @@ fn message_id(fingerprint: &str, what: &str, now: f64) -> String {
 
 impl Dispatcher {
     /// Opens every receiver's queues (with what they held when the agent
-    /// stopped) and starts one delivery task per URL.
-    pub fn start(alerts: &Alerts, firing: Vec<Transition>) -> Result<(Self, Deliveries), Error> {
+    /// stopped) and starts one delivery task per URL. Writes of the state
+    /// files that fail are counted in `errors`.
+    pub fn start(
+        alerts: &Alerts,
+        firing: Vec<Transition>,
+        errors: Arc<WriteErrors>,
+    ) -> Result<(Self, Deliveries), Error> {
         let dir = alerts.state_dir.as_deref();
         if let Some(dir) = dir {
             std::fs::create_dir_all(dir).map_err(|error| Error::StateDir {
@@ -193,8 +211,9 @@ impl Dispatcher {
                         dropped: AtomicU64::new(0),
                         queued: AtomicU64::new(0),
                     }),
+                    errors: errors.clone(),
                     url: url.clone(),
-                    queue: Mutex::new(open_queue(dir, &r.name, url, r.queue_size)),
+                    queue: Mutex::new(open_queue(dir, &r.name, url, r.queue_size, &errors)),
                     wake: Notify::new(),
                 });
                 let queued = endpoint.queue().len() as u64;
@@ -220,6 +239,7 @@ impl Dispatcher {
             external_url: alerts.external_url.clone().unwrap_or_default(),
             firing: BTreeMap::new(),
             firing_file: dir.map(|d| d.join("firing.json")),
+            errors,
             workers,
         };
         for t in firing.into_iter().filter(|t| t.resolved_at.is_none()) {
@@ -349,6 +369,7 @@ impl Dispatcher {
             .and_then(|mut f| std::io::Write::write_all(&mut f, &text))
             .and_then(|()| std::fs::rename(&tmp, path));
         if let Err(e) = written {
+            self.errors.firing_alerts.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(file = %path.display(), error = %e, "cannot record the firing alerts");
         }
     }
@@ -356,7 +377,13 @@ impl Dispatcher {
 
 /// The queue of one URL: on disk under `dir`, named after the receiver and
 /// a hash of the URL (so reordering `urls` keeps each queue with its URL).
-fn open_queue(dir: Option<&Path>, receiver: &str, url: &Secret, size: usize) -> Queue {
+fn open_queue(
+    dir: Option<&Path>,
+    receiver: &str,
+    url: &Secret,
+    size: usize,
+    errors: &WriteErrors,
+) -> Queue {
     let Some(dir) = dir else {
         return Queue::in_memory(size);
     };
@@ -364,6 +391,7 @@ fn open_queue(dir: Option<&Path>, receiver: &str, url: &Secret, size: usize) -> 
     h.write(url.expose().as_bytes());
     let path = dir.join(format!("queue-{receiver}-{:016x}.jsonl", h.0));
     Queue::open(path.clone(), size).unwrap_or_else(|e| {
+        errors.delivery_queue.fetch_add(1, Ordering::Relaxed);
         tracing::error!(file = %path.display(), error = %e, "cannot open the delivery queue; keeping it in memory only");
         Queue::in_memory(size)
     })

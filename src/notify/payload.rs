@@ -358,7 +358,7 @@ mod tests {
                 ("severity", "warning"),
                 ("deployment", "d"),
                 ("shard", "mymaster"),
-                ("failover", "d:mymaster:1700000000000"),
+                ("failover", "d:mymaster:e7"),
             ]),
             annotations: pairs(&[
                 (
@@ -372,10 +372,7 @@ mod tests {
                 ("unreplicated_bytes", "120"),
                 ("canary_write_unavailable_seconds", "4.875"),
                 ("canary_lost_writes", "3"),
-                (
-                    "failover_url",
-                    "http://mon:9478/ui/failovers/d:mymaster:1700000000000",
-                ),
+                ("failover_url", "http://mon:9478/ui/failovers/d:mymaster:e7"),
             ]),
             since: 1_700_000_006.0,
             fingerprint: "aa".into(),
@@ -390,7 +387,7 @@ mod tests {
     #[test]
     fn failover_alerts_lead_with_the_switch_the_outage_the_loss_and_the_link() {
         let t = completed();
-        let url = "http://mon:9478/ui/failovers/d:mymaster:1700000000000";
+        let url = "http://mon:9478/ui/failovers/d:mymaster:e7";
         let slack = render(ReceiverKind::Slack, "s", &t, "");
         let facts = slack["blocks"][2]["text"]["text"].as_str().unwrap();
         assert_eq!(
@@ -415,10 +412,7 @@ mod tests {
         );
         let hook = render(ReceiverKind::Webhook, "w", &t, "http://mon:9478");
         assert_eq!(hook["alerts"][0]["annotations"]["failover_url"], url);
-        assert_eq!(
-            hook["alerts"][0]["labels"]["failover"],
-            "d:mymaster:1700000000000"
-        );
+        assert_eq!(hook["alerts"][0]["labels"]["failover"], "d:mymaster:e7");
         let am = render(ReceiverKind::Alertmanager, "a", &t, "http://mon:9478");
         assert_eq!(am[0]["annotations"]["failover_url"], url);
         assert_eq!(am[0]["annotations"]["canary_lost_writes"], "3");

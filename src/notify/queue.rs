@@ -47,6 +47,8 @@ pub struct Queue {
     next_seq: u64,
     file: Option<(PathBuf, File)>,
     lines: usize,
+    /// Writes to the file that failed since [`Queue::take_failed_writes`].
+    failed_writes: u64,
 }
 
 impl Queue {
@@ -58,6 +60,7 @@ impl Queue {
             next_seq: 0,
             file: None,
             lines: 0,
+            failed_writes: 0,
         }
     }
 
@@ -133,6 +136,12 @@ impl Queue {
         self.compact();
     }
 
+    /// How many writes to the file failed since the last call: the
+    /// notifications stay queued in memory and are delivered all the same.
+    pub fn take_failed_writes(&mut self) -> u64 {
+        std::mem::take(&mut self.failed_writes)
+    }
+
     /// Notifications waiting.
     pub fn len(&self) -> usize {
         self.items.len()
@@ -151,6 +160,7 @@ impl Queue {
         text.push('\n');
         self.lines = self.lines.saturating_add(1);
         if let Err(e) = file.write_all(text.as_bytes()) {
+            self.failed_writes += 1;
             tracing::error!(file = %path.display(), error = %e, "cannot write the delivery queue; rewriting it");
             // A partial line would swallow the next one: start afresh.
             self.lines = usize::MAX;
@@ -172,6 +182,7 @@ impl Queue {
                 }
             }
             Err(e) => {
+                self.failed_writes += 1;
                 tracing::warn!(file = %path.display(), error = %e, "cannot compact the delivery queue")
             }
         }

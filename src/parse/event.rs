@@ -193,6 +193,23 @@ impl Event {
         }
     }
 
+    /// Whether the event is one Sentinel publishes about no master in
+    /// particular (epochs, votes, TILT, scripts): any other message that
+    /// names no master is not Sentinel's.
+    pub fn names_no_master(&self) -> bool {
+        const CHANNELS: [&str; 8] = [
+            "+new-epoch",
+            "+vote-for-leader",
+            "+tilt",
+            "-tilt",
+            "+script-child",
+            "-script-child",
+            "-script-error",
+            "-script-timeout",
+        ];
+        self.master_name().is_none() && CHANNELS.contains(&self.channel.as_str())
+    }
+
     /// Whether the event is about the master itself (not a replica or sentinel of it).
     pub fn is_about_master(&self) -> bool {
         self.instance

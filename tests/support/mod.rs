@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod alertmanager;
 pub mod certs;
 pub mod dashboards;
 pub mod long_run;
@@ -133,10 +134,29 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Now, in unix seconds: the clock the agent's timelines use.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
 pub fn temp_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rhe-test-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The smallest sentinel group, one master, one replica and one sentinel:
+/// for tests that need something to watch rather than a failover.
+pub fn smallest_sentinel_group() -> redis_ha_lab::SentinelGroup {
+    redis_ha_lab::SentinelGroup::start(redis_ha_lab::SentinelOpts {
+        replicas: 1,
+        sentinels: 1,
+        quorum: 1,
+        ..redis_ha_lab::SentinelOpts::default()
+    })
 }
 
 /// The `deployments:` entries for a sentinel set seeded by `sentinels`.
@@ -163,7 +183,8 @@ impl Agent {
         Self::start_full(deployments, "", env)
     }
 
-    /// Starts the agent with `extra` top-level YAML (e.g. a `timelines:` section).
+    /// Starts the agent with `extra` top-level YAML (e.g. a `timelines:` section;
+    /// `poll_interval` or `timeout` there replace the tests' fast ones).
     /// A listen port taken between choosing and binding it (tests run in
     /// parallel) makes the agent exit at once: then it tries another port.
     pub fn start_full(deployments: &str, extra: &str, env: &[(&str, &str)]) -> Agent {
@@ -202,13 +223,16 @@ impl Agent {
             let dir = temp_dir(&format!("agent-{port}"));
             let config = dir.join("agent.yaml");
             let extra = extra.replace("$DIR", dir.to_str().unwrap());
+            // The tests' fast polls, unless `extra` sets its own.
+            let mut timing = String::new();
+            for (key, value) in [("poll_interval", POLL), ("timeout", TIMEOUT)] {
+                if !extra.lines().any(|l| l.starts_with(&format!("{key}:"))) {
+                    timing += &format!("{key}: {}ms\n", value.as_millis());
+                }
+            }
             std::fs::write(
                 &config,
-                format!(
-                    "listen: \"{ip}:{port}\"\npoll_interval: {}ms\ntimeout: {}ms\n{extra}deployments:\n{deployments}",
-                    POLL.as_millis(),
-                    TIMEOUT.as_millis()
-                ),
+                format!("listen: \"{ip}:{port}\"\n{timing}{extra}deployments:\n{deployments}"),
             )
             .unwrap();
             let log = dir.join("agent.log");
@@ -272,8 +296,19 @@ impl Agent {
     /// exited already, and starts it again with the same config, waiting
     /// until it serves.
     pub fn restart(&mut self) {
+        self.kill();
+        self.start_again();
+    }
+
+    /// Kills the agent (SIGKILL) unless it has exited already.
+    pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts the agent, killed or exited, again with the same config,
+    /// waiting until it serves.
+    pub fn start_again(&mut self) {
         self.starts += 1;
         self.log = self.dir.join(format!("agent-{}.log", self.starts));
         self.child = Self::spawn(&self.config, &self.dir, &self.log, &[], self.host.as_ref());
@@ -323,6 +358,29 @@ impl Agent {
     }
 
     /// The failover timelines of a deployment, in progress first, newest first.
+    /// The shard entries of a deployment in /api/v1/topology.
+    pub fn shards(&self, deployment: &str) -> Vec<serde_json::Value> {
+        let topo = self.json("/api/v1/topology");
+        topo["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["deployment"] == deployment)
+            .map(|d| d["shards"].as_array().unwrap().clone())
+            .unwrap_or_default()
+    }
+
+    /// The nodes /api/v1/findings names under `check` now.
+    pub fn named(&self, check: &str) -> Vec<String> {
+        self.json("/api/v1/findings")["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == check)
+            .map(|f| f["node"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
     pub fn failovers(&self, deployment: &str) -> Vec<serde_json::Value> {
         self.json(&format!("/api/v1/failovers?deployment={deployment}"))["failovers"]
             .as_array()
@@ -411,6 +469,32 @@ impl Agent {
     ) -> Metrics {
         self.wait_until(what, timeout, |a| cond(&a.metrics()));
         self.metrics()
+    }
+
+    /// When each target was last polled, by its deployment and address.
+    pub fn last_polls(&self) -> BTreeMap<(String, String), f64> {
+        self.metrics()
+            .find("redis_ha_target_last_poll_timestamp_seconds", &[])
+            .map(|s| {
+                let target = s.labels.get("node").or(s.labels.get("sentinel"));
+                (
+                    (s.labels["deployment"].clone(), target.unwrap().clone()),
+                    s.value,
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until every target of `before` (from `last_polls`) has been
+    /// polled again since: polling goes on, for each of them.
+    pub fn wait_polled_since(&self, before: &BTreeMap<(String, String), f64>, timeout: Duration) {
+        assert!(!before.is_empty(), "no target polled yet");
+        self.wait_until("every target polled again", timeout, |a| {
+            let now = a.last_polls();
+            before
+                .iter()
+                .all(|(target, at)| now.get(target).is_some_and(|t| t > at))
+        });
     }
 
     /// Waits until `targets` targets report up.

@@ -4,7 +4,7 @@
 
 use super::{Context, Step};
 use crate::config::Kind;
-use crate::model::timeline::{MarkName, Outcome, Timeline};
+use crate::model::timeline::{MarkName, Outcome, Serial, Timeline};
 use crate::monitor::derive::cluster::{ClusterShardView, NodeRef};
 
 /// The failover machine of one cluster shard.
@@ -14,6 +14,8 @@ pub struct ClusterShard {
     pub open: Option<Timeline>,
     /// The master before the failover.
     pub master: Option<NodeRef>,
+    /// Names the next failover.
+    pub serial: Serial,
 }
 
 impl ClusterShard {
@@ -45,7 +47,7 @@ impl ClusterShard {
             return Step::Unchanged;
         }
         let t = self.open.get_or_insert_with(|| {
-            let mut t = Timeline::open(ctx.deployment, ctx.shard, Kind::Cluster, v.at);
+            let mut t = Timeline::open(&self.serial, ctx.deployment, ctx.shard, Kind::Cluster);
             t.old_master = Some(settled.addr.clone());
             t.poll_resolution_seconds = Some(resolution);
             t
@@ -188,7 +190,7 @@ mod tests {
 
     #[test]
     fn a_resumed_failover_knows_its_master_by_address_until_a_view_names_it() {
-        let mut t = Timeline::open("d", "s", Kind::Cluster, 1.0);
+        let mut t = Timeline::open(&Serial::default(), "d", "s", Kind::Cluster);
         t.old_master = Some("addr-a".into());
         t.mark(MarkName::Fail, 1.0, "views");
         let mut c = ClusterShard::default();

@@ -195,7 +195,7 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::timeline::MarkName;
+    use crate::model::timeline::{MarkName, Serial};
 
     #[test]
     fn the_same_event_from_three_sentinels_counts_once() {
@@ -216,7 +216,10 @@ mod tests {
     }
 
     fn ended(shard: &str, start: f64) -> Timeline {
-        let mut t = Timeline::open("d", shard, Kind::Sentinel, start);
+        // Told apart by their start, as failovers of a shard are by epoch.
+        let mut serial = Serial::default();
+        serial.saw_epoch(start as u64);
+        let mut t = Timeline::open(&serial, "d", shard, Kind::Sentinel);
         t.mark(MarkName::Sdown, start, "s");
         t.mark(MarkName::Odown, start + 1.0, "s");
         t.mark(MarkName::Switched, start + 2.0, "s");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::config::Kind;
 use crate::model::canary::{Episode, Impact};
 use crate::model::clients::ClientsLeftBehind;
-use crate::model::timeline::{MarkName, Timeline, Window, POLL};
+use crate::model::timeline::{MarkName, Serial, Timeline, Window, POLL};
 use crate::model::{SentinelReading, TargetKind};
 use crate::monitor::derive::cluster::{ClusterShardView, NodeRef};
 use crate::monitor::derive::ShardPlan;
@@ -186,12 +186,19 @@ impl Machines {
 
     /// Puts a timeline read back from disk into its shard's machine.
     pub fn resume(&mut self, t: Timeline) {
+        self.recall(&t);
         let shard = t.shard.clone();
         self.open.insert(shard.clone());
         match self.kind {
             Kind::Sentinel => self.sentinel.entry(shard).or_default().open = Some(t),
             Kind::Cluster => self.cluster.entry(shard).or_default().resume(t),
         }
+    }
+
+    /// A failover read back from disk: the next one of its shard is named
+    /// after it, as in the agents that saw it all along.
+    pub fn recall(&mut self, t: &Timeline) {
+        self.serial_mut(&t.shard).kept(t);
     }
 
     /// The failovers in progress.
@@ -276,6 +283,7 @@ impl Machines {
                 m.seen_by(sentinel, now.0, now.1);
                 self.touched.insert(name.clone());
             }
+            m.serial.saw_epoch(view.master.config_epoch);
             let limit = 2.0 * view.master.failover_timeout_ms as f64 / 1000.0;
             self.limits.insert(name.clone(), limit);
         }
@@ -356,6 +364,9 @@ impl Machines {
                 reporter: POLL,
             };
             let step = machine.on_view(&view, &ctx, self.poll_interval);
+            // After the view: a failover it opened is named by the epoch
+            // before it.
+            machine.serial.saw_epoch(view.epoch);
             if machine.master != before {
                 self.resettled.insert(name.clone());
             }
@@ -445,6 +456,13 @@ impl Machines {
         }
     }
 
+    fn serial_mut(&mut self, shard: &str) -> &mut Serial {
+        match self.kind {
+            Kind::Sentinel => &mut self.sentinel.entry(shard.to_string()).or_default().serial,
+            Kind::Cluster => &mut self.cluster.entry(shard.to_string()).or_default().serial,
+        }
+    }
+
     /// Completes what a step produced with what the polls know (last_ok,
     /// writes at risk) and queues it for the history.
     fn record(&mut self, shard: &str, step: Step, intake: &Intake) {
@@ -467,6 +485,7 @@ impl Machines {
                 if let Some(t) = self.open_mut(shard) {
                     enrich(t, intake);
                     let t = t.clone();
+                    self.keep(&t);
                     self.note_switch(&t, intake);
                     self.effects.push(Effect::Changed(t));
                 }
@@ -474,6 +493,7 @@ impl Machines {
             Step::Closed(mut t) => {
                 self.touched.insert(shard.to_string());
                 enrich(&mut t, intake);
+                self.keep(&t);
                 self.note_switch(&t, intake);
                 self.effects.push(Effect::Closed(*t));
             }
@@ -482,6 +502,14 @@ impl Machines {
 }
 
 impl Machines {
+    /// A failover that really began names the next one of its shard (a
+    /// suspicion that cleared is kept nowhere, so it names nothing).
+    fn keep(&mut self, t: &Timeline) {
+        if t.worth_keeping() {
+            self.serial_mut(&t.shard).kept(t);
+        }
+    }
+
     /// Remembers the old master's last polled offset when a failover first
     /// shows its switch.
     fn note_switch(&mut self, t: &Timeline, intake: &Intake) {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use super::{Context, Step};
 use crate::config::Kind;
-use crate::model::timeline::{FailoverState, MarkName, Outcome, Timeline, POLL};
+use crate::model::timeline::{FailoverState, MarkName, Outcome, Serial, Timeline, POLL};
 use crate::parse::event::{Detail, Event, EventKind, InstanceKind};
 
 /// How long a timeline that is only a suspicion (`sdown`, nothing more)
@@ -32,13 +32,15 @@ pub struct SentinelShard {
     last_switch: Option<(String, f64)>,
     /// A candidate lost the election: the reason, should the failover go nowhere.
     not_elected: bool,
+    /// Names the next failover.
+    pub serial: Serial,
 }
 
 impl SentinelShard {
     fn timeline(&mut self, ctx: &Context, old_master: Option<&str>) -> &mut Timeline {
         self.open.get_or_insert_with(|| {
             self.not_elected = false;
-            let mut t = Timeline::open(ctx.deployment, ctx.shard, Kind::Sentinel, ctx.at);
+            let mut t = Timeline::open(&self.serial, ctx.deployment, ctx.shard, Kind::Sentinel);
             t.old_master = old_master.map(String::from);
             t
         })
@@ -147,6 +149,7 @@ impl SentinelShard {
             (E::StateReconfSlaves, _) => self.advance(S::ReconfSlaves),
             (E::NewEpoch, Detail::Epoch(e)) => match &mut self.open {
                 Some(t) if !t.epochs.contains(e) => {
+                    self.serial.saw_epoch(*e);
                     t.epochs.push(*e);
                     Step::Changed
                 }
@@ -298,6 +301,22 @@ mod tests {
             .iter()
             .map(|m| (m.name.as_str(), m.reporter.as_str()))
             .collect()
+    }
+
+    /// A second agent receives every event a few milliseconds later: the
+    /// failover has the same id in both.
+    #[test]
+    fn the_id_does_not_depend_on_when_the_events_arrived() {
+        let events = recorded();
+        let later: Vec<_> = events
+            .iter()
+            .map(|(at, port, c, p)| (at + 0.0037, *port, c.clone(), p.clone()))
+            .collect();
+        let (_, one) = replay(&events);
+        let (_, two) = replay(&later);
+        assert_ne!(one[0].marks, two[0].marks);
+        assert_eq!(one[0].id, "d:mymaster:e0");
+        assert_eq!(two[0].id, one[0].id);
     }
 
     #[test]
