@@ -22,7 +22,8 @@ use redis_ha_lab::{Host, Node};
 use serde_json::{json, Value};
 use support::long_run::{report, seconds, server_version, Lab, CLUSTER, SENTINEL};
 use support::mark_at;
-use support::record::{unix_now, Failover};
+use support::record::Failover;
+use support::unix_now;
 
 /// Event alerts resolve after this (5 minutes by default), so that the
 /// last failover's pages are over a short while after the run.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::long_run::{report, seconds, server_version, Lab, Rss, CLUSTER, SENTINEL};
-use support::record::unix_now;
+use support::unix_now;
 
 /// Growth of the agent's memory from the end of the warm-up to the end of
 /// the run that counts as a leak, whatever the run's length. What moves

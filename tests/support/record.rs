@@ -13,19 +13,13 @@ use std::time::{Duration, Instant};
 
 use redis_ha_lab::{Cluster, Remote, Reply, SentinelGroup};
 
+use super::unix_now;
+
 /// How often each server's view is read.
 const POLL: Duration = Duration::from_millis(200);
 /// A view older than this is not taken for the server's present state (a
 /// frozen server's last answer, before its 2 s timeout).
 const FRESH: Duration = Duration::from_millis(1500);
-
-/// Unix seconds now: the agent's timelines use the same clock.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
-}
 
 /// One message a sentinel published, as received.
 #[derive(Debug, Clone, serde::Serialize)]
