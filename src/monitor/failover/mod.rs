@@ -20,7 +20,7 @@ use crate::model::{SentinelReading, TargetKind};
 use crate::monitor::derive::cluster::{ClusterShardView, NodeRef};
 use crate::monitor::derive::ShardPlan;
 use crate::monitor::intake::Intake;
-use crate::parse::event::Event;
+use crate::parse::event::{Detail, Event};
 use crate::parse::info::Role;
 use crate::parse::sentinel::Flag;
 use crate::util::time::unix;
@@ -163,6 +163,9 @@ pub struct Machines {
     /// Shards with a failover open: the ones ticks look at, so a quiet
     /// deployment of many shards costs nothing per step.
     open: BTreeSet<String>,
+    /// Sentinels in TILT now (their polls, `+tilt` and `-tilt`): a failover
+    /// one of them started waits for the TILT's end.
+    tilted: BTreeSet<String>,
 }
 
 impl Machines {
@@ -180,6 +183,7 @@ impl Machines {
             effects: Vec::new(),
             touched: BTreeSet::new(),
             resettled: BTreeSet::new(),
+            tilted: BTreeSet::new(),
             open: BTreeSet::new(),
         }
     }
@@ -245,6 +249,13 @@ impl Machines {
     /// Applies one sentinel event to its shard's machine (events about no
     /// master, such as `+new-epoch`, to every shard with a failover open).
     pub fn on_event(&mut self, event: &Event, reporter: &str, now: f64, intake: &Intake) {
+        if event.detail == Detail::Tilt {
+            if event.channel.starts_with('+') {
+                self.tilted.insert(reporter.to_string());
+            } else {
+                self.tilted.remove(reporter);
+            }
+        }
         let shards: Vec<String> = match event.master_name() {
             Some(s) => vec![s.to_string()],
             None => self.open.iter().cloned().collect(),
@@ -274,6 +285,11 @@ impl Machines {
             self.forget_sentinel(sentinel);
             return;
         };
+        if reading.info.tilt {
+            self.tilted.insert(sentinel.to_string());
+        } else {
+            self.tilted.remove(sentinel);
+        }
         for (name, view) in &reading.masters {
             let flags = view.master.flags;
             let m = self.sentinel.entry(name.clone()).or_default();
@@ -291,6 +307,7 @@ impl Machines {
 
     /// A sentinel left or stopped answering: it sees nothing down.
     pub fn forget_sentinel(&mut self, sentinel: &str) {
+        self.tilted.remove(sentinel);
         for (name, m) in &mut self.sentinel {
             if m.sdown.contains(sentinel) || m.odown.contains(sentinel) {
                 m.seen_by(sentinel, false, false);
@@ -336,7 +353,7 @@ impl Machines {
                 .filter(|s| s.view.agreement && !s.failover_flagged)
                 .and_then(|s| s.view.master_addr.clone());
             let machine = self.sentinel.get_mut(&name).expect("listed above");
-            let mut steps = vec![machine.on_tick(now, limit)];
+            let mut steps = vec![machine.on_tick(now, limit, &self.tilted)];
             if let Some(master) = settled {
                 steps.push(machine.on_settled(&master, now));
             }

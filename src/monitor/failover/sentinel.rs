@@ -82,7 +82,9 @@ impl SentinelShard {
         match self.open.take() {
             Some(mut t) => {
                 t.close(outcome, reason);
-                if let (Outcome::Completed, Some(new)) = (outcome, &t.new_master) {
+                // Whatever the outcome, a failover that switched announces
+                // it from every sentinel, some after its end.
+                if let (Some(_), Some(new)) = (t.at(MarkName::Switched), &t.new_master) {
                     self.last_switch = Some((new.clone(), t.ended().unwrap_or(0.0)));
                 }
                 Step::Closed(Box::new(t))
@@ -241,23 +243,34 @@ impl SentinelShard {
         }
     }
 
-    /// Closes a failover that has gone on longer than `limit` seconds.
-    pub fn on_tick(&mut self, now: f64, limit: f64) -> Step {
+    /// Closes a failover with no news for `limit` seconds (twice the
+    /// failover timeout), unless the sentinel that started it is in TILT
+    /// (`tilted`): it goes on once the TILT ends, up to 30 s later.
+    pub fn on_tick(&mut self, now: f64, limit: f64, tilted: &BTreeSet<String>) -> Step {
         let Some(t) = &self.open else {
             return Step::Unchanged;
         };
-        let age = now - t.started().unwrap_or(now);
+        let started = t.started().unwrap_or(now);
         if !t.worth_keeping() {
             // Only a suspicion: it lasts while some sentinel sees the master
             // down, and is dropped (never counted) once the polls show none
             // does, even if the `-sdown` events were missed.
-            if age > SUSPICION_LIMIT && self.sdown.is_empty() && self.odown.is_empty() {
+            if now - started > SUSPICION_LIMIT && self.sdown.is_empty() && self.odown.is_empty() {
                 self.open = None;
                 return Step::Dropped;
             }
             return Step::Unchanged;
         }
-        if age <= limit {
+        // Counted from its last news, not its start: a detection held up
+        // (the sentinels seeing the master down without agreeing yet), or a
+        // switch at the end of a long election, leaves it its time.
+        let news = t.marks.iter().map(|m| m.at).fold(started, f64::max);
+        let held = t
+            .marks
+            .iter()
+            .find(|m| m.name == MarkName::TryFailover)
+            .is_some_and(|m| tilted.contains(&m.reporter));
+        if now - news <= limit || held {
             return Step::Unchanged;
         }
         if self.not_elected && t.at(MarkName::Switched).is_none() {
@@ -473,23 +486,29 @@ mod tests {
 
     #[test]
     fn a_suspicion_whose_end_was_missed_is_dropped() {
+        let none = BTreeSet::new();
         let mut s = SentinelShard::default();
         s.on_event(
             &Event::parse("+sdown", "master mymaster 127.0.0.1 7100"),
             &ctx(1.0, "a"),
         );
         assert_eq!(
-            s.on_tick(20.0, 360.0),
+            s.on_tick(20.0, 360.0, &none),
             Step::Unchanged,
             "a still sees it down"
         );
         s.seen_by("a", false, false);
-        assert_eq!(s.on_tick(20.0, 360.0), Step::Unchanged, "too early to tell");
-        assert_eq!(s.on_tick(40.0, 360.0), Step::Dropped);
+        assert_eq!(
+            s.on_tick(20.0, 360.0, &none),
+            Step::Unchanged,
+            "too early to tell"
+        );
+        assert_eq!(s.on_tick(40.0, 360.0, &none), Step::Dropped);
     }
 
     #[test]
     fn manual_failover_abort_and_timeout() {
+        let none = BTreeSet::new();
         let mut s = SentinelShard::default();
         s.on_event(
             &Event::parse("+try-failover", "master mymaster 127.0.0.1 7100"),
@@ -528,14 +547,107 @@ mod tests {
             &ctx(10.2, "a"),
         );
         assert!(s.open.is_some(), "another sentinel may still win");
-        assert_eq!(s.on_tick(15.0, 20.0), Step::Unchanged);
-        let Step::Closed(t) = s.on_tick(31.0, 20.0) else {
+        assert_eq!(s.on_tick(15.0, 20.0, &none), Step::Unchanged);
+        let Step::Closed(t) = s.on_tick(31.0, 20.0, &none) else {
             panic!("times out")
         };
         assert_eq!(
             t.abort_reason.as_deref(),
             Some("failover-abort-not-elected")
         );
+    }
+
+    /// Feeds `(time, sentinel, channel, payload)` events to `s`.
+    fn feed(s: &mut SentinelShard, events: &[(f64, &str, &str, &str)]) -> Vec<Step> {
+        events
+            .iter()
+            .map(|(at, who, channel, payload)| {
+                s.on_event(&Event::parse(channel, payload), &ctx(*at, who))
+            })
+            .collect()
+    }
+
+    const MASTER: &str = "master mymaster 127.0.0.1 7100";
+    const PROMOTED: &str = "slave 127.0.0.1:7101 127.0.0.1 7101 @ mymaster 127.0.0.1 7100";
+    const SWITCH: &str = "mymaster 127.0.0.1 7100 127.0.0.1 7101";
+
+    /// Three failovers of a chaos run that the time limit (twice the
+    /// failover timeout, 8 s) cut short, each paging `FailoverAborted`
+    /// for a failover that went on to switch, whose switch then opened a
+    /// timeline of its own (paged again): a `SENTINEL FAILOVER` sent to a
+    /// sentinel in TILT, which starts it only when the TILT ends (28 s
+    /// later); sentinels that saw the master down 7 s before agreeing it
+    /// was; a failover that switched just before the limit.
+    #[test]
+    fn a_failover_held_up_is_not_timed_out_nor_recorded_twice() {
+        let limit = 8.0;
+        let mut tilted = BTreeSet::from(["a".to_string()]);
+        let mut s = SentinelShard::default();
+        feed(&mut s, &[(0.0, "a", "+try-failover", MASTER)]);
+        assert_eq!(
+            s.on_tick(20.0, limit, &tilted),
+            Step::Unchanged,
+            "a in TILT"
+        );
+        tilted.clear();
+        feed(
+            &mut s,
+            &[
+                (28.1, "a", "+elected-leader", MASTER),
+                (28.3, "a", "+promoted-slave", PROMOTED),
+                (28.4, "b", "+switch-master", SWITCH),
+            ],
+        );
+        assert_eq!(s.on_tick(30.0, limit, &tilted), Step::Unchanged);
+        let steps = feed(&mut s, &[(30.5, "a", "+failover-end", MASTER)]);
+        assert!(
+            matches!(&steps[0], Step::Closed(t) if t.outcome == Some(Outcome::Completed)),
+            "{steps:?}"
+        );
+
+        feed(
+            &mut s,
+            &[
+                (100.0, "a", "+sdown", MASTER),
+                (
+                    106.9,
+                    "b",
+                    "+odown",
+                    "master mymaster 127.0.0.1 7100 #quorum 2/2",
+                ),
+                (106.9, "b", "+try-failover", MASTER),
+                (107.9, "b", "+promoted-slave", PROMOTED),
+            ],
+        );
+        assert_eq!(
+            s.on_tick(108.5, limit, &tilted),
+            Step::Unchanged,
+            "detection took 7 s"
+        );
+
+        let mut s = SentinelShard::default();
+        feed(
+            &mut s,
+            &[
+                (200.0, "a", "+try-failover", MASTER),
+                (207.3, "b", "+switch-master", SWITCH),
+            ],
+        );
+        assert_eq!(
+            s.on_tick(208.1, limit, &tilted),
+            Step::Unchanged,
+            "switched at 207.3"
+        );
+        let Step::Closed(t) = s.on_tick(216.0, limit, &tilted) else {
+            panic!("no end within the limit of the switch")
+        };
+        assert_eq!(t.outcome, Some(Outcome::TimedOut));
+        assert_eq!(
+            feed(&mut s, &[(217.0, "c", "+switch-master", SWITCH)]),
+            [Step::Unchanged],
+            "a late switch of the timed-out failover opens no second one"
+        );
+        assert!(s.open.is_none());
     }
 
     #[test]
