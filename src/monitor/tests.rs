@@ -1112,4 +1112,37 @@ mod alerts {
             m.snapshot().failovers.timelines
         );
     }
+
+    /// A `SENTINEL FAILOVER` sent to a sentinel in TILT starts only when
+    /// the TILT ends: the monitor follows TILT from the sentinel's polls and
+    /// events, and times the failover out only once the TILT is over.
+    #[test]
+    fn a_failover_started_in_tilt_waits_for_the_tilt() {
+        let mut m = test_monitor(&crate::config::parse(SENTINELS, "t").unwrap());
+        let mut tilted = recorded_sentinel();
+        if let Reading::Sentinel(r) = &mut tilted {
+            r.info.tilt = true;
+        }
+        poll(&mut m, 1000.0, Ok(tilted.clone()));
+        let master = "master mymaster 127.0.0.1 7101".to_string();
+        replay(
+            &mut m,
+            [(1001.0, 27100, "+try-failover".to_string(), master)],
+        );
+        let outcome = |m: &Monitor| m.snapshot().failovers.timelines[0].outcome;
+        // Past twice the failover timeout (20 s), still in TILT.
+        poll(&mut m, 1025.0, Ok(tilted));
+        assert_eq!(outcome(&m), None);
+        replay(
+            &mut m,
+            [(
+                1028.0,
+                27100,
+                "-tilt".to_string(),
+                "#tilt mode exited".to_string(),
+            )],
+        );
+        poll(&mut m, 1029.0, Ok(recorded_sentinel()));
+        assert_eq!(outcome(&m), Some(crate::model::timeline::Outcome::TimedOut));
+    }
 }
