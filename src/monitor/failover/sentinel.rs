@@ -82,9 +82,12 @@ impl SentinelShard {
         match self.open.take() {
             Some(mut t) => {
                 t.close(outcome, reason);
-                // Whatever the outcome, a failover that switched announces
-                // it from every sentinel, some after its end.
-                if let (Some(_), Some(new)) = (t.at(MarkName::Switched), &t.new_master) {
+                // A failover that switched, whatever its outcome, announces
+                // it from every sentinel, some after its end; one that
+                // completed does too, though its leader publishes its own
+                // `+switch-master` only after `+failover-end`.
+                let switched = t.at(MarkName::Switched).is_some() || outcome == Outcome::Completed;
+                if let (true, Some(new)) = (switched, &t.new_master) {
                     self.last_switch = Some((new.clone(), t.ended().unwrap_or(0.0)));
                 }
                 Step::Closed(Box::new(t))
@@ -555,6 +558,28 @@ mod tests {
             t.abort_reason.as_deref(),
             Some("failover-abort-not-elected")
         );
+    }
+
+    /// The leader publishes `+failover-end` before its own
+    /// `+switch-master`: when it is the first to tell, the switch that
+    /// follows belongs to the ended failover and opens nothing.
+    #[test]
+    fn a_switch_told_after_the_end_opens_nothing() {
+        let mut s = SentinelShard::default();
+        let steps = feed(
+            &mut s,
+            &[
+                (0.0, "a", "+try-failover", MASTER),
+                (0.1, "a", "+selected-slave", PROMOTED),
+                (0.2, "a", "+promoted-slave", PROMOTED),
+                (5.0, "a", "+failover-end", MASTER),
+                (5.1, "a", "+switch-master", SWITCH),
+                (5.2, "b", "+switch-master", SWITCH),
+            ],
+        );
+        assert!(matches!(steps[3], Step::Closed(_)), "{steps:?}");
+        assert_eq!(steps[4..], [Step::Unchanged, Step::Unchanged]);
+        assert!(s.open.is_none());
     }
 
     /// Feeds `(time, sentinel, channel, payload)` events to `s`.
