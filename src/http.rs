@@ -18,10 +18,10 @@ use serde_json::{json, Value};
 use crate::config::Kind;
 use crate::model::snapshot::{DeploymentView, OpenState, SlotsView, Snapshot};
 use crate::model::timeline::Timeline;
+use crate::model::write_errors::WriteErrors;
 use crate::model::TargetKind;
 use crate::notify::EndpointStats;
 use crate::slots::{key_slot, SLOTS};
-use crate::store::WriteErrors;
 use crate::util::time::unix_now;
 use crate::web::{require, BasicAuth};
 

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 use futures::{FutureExt as _, TryFutureExt as _};
 use redis_ha_exporter::config::{self, Config, WebConfig};
 use redis_ha_exporter::model::snapshot::Snapshot;
+use redis_ha_exporter::model::write_errors::WriteErrors;
 use redis_ha_exporter::shutdown::{self, Shutdown};
 use redis_ha_exporter::web;
 use redis_ha_exporter::{healthcheck, http, monitor, notify, store, supervise};
@@ -274,7 +275,7 @@ struct Agent {
     /// Delivery counters of every receiver URL, for /metrics.
     deliveries: Vec<Arc<notify::EndpointStats>>,
     /// Failed writes of the state files, for /metrics.
-    write_errors: Arc<store::WriteErrors>,
+    write_errors: Arc<WriteErrors>,
     tasks: Tasks,
 }
 
@@ -284,7 +285,7 @@ fn start(config: Arc<Config>, shutdown: Shutdown) -> anyhow::Result<Agent> {
     let mut tasks = Tasks::default();
     let mut restored = Vec::new();
     let mut outputs = monitor::Outputs::default();
-    let write_errors = Arc::new(store::WriteErrors::default());
+    let write_errors = Arc::new(WriteErrors::default());
     if let Some(path) = &config.timelines.path {
         match store::load(path, config.timelines.keep_per_shard) {
             Ok(t) => restored = t,

@@ -17,10 +17,10 @@ use prometheus::proto::MetricType;
 use crate::model::histogram::Histogram;
 use crate::model::snapshot::{DeploymentView, FailoverView, OpenState, ShardView, Snapshot};
 use crate::model::timeline::{phase_names, Outcome, Timeline};
+use crate::model::write_errors::WriteErrors;
 use crate::notify::EndpointStats;
 use crate::parse::info::Role;
 use crate::slots::SLOTS;
-use crate::store::WriteErrors;
 use crate::util::hash::Fast;
 
 /// One metric family's contract.

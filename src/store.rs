@@ -7,39 +7,13 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use crate::model::timeline::Timeline;
-
-/// Failed writes of the agent's state files since it started, by file, for
-/// /metrics. A write that fails (a full disk, a file system gone read-only)
-/// is logged and the agent goes on with what it holds in memory: this is
-/// how the loss of what would survive a restart shows.
-#[derive(Debug, Default)]
-pub struct WriteErrors {
-    /// Appends to the timeline file (`timelines.path`).
-    pub timelines: AtomicU64,
-    /// Opening, appending to or compacting a delivery queue under
-    /// `alerts.state_dir`.
-    pub delivery_queue: AtomicU64,
-    /// Saving the firing alerts, `alerts.state_dir/firing.json`.
-    pub firing_alerts: AtomicU64,
-}
-
-impl WriteErrors {
-    /// Each counter with the value of its `file` label.
-    pub fn by_file(&self) -> [(&'static str, u64); 3] {
-        [
-            ("timelines", &self.timelines),
-            ("delivery_queue", &self.delivery_queue),
-            ("firing_alerts", &self.firing_alerts),
-        ]
-        .map(|(file, n)| (file, n.load(Ordering::Relaxed)))
-    }
-}
+use crate::model::write_errors::WriteErrors;
 
 /// Reads the timelines in `path` (none if it does not exist), keeps the
 /// last `keep_per_shard` ended ones of each shard and every open one, and

@@ -11,6 +11,7 @@ pub mod histogram;
 pub mod settings;
 pub mod snapshot;
 pub mod timeline;
+pub mod write_errors;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

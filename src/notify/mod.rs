@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::{endpoint_label, Alerts, Receiver, ReceiverKind, Route, Secret};
 use crate::model::alert::{Alert, Transition};
-use crate::store::WriteErrors;
+use crate::model::write_errors::WriteErrors;
 use payload::{render, unix_now};
 use queue::{Message, Queue};
 pub use send::ClientError;
