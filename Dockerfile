@@ -20,6 +20,9 @@ COPY --from=build /src/target/release/redis-ha-exporter /usr/local/bin/redis-ha-
 # alerts.state_dir in config/example.yaml), kept across restarts.
 COPY --from=build --chown=65532:65532 /state /var/lib/redis-ha-exporter
 VOLUME ["/var/lib/redis-ha-exporter"]
+# The state directory a config with receivers and no alerts.state_dir gets
+# (the variable systemd sets for StateDirectory=): the volume.
+ENV STATE_DIRECTORY=/var/lib/redis-ha-exporter
 # distroless's nonroot user, by number so that runAsNonRoot can verify it.
 USER 65532:65532
 EXPOSE 9478

@@ -8,7 +8,7 @@
 //! to Redis. The opt-in canary probes ([`canary`]) write to every shard as
 //! a client would and report what clients lose in a failover.
 //!
-//! Modules by layer, lowest first: [`util`], [`parse`], [`slots`], [`tls`];
+//! Modules by layer, lowest first: [`util`], [`logs`], [`parse`], [`slots`], [`tls`];
 //! [`config`]; [`model`]; [`client`], [`collect`], [`canary`],
 //! [`supervise`]; [`monitor`]; [`store`], [`notify`], [`metrics`], [`web`],
 //! [`ui`], [`http`], [`healthcheck`]. A module imports only from layers below its
@@ -20,6 +20,7 @@ pub mod collect;
 pub mod config;
 pub mod healthcheck;
 pub mod http;
+pub mod logs;
 pub mod metrics;
 pub mod model;
 pub mod monitor;

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,7 +17,7 @@ use redis_ha_exporter::model::snapshot::Snapshot;
 use redis_ha_exporter::model::write_errors::WriteErrors;
 use redis_ha_exporter::shutdown::{self, Shutdown};
 use redis_ha_exporter::web;
-use redis_ha_exporter::{healthcheck, http, monitor, notify, store, supervise};
+use redis_ha_exporter::{healthcheck, http, logs, monitor, notify, store, supervise};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::{self, JoinSet};
@@ -46,9 +45,19 @@ struct Cli {
     /// overriding the config's `web_config_file`.
     #[arg(long = "web.config.file", value_name = "FILE")]
     web_config_file: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `redis_ha_exporter=debug`.
-    #[arg(long, env = "REDIS_HA_LOG", default_value = "info")]
+    /// Log filter: a level (`debug`, `info`, `warn`, `error`) or
+    /// directives as in RUST_LOG, e.g. `redis_ha_exporter=debug,info`. The
+    /// Redis client library logs only errors unless named (`fred=warn`).
+    #[arg(long, visible_alias = "log.level", env = "REDIS_HA_LOG", default_value = logs::DEFAULT_FILTER)]
     log: String,
+    /// Log line format.
+    #[arg(
+        long = "log.format",
+        env = "REDIS_HA_LOG_FORMAT",
+        value_enum,
+        default_value_t
+    )]
+    log_format: logs::Format,
 }
 
 #[derive(Subcommand)]
@@ -154,7 +163,7 @@ fn main() -> ExitCode {
         };
     }
     if let Some(Command::Slots { seeds, wait }) = &cli.command {
-        init_logs("warn");
+        logs::init("warn", cli.log_format);
         let config = match config::from_flags(None, &[], seeds) {
             Ok(c) => c,
             Err(e) => {
@@ -200,7 +209,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logs(&cli.log);
+    logs::init(&cli.log, cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build();
@@ -214,17 +223,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Logs go to stderr, plain unless it is a terminal; `filter` as in RUST_LOG.
-fn init_logs(filter: &str) {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| "info".into()),
-        )
-        .init();
 }
 
 /// How long a stop may take, from the signal to the exit: below the 10 s

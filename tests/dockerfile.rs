@@ -230,6 +230,12 @@ fn the_dockerfile_matches_the_code() {
         .find_map(|l| l.trim().strip_prefix("state_dir: "))
         .expect("config/example.yaml sets alerts.state_dir");
     assert_eq!(volume, [state_dir]);
+    // ... and the default state directory of a config without one.
+    assert!(
+        all.iter()
+            .any(|i| i.keyword == "ENV" && i.args == format!("STATE_DIRECTORY={state_dir}")),
+        "no ENV STATE_DIRECTORY={state_dir}"
+    );
     assert!(
         all.iter()
             .any(|i| i.keyword == "COPY" && i.args.ends_with(&format!(" {state_dir}"))),

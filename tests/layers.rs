@@ -12,6 +12,7 @@ const RANKS: &[(&str, u8)] = &[
     // 0. Foundations: no I/O of the agent's own, nothing above.
     ("util", 0),
     ("shutdown", 0),
+    ("logs", 0),
     ("parse", 1),
     ("tls", 1),
     ("slots", 2),

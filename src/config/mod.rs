@@ -313,7 +313,9 @@ impl RawConfig {
             topology_interval: self.topology_interval,
             deployments: self.deployments,
             timelines: self.timelines,
-            alerts: self.alerts,
+            alerts: self
+                .alerts
+                .with_default_state_dir(std::env::var_os("STATE_DIRECTORY")),
             findings: self.findings,
             web_config_file: self.web_config_file,
         };

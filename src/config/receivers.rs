@@ -2,6 +2,7 @@
 //! (receivers) and which alerts go where (routes).
 
 use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -21,8 +22,8 @@ pub struct Alerts {
     #[serde(default)]
     pub rules: BTreeMap<RuleName, RuleConfig>,
     /// Where delivery queues and the set of firing alerts are kept across
-    /// restarts; required as soon as there is a receiver, so that a restart
-    /// never loses a notification.
+    /// restarts, so that a restart never loses a notification. With
+    /// receivers and no `state_dir`, [`DEFAULT_STATE_DIR`] applies.
     pub state_dir: Option<PathBuf>,
     /// The agent's own URL as on-call people reach it, for links in
     /// notifications.
@@ -259,11 +260,6 @@ pub enum AlertsError {
         /// The name.
         name: String,
     },
-    /// Receivers and nowhere to keep their queues.
-    #[error(
-        "alerts.state_dir: needed with receivers, to keep undelivered notifications across restarts"
-    )]
-    NoStateDir,
     /// A route to a receiver that does not exist.
     #[error("alerts.routes[{index}].receiver: no receiver is called {receiver:?}")]
     UnknownReceiver {
@@ -285,7 +281,27 @@ pub enum AlertsError {
     ExternalUrl(#[source] UrlError),
 }
 
+/// The state directory when receivers are configured without one: relative
+/// to the working directory, as Prometheus's and Alertmanager's `data/`.
+/// Under systemd with `StateDirectory=` (the Debian package), the
+/// directory systemd made for the service (`$STATE_DIRECTORY`) instead.
+pub const DEFAULT_STATE_DIR: &str = "data";
+
 impl Alerts {
+    /// These settings with the default state directory filled in when there
+    /// are receivers and no `state_dir`: the first of `systemd_dirs` (the
+    /// value of `$STATE_DIRECTORY`, colon-separated), else
+    /// [`DEFAULT_STATE_DIR`]. Without receivers nothing needs one.
+    pub(super) fn with_default_state_dir(mut self, systemd_dirs: Option<OsString>) -> Self {
+        if self.receivers.is_empty() || self.state_dir.is_some() {
+            return self;
+        }
+        let systemd = systemd_dirs
+            .and_then(|dirs| std::env::split_paths(&dirs).find(|d| !d.as_os_str().is_empty()));
+        self.state_dir = Some(systemd.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)));
+        self
+    }
+
     /// Rules given only the thresholds they take; receivers and routes:
     /// names unique, routes pointing at receivers and `deployments` that
     /// exist, somewhere to keep the queues.
@@ -326,9 +342,6 @@ impl Alerts {
                     name: r.name.clone(),
                 });
             }
-        }
-        if !self.receivers.is_empty() && self.state_dir.is_none() {
-            return Err(AlertsError::NoStateDir);
         }
         for (index, route) in self.routes.iter().enumerate() {
             if !names.contains(&route.receiver) {
@@ -597,7 +610,6 @@ mod tests {
         );
 
         for (receivers, rest, want) in [
-            (hook, "", ""),
             (
                 "    - { name: pd, type: pagerduty }\n",
                 "",
@@ -649,14 +661,7 @@ mod tests {
                 "unknown variant `page`",
             ),
         ] {
-            let text = with(receivers, rest);
-            if want.is_empty() {
-                // Without a state directory, receivers are refused.
-                let e = err(&text.replace("  state_dir: /tmp/x\n", ""));
-                assert!(e.contains("alerts.state_dir: needed with receivers"), "{e}");
-                continue;
-            }
-            let e = err(&text);
+            let e = err(&with(receivers, rest));
             assert!(e.contains(want), "{want}: {e}");
         }
         // Wherever the URL is wrong, the message does not repeat it.
@@ -665,5 +670,50 @@ mod tests {
             "",
         ));
         assert!(!e.contains("SECRETTOKEN") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
+    fn receivers_without_a_state_dir_get_systemd_s_or_data() {
+        let hook = "alerts:\n  receivers:\n    - { name: hook, type: webhook, url: \"http://127.0.0.1:1/h\" }\n";
+        let alerts = || parse(&format!("{hook}{MINIMAL}"), "t").unwrap().alerts;
+        let state_dir = |a: Alerts| a.state_dir.unwrap();
+        // Whatever this process's environment, the parse applies a default.
+        assert!(alerts().state_dir.is_some());
+        let mut a = alerts();
+        a.state_dir = None;
+        assert_eq!(
+            state_dir(a.clone().with_default_state_dir(None)),
+            PathBuf::from(DEFAULT_STATE_DIR)
+        );
+        assert_eq!(
+            state_dir(
+                a.clone().with_default_state_dir(Some(
+                    "/var/lib/redis-ha-exporter:/var/lib/other".into()
+                ))
+            ),
+            PathBuf::from("/var/lib/redis-ha-exporter")
+        );
+        assert_eq!(
+            state_dir(a.with_default_state_dir(Some("".into()))),
+            PathBuf::from("data")
+        );
+        // One that is set stays; without receivers none is needed.
+        let set = parse(
+            &format!(
+                "{}{MINIMAL}",
+                hook.replace("alerts:\n", "alerts:\n  state_dir: /x\n")
+            ),
+            "t",
+        );
+        let set = set
+            .unwrap()
+            .alerts
+            .with_default_state_dir(Some("/y".into()));
+        assert_eq!(set.state_dir, Some(PathBuf::from("/x")));
+        let none = parse(MINIMAL, "t").unwrap().alerts;
+        assert_eq!(
+            none.with_default_state_dir(Some("/y".into())).state_dir,
+            None
+        );
     }
 }

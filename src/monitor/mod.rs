@@ -22,6 +22,7 @@
 //! recorded replies.
 
 pub mod alerts;
+mod changes;
 pub mod deployment;
 pub mod derive;
 pub mod failover;

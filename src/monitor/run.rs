@@ -1,11 +1,12 @@
 //! The monitor's task: applies every input waiting, publishes one snapshot
-//! per batch, and hands on what must outlive it.
+//! per batch, hands on what must outlive it and logs each state change.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Duration, Instant};
 
+use super::changes::ChangeLog;
 use super::Monitor;
 use crate::model::alert::Transition;
 use crate::model::snapshot::Snapshot;
@@ -46,6 +47,7 @@ pub async fn run(
 ) {
     let mut batch = Vec::new();
     let mut last: Option<Instant> = None;
+    let mut log = ChangeLog::default();
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         let event = batch.iter().any(|i| matches!(i, Input::Event(_)));
         if let (Some(ready), false) = (last.map(|at| at + SPACING), event) {
@@ -62,11 +64,13 @@ pub async fn run(
         monitor.apply_all(batch.drain(..));
         last = Some(Instant::now());
         let transitions = monitor.take_transitions();
+        log.alerts(&transitions);
         if let (Some(n), false) = (&outputs.transitions, transitions.is_empty()) {
             let _ = n.send(transitions);
         }
         tx.send_replace(monitor.snapshot());
         let changed = monitor.take_changed_timelines();
+        log.timelines(&changed);
         if let (Some(p), false) = (&outputs.timelines, changed.is_empty()) {
             let _ = p.send(changed);
         }
