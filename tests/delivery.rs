@@ -382,15 +382,19 @@ fn a_failing_receiver_gets_everything_in_order_once_it_recovers() {
 /// Must show 3: the receiver is down; the agent is killed (SIGKILL) with a
 /// notification queued and started again: it is delivered after the restart,
 /// once, and the alert that still fires is not notified a second time.
+/// The config names no `state_dir`: the queues live where systemd's
+/// `StateDirectory=` says (`$STATE_DIRECTORY`), the default.
 #[test]
 fn queued_notifications_survive_a_kill() {
     let group = quiet_group();
     let port = free_port();
+    let config = webhook_config(&format!("http://127.0.0.1:{port}/{URL_TOKEN}"), "");
     let mut agent = Agent::start_full(
         &sentinel_deployment("s", &[group.sentinels[0].addr()]),
-        &webhook_config(&format!("http://127.0.0.1:{port}/{URL_TOKEN}"), ""),
-        &[],
+        &config.replace("  state_dir: \"$DIR/state\"\n", ""),
+        &[("STATE_DIRECTORY", "$DIR/systemd-state")],
     );
+    let state = agent.config.parent().unwrap().join("systemd-state");
     let frozen = &group.sentinels[2];
     frozen.freeze();
     agent.wait_metrics("a notification queued", LONG, |m| {
@@ -400,6 +404,12 @@ fn queued_notifications_survive_a_kill() {
                 &[("receiver", "hook"), ("result", "retried")],
             ) >= Some(1.0)
     });
+    let queues: Vec<String> = std::fs::read_dir(&state)
+        .unwrap_or_else(|e| panic!("{}: {e}", state.display()))
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("queue-hook-"))
+        .collect();
+    assert_eq!(queues.len(), 1, "{queues:?}");
     agent.restart();
     agent.wait_until("ready again", LONG, |a| a.get("/-/ready").0 == 200);
     let hook = Receiver::start_on(port);

@@ -27,6 +27,8 @@ pub struct Agent {
     starts: usize,
     /// Where it runs, on a lab network; the root namespace if `None`.
     host: Option<redis_ha_lab::Host>,
+    /// The environment it was started with, for a restart.
+    env: Vec<(String, String)>,
 }
 
 /// How the tests reach the agent: plain HTTP by default; HTTPS and
@@ -223,6 +225,10 @@ impl Agent {
             let dir = temp_dir(&format!("agent-{port}"));
             let config = dir.join("agent.yaml");
             let extra = extra.replace("$DIR", dir.to_str().unwrap());
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.replace("$DIR", dir.to_str().unwrap())))
+                .collect();
             // The tests' fast polls, unless `extra` sets its own.
             let mut timing = String::new();
             for (key, value) in [("poll_interval", POLL), ("timeout", TIMEOUT)] {
@@ -236,7 +242,7 @@ impl Agent {
             )
             .unwrap();
             let log = dir.join("agent.log");
-            let child = Self::spawn(&config, &dir, &log, env, host.as_ref());
+            let child = Self::spawn(&config, &dir, &log, &env, host.as_ref());
             let mut agent = Agent {
                 child,
                 base: format!(
@@ -249,6 +255,7 @@ impl Agent {
                 config,
                 starts: 1,
                 host: host.clone(),
+                env,
             };
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
@@ -272,7 +279,7 @@ impl Agent {
         config: &std::path::Path,
         dir: &std::path::Path,
         log: &std::path::Path,
-        env: &[(&str, &str)],
+        env: &[(String, String)],
         host: Option<&redis_ha_lab::Host>,
     ) -> Child {
         let mut command = Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"));
@@ -283,7 +290,7 @@ impl Agent {
             .arg("--config")
             .arg(config)
             .env("REDIS_HA_LOG", "redis_ha_exporter=debug,info")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(
                 std::fs::File::create(dir.join("agent.out")).unwrap(),
             ))
@@ -311,7 +318,13 @@ impl Agent {
     pub fn start_again(&mut self) {
         self.starts += 1;
         self.log = self.dir.join(format!("agent-{}.log", self.starts));
-        self.child = Self::spawn(&self.config, &self.dir, &self.log, &[], self.host.as_ref());
+        self.child = Self::spawn(
+            &self.config,
+            &self.dir,
+            &self.log,
+            &self.env,
+            self.host.as_ref(),
+        );
         self.wait_until("the restarted agent serves", Duration::from_secs(20), |a| {
             a.get("/-/healthy").0 == 200
         });
