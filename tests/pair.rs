@@ -331,11 +331,11 @@ fn two_agents_notify_each_alert_once_through_kills_and_restarts() {
 /// Must show, for a cluster: a failover while both agents run, named alike
 /// by both (each polls on its own schedule), reaches the receiver once per
 /// alert; so does the next failover of the shard, the old master's turn to
-/// take over.
+/// take over, after one agent was killed and started again in between.
 #[test]
 fn two_agents_notify_a_cluster_failover_once() {
     let cluster = Cluster::start(ClusterOpts::default());
-    let (hook, _am, a, b) = pair(&cluster_deployment("c", &[cluster.nodes[1].addr()]));
+    let (hook, _am, a, mut b) = pair(&cluster_deployment("c", &[cluster.nodes[1].addr()]));
     // Replica i of master m is nodes[masters + m * replicas + i].
     let (master, replica) = (&cluster.nodes[0], &cluster.nodes[3]);
     let (first, took) = fail_over("c", master, &[&a, &b], &hook);
@@ -344,8 +344,6 @@ fn two_agents_notify_a_cluster_failover_once() {
     );
     assert_each_alert_once(&hook, &[&first]);
 
-    // Both agents keep running: one restarted now would name the shard
-    // after its new master, not as its partner does (docs/ha.md).
     cluster.wait_ok(LONG);
     let synced = |n: &Node| {
         n.info("replication")
@@ -359,6 +357,21 @@ fn two_agents_notify_a_cluster_failover_once() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Restarted after the failover, the agent names the shard as its
+    // partner, which watched it, does (docs/ha.md): the same members.
+    b.kill();
+    b.start_again();
+    b.wait_targets_up(cluster.nodes.len(), LONG);
+    let shard = |x: &Agent| {
+        x.json("/api/v1/topology")["deployments"][0]["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["master"] == replica.addr().as_str())
+            .map(|s| s["shard"].clone())
+    };
+    assert_eq!(shard(&b), shard(&a));
+    assert!(shard(&a).is_some());
     let (second, took) = fail_over("c", replica, &[&a, &b], &hook);
     eprintln!(
         "cluster failover {second}: FailoverSwitched at the receiver {took:?} after the freeze"

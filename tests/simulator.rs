@@ -128,7 +128,7 @@ struct Side<'a> {
     nodes: &'a dyn Nodes,
     monitor: Monitor,
     /// `127.0.0.1:<port>` → `m<shard>` / `r<shard>.<i>`, and a shard's name
-    /// in the views (its first master's id, cut to 12) → `s<shard>`.
+    /// in the views (the smallest id of its members, cut to 12) → `s<shard>`.
     names: HashMap<String, String>,
 }
 
@@ -138,7 +138,9 @@ impl<'a> Side<'a> {
         let mut names = HashMap::new();
         for i in 0..nodes.count() {
             let label = if i < MASTERS {
-                names.insert(nodes.id(i)[..12].to_string(), format!("s{i}"));
+                let members = MASTERS + i * REPLICAS..MASTERS + (i + 1) * REPLICAS;
+                let id = members.map(|r| nodes.id(r)).fold(nodes.id(i), Ord::min);
+                names.insert(id[..12].to_string(), format!("s{i}"));
                 format!("m{i}")
             } else {
                 let shard = (i - MASTERS) / REPLICAS;

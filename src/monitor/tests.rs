@@ -445,8 +445,9 @@ mod cases {
                 .name
                 .clone()
         };
+        // 7201 and its replica 7204: named after the smaller id, 7204's.
         let before = shard_of(&s, "127.0.0.1:7201");
-        assert_eq!(before, "d22b8dd83133");
+        assert_eq!(before, "28aac1ba7768");
         assert_eq!(shard_of(&s, "127.0.0.1:7204"), before);
 
         let mut saw_pfail = false;
@@ -471,6 +472,18 @@ mod cases {
             assert_eq!(shard_of(&s, "127.0.0.1:7204"), before);
         }
         assert!(saw_pfail);
+        // An agent started after the failover (restarted, or the other of
+        // a pair) names the shard the same: same members, other roles.
+        let (nodes, info) = failover_views().pop().unwrap();
+        let mut fresh = test_monitor(&config("cluster", "127.0.0.1:7200"));
+        fresh.apply(obs(
+            TargetKind::Node,
+            "127.0.0.1:7200",
+            now,
+            cluster_reading(&nodes, &info),
+        ));
+        assert_eq!(shard_of(&fresh.snapshot(), "127.0.0.1:7204"), before);
+        assert_eq!(shard_of(&fresh.snapshot(), "127.0.0.1:7201"), before);
         let s = m.snapshot();
         let shard = s.deployments[0]
             .shards
@@ -528,9 +541,11 @@ mod cases {
         };
         let host = || ("shard_shares_host", "127.0.0.1".to_string());
         let lost = ("no_failover_candidate", "127.0.0.1:7202".to_string());
-        assert_eq!(found(&mut m), [host(), lost.clone(), host(), host()]);
+        // By shard name: 28aac1ba7768 (7201, 7204), 38153e929be7 (7200,
+        // 7203), ca39fabf5516 (7202, 7205).
+        assert_eq!(found(&mut m), [host(), host(), lost.clone(), host()]);
         let s = m.snapshot();
-        let f = &s.deployments[0].findings[1];
+        let f = &s.deployments[0].findings[2];
         assert!(f.why.contains("127.0.0.1:7205: fail"), "{}", f.why);
 
         m.apply(obs(

@@ -458,18 +458,30 @@ fn consensus(fresh: &[View], table: &Table, health: &Health) -> ClusterView {
 
 /// Names each node's shard so that the name survives failovers: a replica
 /// takes its master's name, a master keeps the name it had (as a promoted
-/// replica it had its old master's), and a new master is named after its id.
+/// replica it had its old master's), and a master first seen is named
+/// after the smallest id among it and its replicas. A failover swaps roles
+/// within that set, not its members, so an agent started after a failover
+/// (a restart, the second agent of a pair) names the shard as one that
+/// watched it happen, and their alerts about it are the same alerts.
 pub fn shard_labels(table: &Table, previous: &FastMap<String, String>) -> FastMap<String, String> {
     // The server's own shard id (Redis 7.2+) wins; else the name the shard
-    // had, else the node's id.
+    // had, else the smallest id of its members.
+    let first_seen = |id: &str| -> String {
+        table
+            .lines()
+            .iter()
+            .filter(|l| l.master_id.as_deref() == Some(id))
+            .map(|l| l.id.as_str())
+            .fold(id, |min, other| min.min(other))
+            .chars()
+            .take(12)
+            .collect()
+    };
     let own = |id: &str| {
         let shard_id = table.get(id).and_then(|l| l.shard_id.as_deref());
         match shard_id {
             Some(sid) => sid.chars().take(12).collect(),
-            None => previous
-                .get(id)
-                .cloned()
-                .unwrap_or_else(|| id.chars().take(12).collect()),
+            None => previous.get(id).cloned().unwrap_or_else(|| first_seen(id)),
         }
     };
     let leads = |l: &ClusterNode| l.flags.master || l.master_id.is_none();
