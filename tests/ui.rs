@@ -431,7 +431,14 @@ fn pages_of_a_1000_node_cluster_show_every_shard_and_node() {
         ..SimOpts::default()
     });
     let addrs = sim.node_addrs();
-    let agent = Agent::start(&cluster_deployment("big", &addrs[..1]));
+    // The default timing: the simulator runs in this process, beside a
+    // browser, and the tests' fast polls (250 ms timeouts) time out all at
+    // once when the machine is busy, leaving no view to draw the slots from.
+    let agent = Agent::start_full(
+        &cluster_deployment("big", &addrs[..1]),
+        "poll_interval: 1s\ntimeout: 500ms\n",
+        &[],
+    );
     agent.wait_until(
         "every node in the topology and every slot covered",
         Duration::from_secs(120),
