@@ -185,6 +185,9 @@ func run() error {
 
 	root := template.New(chartName).Option("missingkey=zero")
 	funcs := sprig.TxtFuncMap()
+	// Helm removes these: a chart must not read the environment.
+	delete(funcs, "env")
+	delete(funcs, "expandenv")
 	funcs["toYaml"] = toYAML
 	funcs["fromYaml"] = fromYAML
 	funcs["required"] = required
