@@ -678,3 +678,21 @@ fn the_chart_refuses_an_empty_secret_value() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Must show: the chart's appVersion and the manifests' image tag are the
+/// crate's version, so that a release bumps them together.
+#[test]
+fn the_image_versions_are_the_crate_version() {
+    let version = env!("CARGO_PKG_VERSION");
+    let chart: Value = serde_yaml::from_str(&read(&format!("{CHART}/Chart.yaml"))).unwrap();
+    assert_eq!(chart["appVersion"].as_str(), Some(version));
+    let docs = manifests();
+    let image = only(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        image.rsplit_once(':').map(|(_, tag)| tag),
+        Some(version),
+        "{image}"
+    );
+}
