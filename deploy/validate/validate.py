@@ -16,7 +16,7 @@ the file, the resource and the field; exits 1 on any.
 import sys
 
 import jsonschema
-import kubernetes_validate.utils as kv
+import kubernetes_validate as kv
 import yaml
 from cloudcoil.models.prometheus_operator import v1 as monitoring_v1
 
