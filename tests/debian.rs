@@ -273,6 +273,9 @@ fn the_package_installs_runs_as_its_unit_says_and_purges() {
         );
     }
     assert!(user().is_some(), "purge removed the user");
+    // The package and its unpacked copy: some 20 MB a run. Kept on failure.
+    drop(servers);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `cargo deb` into `dir`: the release build, which CI has made already
