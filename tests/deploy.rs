@@ -291,10 +291,26 @@ fn assert_locked_down(deployment: &Value) {
         .unwrap();
     assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(port));
     assert_eq!(c["ports"][0]["name"].as_str(), Some("http"));
-    assert_eq!(
-        c["args"],
-        serde_yaml::from_str::<Value>(&format!("[--config, {CONFIG}]")).unwrap()
-    );
+    let args: Vec<&str> = c["args"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[..2], ["--config", CONFIG]);
+    // Whatever else is given, the agent takes it.
+    let help = Command::new(env!("CARGO_BIN_EXE_redis-ha-exporter"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in args.iter().filter(|a| a.starts_with("--")) {
+        let named = help.match_indices(flag).any(|(i, _)| {
+            help[i + flag.len()..]
+                .starts_with(|c: char| !(c.is_alphanumeric() || c == '.' || c == '-'))
+        });
+        assert!(named, "{flag} is not a flag of the agent");
+    }
     assert_eq!(
         c["livenessProbe"]["httpGet"]["path"].as_str(),
         Some("/-/healthy")
@@ -626,6 +642,11 @@ fn the_chart_renders_valid_with_every_switch_on() {
     let deployment = only(&docs, "Deployment");
     assert_locked_down(deployment);
     let pod = &deployment["spec"]["template"]["spec"];
+    let args = &pod["containers"][0]["args"];
+    assert_eq!(
+        (args[2].as_str(), args[3].as_str()),
+        (Some("--log.format"), Some("json"))
+    );
     let claim = pod["volumes"]
         .as_sequence()
         .unwrap()
@@ -657,25 +678,29 @@ fn the_chart_renders_valid_with_every_switch_on() {
 /// Must show: a value the chart needs and does not have stops the render
 /// with the chart's message, as helm would.
 #[test]
-fn the_chart_refuses_an_empty_secret_value() {
+fn the_chart_refuses_an_empty_secret_value_and_an_unknown_log_format() {
     let dir = scratch("chart-required");
-    let values = write(
-        &dir,
-        "values.yaml",
-        "auth:\n  secrets:\n    redis-password: \"\"\n",
-    );
-    let out = run(Command::new("go")
-        .current_dir(repo("."))
-        .env("GO111MODULE", "off")
-        .env("GOPATH", "/usr/share/gocode")
-        .args(["run", "./deploy/helm/render", "-f"])
-        .arg(&values)
-        .arg(CHART));
-    let stderr = text(&out.stderr);
-    assert!(
-        !out.status.success() && stderr.contains("auth.secrets.redis-password: give the value"),
-        "{stderr}"
-    );
+    for (values, message) in [
+        (
+            "auth:\n  secrets:\n    redis-password: \"\"\n",
+            "auth.secrets.redis-password: give the value",
+        ),
+        ("log:\n  format: xml\n", "log.format: logfmt or json"),
+    ] {
+        let values = write(&dir, "values.yaml", values);
+        let out = run(Command::new("go")
+            .current_dir(repo("."))
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .args(["run", "./deploy/helm/render", "-f"])
+            .arg(&values)
+            .arg(CHART));
+        let stderr = text(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(message),
+            "{stderr}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
