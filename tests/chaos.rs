@@ -267,12 +267,20 @@ fn compare(lab: &Lab, real: &[Failover], timelines: &[Value], origin: f64) -> Ve
         );
         // A failover given up on (timed out, aborted) while the record
         // shows it switching: paged `FailoverAborted` for a new master.
+        // Unless a sentinel itself gave that attempt up (its promotion
+        // timed out: `-failover-abort-slave-timeout`) and a later attempt,
+        // of a higher epoch and a timeline of its own, made the switch.
         let cut_short = real.iter().find(|f| {
             f.kind == t["kind"]
                 && t["old_master"] == f.old_master.as_str()
                 && (from + 2.0..=to).contains(&f.at)
         });
-        if let (Some(f), Some("timed_out" | "aborted")) = (cut_short, t["outcome"].as_str()) {
+        let given_up_by_sentinel = t["kind"] == "sentinel"
+            && t["outcome"] == "aborted"
+            && lab.record.sentinel_aborted(from, to);
+        if let (Some(f), Some("timed_out" | "aborted"), false) =
+            (cut_short, t["outcome"].as_str(), given_up_by_sentinel)
+        {
             problems.push(format!(
                 "a timeline ended {} while the failover switched to {} at {:.1}s: {t}",
                 t["outcome"],

@@ -333,6 +333,17 @@ impl Record {
         })
     }
 
+    /// Whether some sentinel published that it gave up a failover of the
+    /// master (`-failover-abort-*`) between `from` and `to`.
+    pub fn sentinel_aborted(&self, from: f64, to: f64) -> bool {
+        let about = format!("master {} ", self.master_name);
+        self.events().iter().any(|e| {
+            (from..=to).contains(&e.at)
+                && e.channel.starts_with("-failover-abort-")
+                && e.payload.starts_with(&about)
+        })
+    }
+
     /// Whether some cluster node began flagging `node` (an address)
     /// failing between `from` and `to`.
     pub fn cluster_trouble(&self, node: &str, from: f64, to: f64) -> bool {
