@@ -177,6 +177,18 @@ impl SentinelShard {
                 step.and(self.advance(S::UpdateConfig))
             }
             (E::FailoverEnd, _) => {
+                // The leader switches its configuration to the new master
+                // at `+failover-end` and publishes its `+switch-master` just
+                // after. Where no sentinel's `+switch-master` came first (no
+                // replica left to reconfigure, so the end follows the
+                // promotion at once), the end is the switch: it is what
+                // pages, and the leader's own `+switch-master` then opens
+                // nothing.
+                if let Some(t) = &mut self.open {
+                    if t.new_master.is_some() && t.at(MarkName::Promoted).is_some() {
+                        t.mark(MarkName::Switched, ctx.at, ctx.reporter);
+                    }
+                }
                 self.mark(ctx, MarkName::Ended, master_addr, false);
                 self.advance(S::UpdateConfig);
                 self.finish(Outcome::Completed, None)
@@ -453,6 +465,44 @@ mod tests {
             );
             assert_eq!(t.epochs, [1], "{version}");
         }
+    }
+
+    /// Redis 7.0 in a chaos run: the only other replica was down, so the
+    /// leader ended right after the promotion and every `+switch-master`
+    /// came after `+failover-end`. The end is the switch, and the leader's
+    /// own `+switch-master` that follows opens nothing.
+    #[test]
+    fn an_end_before_any_switch_is_the_switch() {
+        const MASTER: &str = "master mymaster 10.213.0.4 28680";
+        const REPLICA: &str = "slave 10.213.0.2:26669 10.213.0.2 26669 @ mymaster 10.213.0.4 28680";
+        let mut s = SentinelShard::default();
+        for (at, channel, payload) in [
+            (1014.74, "+sdown", MASTER),
+            (1014.74, "+odown", MASTER),
+            (1014.74, "+try-failover", MASTER),
+            (1014.80, "+elected-leader", MASTER),
+            (1014.86, "+selected-slave", REPLICA),
+            (1015.81, "+promoted-slave", REPLICA),
+        ] {
+            s.on_event(&Event::parse(channel, payload), &ctx(at, "leader"));
+        }
+        let Step::Closed(t) = s.on_event(
+            &Event::parse("+failover-end", MASTER),
+            &ctx(1015.88, "leader"),
+        ) else {
+            panic!("the end closes the failover")
+        };
+        assert_eq!(t.outcome, Some(Outcome::Completed));
+        assert_eq!(t.switch_seen(), Some(1015.88));
+        assert_eq!(t.new_master.as_deref(), Some("10.213.0.2:26669"));
+        let switch = Event::parse(
+            "+switch-master",
+            "mymaster 10.213.0.4 28680 10.213.0.2 26669",
+        );
+        for who in ["leader", "other"] {
+            assert_eq!(s.on_event(&switch, &ctx(1015.89, who)), Step::Unchanged);
+        }
+        assert!(s.open.is_none());
     }
 
     #[test]
